@@ -1,0 +1,196 @@
+//! The command line: what the user typed (parsed without touching the system), then dispatch.
+
+mod logger;
+mod validate;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::nut::version::NutVersion;
+
+/// Exit code when the check itself could not run.
+pub const EXIT_CANNOT_RUN: u8 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Options every command accepts, before or after the command's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Common {
+    pub nut_dir: Option<PathBuf>,
+    pub settings: Option<PathBuf>,
+    pub format: Format,
+    /// -1 per `-q`, +1 per `-v`.
+    pub verbosity: i8,
+    pub nut_version: Option<NutVersion>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Validate,
+    Help,
+    Version,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    pub command: Command,
+    pub common: Common,
+    pub positional: Vec<String>,
+}
+
+pub const USAGE: &str = "\
+power-snitch: keeps a UPS + Network UPS Tools setup correct and observable
+
+Usage: power-snitch COMMAND [OPTIONS]
+
+Commands:
+  validate     check NUT's files (ups.conf, upsd.conf, upsd.users, upsmon.conf, nut.conf)
+  help         print this text
+
+Options (before or after the command):
+  --nut-dir DIR          NUT's configuration directory (default: $NUT_CONFPATH, else /etc/nut)
+  --settings FILE        Power Snitch's settings file (default: /var/lib/power-snitch/settings.bin)
+  --format human|json    output for people (default) or for programs
+  --nut-version X.Y.Z    check against this NUT release instead of the installed one
+  -v, -q                 more or less logging on stderr (repeatable)
+  -h, --help             print this text
+  -V, --version          print the version
+
+Exit codes: 0 nothing above info, 1 warnings, 2 errors, 3 the check could not run.
+";
+
+/// Parses the arguments after the program name.
+pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, String> {
+    let mut command = None;
+    let mut common = Common {
+        nut_dir: None,
+        settings: None,
+        format: Format::Human,
+        verbosity: 0,
+        nut_version: None,
+    };
+    let mut positional = Vec::new();
+    let mut it = argv.into_iter();
+    while let Some(arg) = it.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?;
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| format!("{name} needs {what}")),
+            }
+        };
+        match name.as_str() {
+            "--nut-dir" => common.nut_dir = Some(PathBuf::from(value("a directory")?)),
+            "--settings" => common.settings = Some(PathBuf::from(value("a file")?)),
+            "--format" => {
+                common.format = match value("`human` or `json`")?.as_str() {
+                    "human" => Format::Human,
+                    "json" => Format::Json,
+                    other => return Err(format!("--format is `human` or `json`, not `{other}`")),
+                }
+            }
+            "--nut-version" => common.nut_version = Some(value("a version such as 2.8.0")?.parse()?),
+            "-h" | "--help" => command = Some(Command::Help),
+            "-V" | "--version" => command = Some(Command::Version),
+            s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
+            s if s.starts_with('-') && s.len() > 1 => {
+                for c in s[1..].chars() {
+                    match c {
+                        'v' => common.verbosity = common.verbosity.saturating_add(1),
+                        'q' => common.verbosity = common.verbosity.saturating_sub(1),
+                        'h' => command = Some(Command::Help),
+                        'V' => command = Some(Command::Version),
+                        _ => return Err(format!("unknown option `-{c}`")),
+                    }
+                }
+            }
+            _ if command.is_none() => {
+                command = Some(match arg.as_str() {
+                    "validate" => Command::Validate,
+                    "help" => Command::Help,
+                    other => return Err(format!("unknown command `{other}`")),
+                })
+            }
+            _ => positional.push(arg),
+        }
+    }
+    let command = command.ok_or("no command given")?;
+    Ok(Args {
+        command,
+        common,
+        positional,
+    })
+}
+
+/// Runs the program and returns its exit code.
+pub fn main() -> ExitCode {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("power-snitch: {e}\n\n{USAGE}");
+            return ExitCode::from(EXIT_CANNOT_RUN);
+        }
+    };
+    logger::init(args.common.verbosity);
+    let (code, out) = match args.command {
+        Command::Help => (0, USAGE.to_string()),
+        Command::Version => (0, format!("power-snitch {}\n", env!("CARGO_PKG_VERSION"))),
+        Command::Validate => validate::run(&args),
+    };
+    write_stdout(&out);
+    ExitCode::from(code)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("power-snitch: cannot write output: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Args, String> {
+        parse_args(s.split_whitespace().map(OsString::from))
+    }
+
+    #[test]
+    fn options_go_before_or_after_the_command() {
+        let a = parse("--nut-dir /x validate --format json -vv").unwrap();
+        let b = parse("validate --nut-dir=/x --format=json -v -v").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.command, Command::Validate);
+        assert_eq!(a.common.nut_dir, Some(PathBuf::from("/x")));
+        assert_eq!(a.common.format, Format::Json);
+        assert_eq!(a.common.verbosity, 2);
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_wrong() {
+        assert_eq!(parse("validate --format xml").unwrap_err(), "--format is `human` or `json`, not `xml`");
+        assert_eq!(parse("frobnicate").unwrap_err(), "unknown command `frobnicate`");
+        assert_eq!(parse("validate --nut-dir").unwrap_err(), "--nut-dir needs a directory");
+        assert!(parse("validate --nut-version x").is_err());
+        assert_eq!(parse("").unwrap_err(), "no command given");
+    }
+}

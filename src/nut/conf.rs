@@ -1,0 +1,181 @@
+//! What all parseconf-based files share: lexing with findings, and reading `key = value`.
+
+use super::diag::{Code, Sink};
+use super::lexer::{lex, Dialect, Line, Mangling, Word, ARG_LIMIT, WORD_LIMIT};
+
+/// Lexes a file and reports every silent change NUT makes to it.
+pub fn read_lines(text: &[u8], dialect: Dialect, sink: &mut Sink) -> Vec<Line> {
+    let lexed = lex(text, dialect);
+    for event in lexed.events {
+        let pos = event.pos;
+        match event.what {
+            Mangling::HashInQuotes => sink
+                .error(
+                    Code::LineSkipped,
+                    pos,
+                    "NUT up to 2.8.5 stops at an unescaped `#` inside quotes and skips this line"
+                        .into(),
+                )
+                .with_hint("write `\\#` for a literal `#`"),
+            Mangling::DroppedBytes { count, non_ascii } => {
+                let what = if non_ascii {
+                    "non-ASCII bytes"
+                } else {
+                    "control characters (a tab, a line break inside quotes)"
+                };
+                sink.warning(
+                    Code::BytesDropped,
+                    pos,
+                    format!("NUT drops {count} byte(s) of {what} from this word"),
+                )
+                .with_hint("use printable ASCII only; NUT keeps bytes 0x20 to 0x7F")
+            }
+            Mangling::WordCut { len } => sink
+                .warning(
+                    Code::WordCut,
+                    pos,
+                    format!("this word has {len} characters; NUT keeps only the first {WORD_LIMIT}"),
+                )
+                .with_hint("shorten it"),
+            Mangling::WordsDropped { count } => sink
+                .warning(
+                    Code::WordsDropped,
+                    pos,
+                    format!(
+                        "NUT keeps {ARG_LIMIT} words of a line and drops the {count} after this one"
+                    ),
+                )
+                .with_hint("quote a long value, or split the line"),
+            Mangling::EqualsSplit => sink
+                .warning(
+                    Code::EqualsSplit,
+                    pos,
+                    "this unquoted `=` is a word of its own to NUT, so it splits what surrounds it"
+                        .into(),
+                )
+                .with_hint("put the value in double quotes, or write `\\=`"),
+            Mangling::QuoteRunsOn { until_line } => sink
+                .warning(
+                    Code::QuoteRunsOn,
+                    pos,
+                    format!(
+                        "the quote opened here runs on to line {until_line}; NUT drops the line break and reads it all as one word"
+                    ),
+                )
+                .with_hint("close the quote on the same line"),
+            Mangling::UnterminatedQuote => sink
+                .warning(
+                    Code::UnterminatedQuote,
+                    pos,
+                    "the quote opened here is never closed: NUT reads the rest of the file into this word"
+                        .into(),
+                )
+                .with_hint("close the quote"),
+            Mangling::EmptyWord { after_continuation } => {
+                let why = if after_continuation {
+                    "the trailing backslash joins a line that starts with white space or is empty, so NUT reads an empty word here"
+                } else {
+                    "NUT reads an empty word here (a dropped control or non-ASCII byte started it)"
+                };
+                sink.warning(Code::EmptyWord, pos, why.into())
+                    .with_hint("remove the backslash, or the indentation of the next line")
+            }
+            Mangling::BackslashBeforeCr => sink
+                .warning(
+                    Code::BackslashCr,
+                    pos,
+                    "this line ends in `\\` and a Windows line ending: the backslash escapes the CR, so it does not join the next line"
+                        .into(),
+                )
+                .with_hint("convert the file to Unix line endings (dos2unix)"),
+            Mangling::LastLineLost => sink
+                .warning(
+                    Code::LastLineLost,
+                    pos,
+                    "the file ends in this one-word line without a newline: NUT never reads it"
+                        .into(),
+                )
+                .with_hint("end the file with a newline"),
+            Mangling::QuoteInsideWord => sink
+                .warning(
+                    Code::QuoteInWord,
+                    pos,
+                    "a `\"` inside a word is an ordinary character to NUT; quotes group only at the start of a word"
+                        .into(),
+                )
+                .with_hint("quote the whole word"),
+            Mangling::HashEndsWord => sink
+                .warning(
+                    Code::CommentInWord,
+                    pos,
+                    "this `#` starts a comment, so NUT ends the word right before it".into(),
+                )
+                .with_hint("write `\\#` (or quote the word, NUT 2.8.6 and later) to keep the `#`; put a space before a comment"),
+            Mangling::TextAfterQuote => sink
+                .warning(
+                    Code::TextAfterQuote,
+                    pos,
+                    "text right after a closing quote is a separate word to NUT".into(),
+                )
+                .with_hint("put a space before it, or move it inside the quotes"),
+        }
+    }
+    lexed.lines
+}
+
+/// Is this word NUT's `=` separator (quoted or not, NUT compares the text)?
+pub fn is_equals(w: &Word) -> bool {
+    w.text == "="
+}
+
+/// A line in NUT's `name = value` form, or a bare flag.
+pub enum Setting<'a> {
+    /// `name = value`, with any words NUT ignores after the value.
+    Value {
+        name: &'a Word,
+        value: &'a Word,
+        extra: &'a [Word],
+    },
+    /// A single word.
+    Flag(&'a Word),
+    /// `name =` with nothing after it.
+    Empty(&'a Word),
+    /// Two or more words without `=` in second place.
+    Other,
+}
+
+/// Reads a line the way ups.conf's and upsd.users' readers do.
+pub fn setting(line: &Line) -> Setting<'_> {
+    match line.words.as_slice() {
+        [flag] => Setting::Flag(flag),
+        [name, eq] if is_equals(eq) => Setting::Empty(name),
+        [name, eq, value, extra @ ..] if is_equals(eq) => Setting::Value { name, value, extra },
+        _ => Setting::Other,
+    }
+}
+
+/// Is this word a `[section]` header, as NUT tests it (starts with `[`, ends with `]`)?
+pub fn section_name(w: &Word) -> Option<&str> {
+    let t = w.text.as_str();
+    (t.len() >= 2 && t.starts_with('[') && t.ends_with(']')).then(|| &t[1..t.len() - 1])
+}
+
+/// Reports words NUT ignores after a value.
+pub fn report_extra(sink: &mut Sink, name: &Word, extra: &[Word]) {
+    if let Some(first) = extra.first() {
+        let ignored: Vec<&str> = extra
+            .iter()
+            .map(|w| if w.text.is_empty() { "\"\"" } else { w.text.as_str() })
+            .collect();
+        sink.warning(
+            Code::ExtraWords,
+            first.pos,
+            format!(
+                "NUT ignores `{}` after the value of `{}`",
+                ignored.join(" "),
+                name.text
+            ),
+        )
+        .with_hint("put the whole value in double quotes");
+    }
+}

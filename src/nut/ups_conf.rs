@@ -1,0 +1,470 @@
+//! ups.conf: the UPS sections the drivers, upsdrvctl and upsd read.
+
+use super::conf::{report_extra, section_name, setting, Setting};
+use super::diag::{Code, Sink};
+use super::drivers::{Lookup, VarKind, GLOBAL};
+use super::lexer::{Line, Pos};
+use super::Context;
+
+/// One `name = value` or flag line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    /// `None` for a flag.
+    pub value: Option<String>,
+    pub pos: Pos,
+    pub value_pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpsSection {
+    pub name: String,
+    /// Where the `[name]` header is.
+    pub pos: Pos,
+    pub entries: Vec<Entry>,
+}
+
+impl UpsSection {
+    /// The value NUT uses: the last one given.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().rev().find(|e| e.name == name)
+    }
+
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|e| e.value.as_deref())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpsConf {
+    pub globals: Vec<Entry>,
+    pub sections: Vec<UpsSection>,
+}
+
+impl UpsConf {
+    /// The sections NUT ends up with: a repeated name merges into its first occurrence.
+    pub fn section(&self, name: &str) -> Option<&UpsSection> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    pub fn global(&self, name: &str) -> Option<&str> {
+        self.globals
+            .iter()
+            .rev()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    }
+}
+
+/// Reads the structure, as NUT's `upsconf.c` does, reporting lines NUT ignores.
+pub fn parse(lines: &[Line], sink: &mut Sink) -> UpsConf {
+    let mut conf = UpsConf::default();
+    for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
+        let first = &line.words[0];
+        if let Some(name) = section_name(first) {
+            report_extra(sink, first, &line.words[1..]);
+            conf.sections.push(UpsSection {
+                name: name.to_string(),
+                pos: first.pos,
+                entries: Vec::new(),
+            });
+            continue;
+        }
+        let entry = match setting(line) {
+            Setting::Flag(w) => Entry {
+                name: w.text.clone(),
+                value: None,
+                pos: w.pos,
+                value_pos: w.pos,
+            },
+            Setting::Value { name, value, extra } => {
+                report_extra(sink, name, extra);
+                Entry {
+                    name: name.text.clone(),
+                    value: Some(value.text.clone()),
+                    pos: name.pos,
+                    value_pos: value.pos,
+                }
+            }
+            Setting::Empty(name) => {
+                sink.warning(
+                    Code::MissingValue,
+                    name.pos,
+                    format!("`{} =` has no value, so NUT ignores the line", name.text),
+                )
+                .with_hint(format!("write `{} = VALUE`", name.text));
+                continue;
+            }
+            Setting::Other => {
+                if first.text.starts_with('[') {
+                    sink.warning(
+                        Code::NotASetting,
+                        first.pos,
+                        "NUT ignores this line: a section name cannot contain white space, so this is not a `[section]` header, and the settings below it go to the section before".into(),
+                    )
+                    .with_hint("write the name without spaces, e.g. `[rack-ups]`");
+                } else {
+                    let w = &line.words;
+                    sink.warning(
+                        Code::NotASetting,
+                        first.pos,
+                        "NUT ignores this line: it is neither a `[section]` nor `name = value`".into(),
+                    )
+                    .with_hint(format!("write `{} = {}`", w[0].text, w[1].text));
+                }
+                continue;
+            }
+        };
+        match conf.sections.last_mut() {
+            Some(section) => section.entries.push(entry),
+            None => conf.globals.push(entry),
+        }
+    }
+    conf
+}
+
+/// The sections as NUT's programs use them: a repeated `[name]` adds to the first one.
+pub fn merged(conf: &UpsConf, sink: &mut Sink) -> Vec<UpsSection> {
+    let mut out: Vec<UpsSection> = Vec::new();
+    for section in &conf.sections {
+        match out.iter_mut().find(|s| s.name == section.name) {
+            Some(first) => {
+                sink.warning(
+                    Code::Duplicate,
+                    section.pos,
+                    format!(
+                        "UPS `{}` is already defined at line {}; NUT merges both sections and later values win",
+                        section.name, first.pos.line
+                    ),
+                )
+                .with_hint("give each UPS its own name, or merge the sections");
+                first.entries.extend(section.entries.iter().cloned());
+            }
+            None => out.push(section.clone()),
+        }
+    }
+    out
+}
+
+/// Checks what NUT's programs will make of the sections.
+pub fn check(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
+    check_globals(conf, cx, sink);
+    for section in &merged(conf, sink) {
+        check_name(section, sink);
+        check_section(section, cx, sink);
+    }
+    if conf.sections.is_empty() {
+        sink.warning(
+            Code::NoUps,
+            Pos::new(0, 0),
+            "ups.conf defines no UPS, so no driver will start".into(),
+        )
+        .with_hint("add a section: `[myups]` with `driver` and `port`");
+    }
+}
+
+fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
+    for e in &conf.globals {
+        match cx.drivers.lookup(GLOBAL, &e.name, cx.version) {
+            Lookup::Accepted(kind) => {
+                check_kind(e, kind, sink);
+                check_value(e, sink);
+            }
+            Lookup::NotYet(v) => {
+                sink.warning(
+                    Code::UnknownDirective,
+                    e.pos,
+                    format!("`{}` is understood from NUT {v} on; NUT {} ignores it", e.name, cx.version),
+                );
+            }
+            Lookup::NoLonger(v) => {
+                sink.warning(
+                    Code::Removed,
+                    e.pos,
+                    format!("`{}` is no longer read since NUT {v}", e.name),
+                );
+            }
+            Lookup::Unknown => {
+                let in_section = cx
+                    .drivers
+                    .section_var("", &e.name, cx.version)
+                    .is_some_and(|l| matches!(l, Lookup::Accepted(_)))
+                    || cx.drivers.drivers.iter().any(|d| d.vars.iter().any(|v| v.name == e.name));
+                if in_section {
+                    sink.warning(
+                        Code::OutsideSection,
+                        e.pos,
+                        format!("`{}` is a UPS setting, but it comes before any `[section]`, so NUT ignores it", e.name),
+                    )
+                    .with_hint("move it below the `[name]` line of its UPS");
+                } else {
+                    sink.warning(
+                        Code::UnknownDirective,
+                        e.pos,
+                        format!("NUT does not know the global setting `{}` and ignores it", e.name),
+                    )
+                    .with_hint(format!(
+                        "global settings are: {}",
+                        cx.drivers.accepted(GLOBAL, cx.version).join(", ")
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_name(section: &UpsSection, sink: &mut Sink) {
+    let name = section.name.as_str();
+    if name.is_empty() {
+        sink.error(
+            Code::BadSectionName,
+            section.pos,
+            "a section needs a name: `[]` cannot be started or monitored".into(),
+        )
+        .with_hint("write e.g. `[myups]`");
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        sink.warning(
+            Code::BadSectionName,
+            section.pos,
+            format!("the UPS name `{name}` contains `{c}`; clients address a UPS as NAME@HOST:PORT, so use letters, digits, `_`, `-` and `.` only"),
+        );
+    }
+}
+
+fn check_section(section: &UpsSection, cx: &Context, sink: &mut Sink) {
+    let driver = section.get("driver");
+    let Some(driver_entry) = driver else {
+        sink.error(
+            Code::MissingDriver,
+            section.pos,
+            format!("UPS `{}` has no `driver`, so no driver can serve it", section.name),
+        )
+        .with_hint("add `driver = NAME` (e.g. usbhid-ups for most USB UPSes)");
+        return check_port(section, sink);
+    };
+    check_port(section, sink);
+    let driver = driver_entry.value.as_deref().unwrap_or_default();
+    let known = cx.drivers.driver(driver).is_some_and(|d| d.since.is_none_or(|s| s <= cx.version));
+    let on_host = cx.host_drivers.map(|h| h.iter().any(|d| d == driver));
+    match (known, on_host) {
+        (_, Some(true)) | (true, None) => {}
+        (_, Some(false)) | (false, None) => {
+            let near = nearest(driver, cx);
+            let where_ = if on_host.is_some() { "this host's NUT driver directory" } else { "NUT" };
+            let f = sink.error(
+                Code::UnknownDriver,
+                driver_entry.value_pos,
+                format!("there is no driver `{driver}` in {where_} {}", cx.version),
+            );
+            match near {
+                Some(n) => f.with_hint(format!("did you mean `{n}`?")),
+                None => f.with_hint("see the driver list in NUT's hardware compatibility list"),
+            }
+        }
+    }
+    let mut seen: Vec<&Entry> = Vec::new();
+    for e in &section.entries {
+        if let Some(prev) = seen.iter().find(|p| p.name == e.name) {
+            sink.warning(
+                Code::Duplicate,
+                e.pos,
+                format!("`{}` is already set at line {}; the later value wins", e.name, prev.pos.line),
+            );
+        } else {
+            seen.push(e);
+        }
+        match cx.drivers.section_var(driver, &e.name, cx.version) {
+            Some(Lookup::Accepted(kind)) => {
+                check_kind(e, kind, sink);
+                check_value(e, sink);
+            }
+            Some(Lookup::NotYet(v)) => {
+                sink.error(
+                    Code::UnknownVariable,
+                    e.pos,
+                    format!(
+                        "`{}` is accepted by {driver} from NUT {v} on; the {driver} of NUT {} stops with a fatal error on it",
+                        e.name, cx.version
+                    ),
+                )
+                .with_hint(format!("remove it, or upgrade NUT to {v}"));
+            }
+            Some(Lookup::NoLonger(v)) => {
+                sink.error(
+                    Code::UnknownVariable,
+                    e.pos,
+                    format!("{driver} no longer accepts `{}` since NUT {v}, and stops with a fatal error on it", e.name),
+                )
+                .with_hint("remove it");
+            }
+            Some(Lookup::Unknown) if known => {
+                let f = sink.error(
+                    Code::UnknownVariable,
+                    e.pos,
+                    format!(
+                        "{driver} does not accept `{}`: the driver stops with \"'{}' is not a valid variable name for this driver\"",
+                        e.name, e.name
+                    ),
+                );
+                let accepted = cx.drivers.accepted(driver, cx.version);
+                match accepted.iter().find(|a| close(a, &e.name)) {
+                    Some(n) => f.with_hint(format!("did you mean `{n}`?")),
+                    None => f.with_hint(format!("{driver} accepts: {}", accepted.join(", "))),
+                }
+            }
+            Some(Lookup::Unknown) | None => {
+                if cx.drivers.lookup(GLOBAL, &e.name, cx.version) != Lookup::Unknown {
+                    // e.g. maxretry inside a section: only upsdrvctl reads it globally.
+                    sink.warning(
+                        Code::OutsideSection,
+                        e.pos,
+                        format!("`{}` is a global setting; inside a section the driver may reject it", e.name),
+                    )
+                    .with_hint("move it above the first `[section]`");
+                } else {
+                    sink.info(
+                        Code::UnknownVariable,
+                        e.pos,
+                        format!("cannot check `{}`: the variables of driver `{driver}` are not known here", e.name),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_port(section: &UpsSection, sink: &mut Sink) {
+    match section.get("port") {
+        None => {
+            sink.error(
+                Code::MissingPort,
+                section.pos,
+                format!("UPS `{}` has no `port`: the driver stops with \"you must specify a port name\"", section.name),
+            )
+            .with_hint("add `port = auto` for USB, or the device path (e.g. /dev/ttyUSB0) for serial");
+        }
+        Some(Entry { value: Some(v), value_pos, .. }) if v.is_empty() => {
+            sink.error(Code::BadValue, *value_pos, "`port` is empty".into())
+                .with_hint("`port = auto` for USB, or a device path for serial");
+        }
+        _ => {}
+    }
+}
+
+fn check_kind(e: &Entry, kind: VarKind, sink: &mut Sink) {
+    match (kind, &e.value) {
+        (VarKind::Flag, Some(v)) => {
+            sink.warning(
+                Code::FlagWithValue,
+                e.pos,
+                format!("`{}` is a flag: NUT turns it on whatever the value (`{v}`), even `no`", e.name),
+            )
+            .with_hint(format!("write just `{}` to turn it on, or remove the line", e.name));
+        }
+        (VarKind::Value, None) => {
+            sink.warning(
+                Code::FlagWithValue,
+                e.pos,
+                format!("`{}` takes a value; on its own it sets nothing", e.name),
+            )
+            .with_hint(format!("write `{} = VALUE`", e.name));
+        }
+        _ => {}
+    }
+}
+
+/// Checks the form of values whose form NUT constrains.
+fn check_value(e: &Entry, sink: &mut Sink) {
+    let Some(v) = e.value.as_deref() else { return };
+    let pos = e.value_pos;
+    let regex_like = v.chars().any(|c| "^$.*+?()[]{}|\\".contains(c));
+    match e.name.as_str() {
+        "vendorid" | "productid" if !regex_like => {
+            if !(v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit())) {
+                let f = sink.error(
+                    Code::BadValue,
+                    pos,
+                    format!("`{}` must be 4 hexadecimal digits (it is matched against the device's ID), not `{v}`", e.name),
+                );
+                let digits = v.trim_start_matches("0x").trim_start_matches("0X");
+                if digits.len() <= 4 && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                    f.with_hint(format!("write `{} = {:0>4}`", e.name, digits.to_ascii_lowercase()));
+                }
+            }
+        }
+        "bus" | "device" if !regex_like => {
+            if !(v.len() <= 3 && v.chars().all(|c| c.is_ascii_digit())) {
+                sink.error(
+                    Code::BadValue,
+                    pos,
+                    format!("`{}` is matched against a USB {} number such as `001`, not `{v}`", e.name, e.name),
+                )
+                .with_hint("see `lsusb`: Bus 001 Device 004");
+            }
+        }
+        "busport" if !regex_like => {
+            if !v.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') || v.is_empty() {
+                sink.error(
+                    Code::BadValue,
+                    pos,
+                    format!("`busport` is a USB port path such as `1.2`, not `{v}`"),
+                );
+            }
+        }
+        "sdorder" | "maxstartdelay" | "maxretry" | "retrydelay" | "debug_min" => {
+            if v.parse::<i64>().is_err() {
+                sink.error(Code::BadValue, pos, format!("`{}` must be a whole number, not `{v}`", e.name));
+            }
+        }
+        "pollinterval" => {
+            if !v.parse::<u32>().is_ok_and(|n| n > 0) {
+                sink.error(
+                    Code::BadValue,
+                    pos,
+                    format!("`pollinterval` must be a whole number of seconds above 0, not `{v}`"),
+                );
+            }
+        }
+        "synchronous" => {
+            if !matches!(v, "yes" | "no" | "auto") {
+                sink.error(
+                    Code::BadValue,
+                    pos,
+                    format!("`synchronous` is `yes`, `no` or `auto`, not `{v}`"),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn nearest<'a>(driver: &str, cx: &'a Context) -> Option<&'a str> {
+    let from_host = cx.host_drivers.into_iter().flatten().map(|s| s.as_str());
+    from_host
+        .chain(cx.drivers.driver_names(cx.version))
+        .find(|n| close(n, driver))
+}
+
+/// Names that differ by case, `-`/`_`, or one edit.
+pub fn close(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    let (a, b) = (norm(a), norm(b));
+    a == b || edit_distance(&a, &b) <= 1 || (a.len() > 3 && (a.starts_with(&b) || b.starts_with(&a)))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

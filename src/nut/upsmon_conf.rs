@@ -1,0 +1,326 @@
+//! upsmon.conf: which UPSes upsmon watches, and what it does about them.
+
+use super::diag::{Code, Sink};
+use super::lexer::{Line, Pos, Word};
+use super::upsd_conf::DEFAULT_PORT;
+use super::version::NutVersion;
+use super::Context;
+
+/// What a MONITOR line asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorRole {
+    Primary,
+    Secondary,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Monitor {
+    pub ups: String,
+    pub host: String,
+    pub port: u16,
+    pub power_value: u32,
+    pub user: String,
+    pub password: String,
+    pub role: MonitorRole,
+    pub pos: Pos,
+    pub ups_pos: Pos,
+    pub user_pos: Pos,
+    pub password_pos: Pos,
+    pub role_pos: Pos,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpsmonConf {
+    pub monitors: Vec<Monitor>,
+    pub min_supplies: Option<(u32, Pos)>,
+    pub run_as_user: Option<String>,
+}
+
+/// Directives and the words each needs after the keyword.
+const DIRECTIVES: &[(&str, usize, Option<NutVersion>)] = &[
+    ("MONITOR", 5, None),
+    ("MINSUPPLIES", 1, None),
+    ("SHUTDOWNCMD", 1, None),
+    ("NOTIFYCMD", 1, None),
+    ("POLLFREQ", 1, None),
+    ("POLLFREQALERT", 1, None),
+    ("HOSTSYNC", 1, None),
+    ("DEADTIME", 1, None),
+    ("POWERDOWNFLAG", 1, None),
+    ("NOTIFYMSG", 2, None),
+    ("NOTIFYFLAG", 2, None),
+    ("RBWARNTIME", 1, None),
+    ("NOCOMMWARNTIME", 1, None),
+    ("FINALDELAY", 1, None),
+    ("RUN_AS_USER", 1, None),
+    ("CERTPATH", 1, None),
+    ("CERTIDENT", 2, None),
+    ("CERTHOST", 4, None),
+    ("CERTVERIFY", 1, None),
+    ("FORCESSL", 1, None),
+    ("DEBUG_MIN", 1, Some(NutVersion::new(2, 8, 0))),
+    ("POLLFAIL_LOG_THROTTLE_MAX", 1, Some(NutVersion::new(2, 8, 0))),
+    ("OFFDURATION", 1, Some(NutVersion::new(2, 8, 1))),
+    ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 1))),
+    ("SHUTDOWNEXIT", 1, Some(NutVersion::new(2, 8, 1))),
+];
+
+const NOTIFY_TYPES: &[&str] = &[
+    "ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK", "COMMBAD", "SHUTDOWN", "REPLBATT", "NOCOMM",
+    "NOPARENT", "CAL", "NOTCAL", "OFF", "NOTOFF", "BYPASS", "NOTBYPASS",
+];
+const NOTIFY_FLAGS: &[&str] = &["SYSLOG", "WALL", "EXEC", "IGNORE"];
+const NUMERIC: &[&str] = &[
+    "MINSUPPLIES",
+    "POLLFREQ",
+    "POLLFREQALERT",
+    "HOSTSYNC",
+    "DEADTIME",
+    "RBWARNTIME",
+    "NOCOMMWARNTIME",
+    "FINALDELAY",
+    "CERTVERIFY",
+    "FORCESSL",
+    "DEBUG_MIN",
+    "POLLFAIL_LOG_THROTTLE_MAX",
+    "OFFDURATION",
+    "OBLBDURATION",
+];
+
+pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
+    let mut conf = UpsmonConf::default();
+    for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
+        let key = &line.words[0];
+        let args = &line.words[1..];
+        let Some(&(name, need, since)) = DIRECTIVES.iter().find(|d| d.0 == key.text) else {
+            let f = sink.warning(
+                Code::UnknownDirective,
+                key.pos,
+                format!("upsmon does not know `{}` and ignores the line", key.text),
+            );
+            match DIRECTIVES.iter().find(|d| d.0.eq_ignore_ascii_case(&key.text)) {
+                Some(d) => f.with_hint(format!("keywords are case-sensitive: write `{}`", d.0)),
+                None => f.with_hint("see `man upsmon.conf`"),
+            }
+            continue;
+        };
+        if let Some(v) = since.filter(|v| cx.version < *v) {
+            sink.warning(
+                Code::UnknownDirective,
+                key.pos,
+                format!("`{name}` is understood from NUT {v} on; upsmon {} ignores it", cx.version),
+            );
+            continue;
+        }
+        if args.len() < need {
+            let code = if name == "MONITOR" { Code::BadMonitor } else { Code::MissingValue };
+            let f = sink.push(
+                if name == "MONITOR" { super::diag::Severity::Error } else { super::diag::Severity::Warning },
+                code,
+                key.pos,
+                format!("`{name}` needs {need} word(s) after it, this line has {}: upsmon ignores it", args.len()),
+            );
+            if name == "MONITOR" {
+                f.with_hint("write `MONITOR ups@host POWERVALUE USER PASSWORD primary|secondary`; quote a password with spaces");
+            }
+            continue;
+        }
+        if let Some(extra) = args.get(need) {
+            let what = if name == "SHUTDOWNCMD" || name == "NOTIFYCMD" {
+                "upsmon takes only the first word as the command; put the whole command in double quotes"
+            } else {
+                "upsmon ignores the words after the value; quote a value that contains spaces"
+            };
+            sink.warning(
+                Code::ExtraWords,
+                extra.pos,
+                format!("`{name}` takes {need} word(s): {what}"),
+            );
+        }
+        if args[0].text == "=" {
+            sink.warning(
+                Code::BadValue,
+                args[0].pos,
+                format!("upsmon.conf has no `=`: `{name} = ...` makes `=` the value"),
+            )
+            .with_hint(format!("write `{name} VALUE`"));
+            continue;
+        }
+        match name {
+            "MONITOR" => {
+                if let Some(m) = parse_monitor(args, cx, sink) {
+                    conf.monitors.push(m);
+                }
+            }
+            "MINSUPPLIES" => {
+                if let Ok(n) = args[0].text.parse() {
+                    conf.min_supplies = Some((n, key.pos));
+                }
+            }
+            "RUN_AS_USER" => conf.run_as_user = Some(args[0].text.clone()),
+            "NOTIFYFLAG" | "NOTIFYMSG" => {
+                check_notify_type(&args[0], sink);
+                if name == "NOTIFYFLAG" {
+                    for flag in args[1].text.split('+') {
+                        if !NOTIFY_FLAGS.contains(&flag) {
+                            sink.warning(
+                                Code::BadValue,
+                                args[1].pos,
+                                format!("`{flag}` is not a notify flag: use SYSLOG, WALL, EXEC or IGNORE joined by `+`"),
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        if NUMERIC.contains(&name) && args[0].text.parse::<i64>().is_err() {
+            sink.warning(
+                Code::BadValue,
+                args[0].pos,
+                format!("`{name}` must be a whole number, not `{}`", args[0].text),
+            );
+        }
+    }
+    let supply: u32 = conf.monitors.iter().map(|m| m.power_value).sum();
+    let (min, pos) = conf.min_supplies.unwrap_or((1, Pos::new(0, 0)));
+    if conf.monitors.is_empty() && min > 0 {
+        sink.error(
+            Code::NoMonitor,
+            pos,
+            "upsmon.conf has no usable MONITOR line: upsmon stops with \"insufficient power configured\"".into(),
+        )
+        .with_hint("add `MONITOR myups@localhost 1 USER PASSWORD primary`");
+    } else if supply < min {
+        sink.error(
+            Code::InsufficientPower,
+            pos,
+            format!("MINSUPPLIES is {min} but the MONITOR lines supply {supply}: upsmon stops with \"insufficient power configured\""),
+        )
+        .with_hint("lower MINSUPPLIES, or raise the power values of the MONITOR lines");
+    }
+    conf
+}
+
+fn check_notify_type(w: &Word, sink: &mut Sink) {
+    if !NOTIFY_TYPES.contains(&w.text.as_str()) {
+        sink.warning(
+            Code::BadValue,
+            w.pos,
+            format!("`{}` is not a notify type upsmon knows", w.text),
+        )
+        .with_hint(format!("types are: {}", NOTIFY_TYPES.join(", ")));
+    }
+}
+
+/// `MONITOR ups@host[:port] POWERVALUE USER PASSWORD primary|secondary`.
+fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor> {
+    let [system, power, user, password, role, ..] = args else { return None };
+    let (ups, host, port) = match split_system(&system.text) {
+        Ok(parts) => parts,
+        Err(why) => {
+            sink.error(Code::BadMonitor, system.pos, why)
+                .with_hint("write the UPS as NAME@HOST or NAME@HOST:PORT");
+            return None;
+        }
+    };
+    let power_value = match power.text.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => {
+            sink.error(
+                Code::BadMonitor,
+                power.pos,
+                format!("the power value must be a whole number (how many supplies this UPS feeds), not `{}`", power.text),
+            );
+            return None;
+        }
+    };
+    let modern = cx.version.knows_primary();
+    let role_kind = match role.text.to_ascii_lowercase().as_str() {
+        "primary" if modern => MonitorRole::Primary,
+        "secondary" if modern => MonitorRole::Secondary,
+        "master" | "slave" => {
+            let new = if role.text.eq_ignore_ascii_case("master") { "primary" } else { "secondary" };
+            if modern {
+                sink.warning(Code::Deprecated, role.pos, format!("`{}` is the old spelling", role.text))
+                    .with_hint(format!("write `{new}` (NUT 2.8.0 and later)"));
+            }
+            if new == "primary" { MonitorRole::Primary } else { MonitorRole::Secondary }
+        }
+        other => {
+            let hint = if modern { "primary or secondary" } else { "master or slave" };
+            sink.error(
+                Code::BadMonitor,
+                role.pos,
+                format!("`{other}` is not a MONITOR role: upsmon {} knows {hint}", cx.version),
+            )
+            .with_hint(format!("the last word of MONITOR is {hint}; quote a password with spaces"));
+            return None;
+        }
+    };
+    Some(Monitor {
+        ups,
+        host,
+        port,
+        power_value,
+        user: user.text.clone(),
+        password: password.text.clone(),
+        role: role_kind,
+        pos: system.pos,
+        ups_pos: system.pos,
+        user_pos: user.pos,
+        password_pos: password.pos,
+        role_pos: role.pos,
+    })
+}
+
+/// Splits `ups@host[:port]` as NUT's `upscli_splitname` does.
+pub fn split_system(s: &str) -> Result<(String, String, u16), String> {
+    let (ups, rest) = match s.split_once('@') {
+        Some((u, r)) => (u, r),
+        None => (s, "localhost"),
+    };
+    if ups.is_empty() {
+        return Err(format!("`{s}` has no UPS name before `@`"));
+    }
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        // [ipv6]:port
+        let (h, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("`{s}`: an IPv6 address opened with `[` needs `]`"))?;
+        (h, after.strip_prefix(':'))
+    } else if rest.matches(':').count() == 1 {
+        let (h, p) = rest.split_once(':').expect("one colon");
+        (h, Some(p))
+    } else {
+        (rest, None)
+    };
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host after `@`"));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{p}` in `{s}` is not a port number from 1 to 65535"))?,
+    };
+    Ok((ups.to_string(), host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_system_names() {
+        assert_eq!(split_system("ups@localhost"), Ok(("ups".into(), "localhost".into(), 3493)));
+        assert_eq!(split_system("ups@h:1234"), Ok(("ups".into(), "h".into(), 1234)));
+        assert_eq!(split_system("ups"), Ok(("ups".into(), "localhost".into(), 3493)));
+        assert_eq!(split_system("ups@[::1]:99"), Ok(("ups".into(), "::1".into(), 99)));
+        assert_eq!(split_system("ups@::1"), Ok(("ups".into(), "::1".into(), 3493)));
+        assert!(split_system("ups@h:x").is_err());
+        assert!(split_system("@h").is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! Differential tests against NUT itself: every fixture made for the installed NUT is run
+//! through NUT's own programs (each section's driver, upsd, upsmon logging in to that upsd),
+//! and what NUT rejects must be an error of ours at that place, and what NUT accepts must not be.
+//!
+//! Needs NUT's Debian packages (nut-server, nut-client) and root, as the README's test command
+//! sets up.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use power_snitch::nut::diag::{Code, Finding, Severity};
+use power_snitch::nut::drivers::DriverDb;
+use power_snitch::nut::{host, validate, Context};
+
+const LIBEXEC: &str = "/lib/nut";
+
+/// What NUT made of one fixture.
+#[derive(Debug, Default)]
+struct Verdict {
+    /// (file, line or 0 for the whole file, what NUT said)
+    rejected: Vec<(&'static str, u32, String)>,
+    /// Files NUT read and ran with.
+    exercised: Vec<&'static str>,
+}
+
+/// Starts a NUT program in a process group of its own (upsmon forks), output captured.
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("NUT program starts")
+}
+
+/// Ends a program and everything it forked.
+fn stop(child: &mut Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+fn run_for(cmd: Command, limit: Duration) -> (Option<i32>, String) {
+    let mut child = spawn(cmd);
+    let status = wait(&mut child, limit);
+    (status, output(&mut child))
+}
+
+/// Waits up to `limit` for the program to exit; stops it (and its group) if it does not.
+fn wait(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            return Some(s.code().unwrap_or(-1));
+        }
+        if Instant::now() > deadline {
+            stop(child);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn output(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut s);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+fn nut_env(cmd: &mut Command, dir: &Path) {
+    for v in ["NUT_CONFPATH", "NUT_STATEPATH", "NUT_ALTPIDPATH"] {
+        cmd.env(v, dir);
+    }
+}
+
+/// The 1-based number of the first line of `file` in `dir` whose text contains `needle`.
+fn line_of(dir: &Path, file: &str, needle: &str) -> u32 {
+    let text = fs::read(dir.join(file)).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .position(|l| l.contains(needle))
+        .map_or(0, |i| i as u32 + 1)
+}
+
+/// Copies a fixture where NUT's programs can use it, with the meta's modes and owners.
+fn stage(fixture: &Path, meta: &common::Meta) -> PathBuf {
+    let name = fixture.file_name().unwrap().to_string_lossy().to_string();
+    let dir = std::env::temp_dir().join(format!("psd-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let nut = host::account("nut").expect("user nut exists (Debian's nut-server creates it)");
+    let nut_gid = nut.gids[0];
+    for e in fs::read_dir(fixture).unwrap() {
+        let e = e.unwrap();
+        let f = e.file_name().to_string_lossy().to_string();
+        if f == "expected" || f == "meta" {
+            continue;
+        }
+        fs::copy(e.path(), dir.join(&f)).unwrap();
+        let mode = meta.mode(&f);
+        let (uid, gid) = match meta.owners.iter().find(|o| o.0 == f) {
+            Some(o) => (o.1, o.2),
+            None => (0, nut_gid),
+        };
+        nix::unistd::chown(&dir.join(&f), Some(uid.into()), Some(gid.into())).unwrap();
+        fs::set_permissions(dir.join(&f), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    nix::unistd::chown(&dir, Some(0.into()), Some(nut_gid.into())).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o770)).unwrap();
+    dir
+}
+
+fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
+    let mut v = Verdict::default();
+    if dir.join("ups.conf").exists() {
+        v.exercised.push("ups.conf");
+    }
+    // Each section's driver, parsing its configuration and dumping once.
+    for (name, driver) in sections {
+        let Some(driver) = driver else { continue };
+        let program = Path::new(LIBEXEC).join(driver);
+        let header = line_of(dir, "ups.conf", &format!("[{name}]"));
+        if !program.exists() {
+            let line = line_of(dir, "ups.conf", &format!("= {driver}"));
+            v.rejected.push(("ups.conf", line, format!("no driver {driver}")));
+            continue;
+        }
+        let mut cmd = Command::new(&program);
+        cmd.args(["-a", name, "-d", "1", "-u", "root"]);
+        nut_env(&mut cmd, dir);
+        let (_, out) = run_for(cmd, Duration::from_secs(8));
+        if let Some(rest) = out.split("Fatal error: '").nth(1) {
+            let var = rest.split("' is not a valid variable name").next().unwrap_or_default();
+            let line = line_of(dir, "ups.conf", var);
+            v.rejected.push(("ups.conf", line, format!("{driver}: `{var}` is not a valid variable")));
+        }
+        if out.contains("must specify a port name") {
+            v.rejected.push(("ups.conf", header, format!("{driver}: no port")));
+        }
+    }
+    // upsd, as user nut, as packaged.
+    let mut cmd = Command::new(Path::new(LIBEXEC).join("upsd"));
+    cmd.args(["-F", "-u", "nut"]);
+    nut_env(&mut cmd, dir);
+    let mut upsd = spawn(cmd);
+    let exited = wait(&mut upsd, Duration::from_millis(1200));
+    if exited.is_some() {
+        let out = output(&mut upsd);
+        for f in ["ups.conf", "upsd.conf", "upsd.users"] {
+            if out.contains(f) || f == "upsd.conf" {
+                v.rejected.push((f, 0, format!("upsd exits: {}", out.trim())));
+            }
+        }
+        return v;
+    }
+    v.exercised.extend(["upsd.conf", "upsd.users"]);
+    // upsmon logs in to that upsd with each MONITOR line.
+    if dir.join("upsmon.conf").exists() {
+        let mut cmd = Command::new(Path::new(LIBEXEC).join("upsmon"));
+        cmd.args(["-F", "-D", "-u", "root"]);
+        nut_env(&mut cmd, dir);
+        let (status, out) = run_for(cmd, Duration::from_millis(1500));
+        if status.is_some() && out.contains("Fatal error") {
+            v.rejected.push(("upsmon.conf", 0, format!("upsmon exits: {}", out.trim())));
+        }
+        for l in out.lines() {
+            let failed = l.contains("Login on UPS [")
+                || l.contains("privileges unavailable")
+                || l.contains("connect failed")
+                || l.contains("Connection refused");
+            if failed {
+                if let Some(sys) = l.split('[').nth(1).and_then(|s| s.split(']').next()) {
+                    let ups = sys.split('@').next().unwrap_or(sys);
+                    let host = sys.split('@').nth(1).unwrap_or("");
+                    if host.contains("example") {
+                        continue; // a remote host that cannot exist here
+                    }
+                    let line = line_of(dir, "upsmon.conf", &format!("{ups}@"));
+                    v.rejected.push(("upsmon.conf", line, l.trim().to_string()));
+                }
+            }
+        }
+        v.exercised.push("upsmon.conf");
+    }
+    stop(&mut upsd);
+    let _ = fs::remove_file("/run/nut/upsmon.pid");
+    v
+}
+
+/// Errors of ours that NUT's start-up cannot show: a USB match that can never find the
+/// device only shows when a device is attached.
+fn unobservable(f: &Finding) -> bool {
+    f.code == Code::BadValue
+        && ["vendorid", "productid", "bus", "device", "busport"]
+            .iter()
+            .any(|k| f.message.starts_with(&format!("`{k}`")))
+}
+
+#[test]
+fn nut_agrees_with_every_fixture() {
+    let (installed, _) = host::detect_version().expect("NUT is installed (apt install nut-server nut-client)");
+    let nut = host::installed_drivers();
+    let fixtures: Vec<PathBuf> = common::fixtures()
+        .into_iter()
+        .filter(|d| common::meta(d).version == installed)
+        .collect();
+    assert!(
+        fixtures.len() >= 40,
+        "only {} fixtures are for the installed NUT {installed}",
+        fixtures.len()
+    );
+    let mut problems = Vec::new();
+    for fixture in &fixtures {
+        let meta = common::meta(fixture);
+        let dir = stage(fixture, &meta);
+        let cx = Context {
+            version: installed,
+            drivers: DriverDb::builtin(),
+            host_drivers: nut.as_deref(),
+        };
+        let mut snap = host::snapshot(&dir);
+        snap.daemon = host::account("nut");
+        let (parsed, findings) = validate(&snap, &cx);
+        let sections: Vec<(String, Option<String>)> = parsed
+            .ups
+            .iter()
+            .flat_map(|u| u.sections.iter())
+            .map(|s| (s.name.clone(), s.value("driver").map(String::from)))
+            .collect();
+        let verdict = ask_nut(&dir, &sections);
+        let name = fixture.file_name().unwrap().to_string_lossy();
+        let errors = |file: &str| -> Vec<&Finding> {
+            findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error && f.file == file)
+                .collect()
+        };
+        for (file, line, said) in &verdict.rejected {
+            let ours = errors(file);
+            let hit = ours.iter().any(|f| *line == 0 || f.line == *line || f.line == 0);
+            if !hit {
+                problems.push(format!("{name}: NUT rejects {file}:{line} ({said}) but we report no error there"));
+            }
+        }
+        for file in &verdict.exercised {
+            if verdict.rejected.iter().any(|r| r.0 == *file) {
+                continue;
+            }
+            for f in errors(file).into_iter().filter(|f| !unobservable(f)) {
+                problems.push(format!(
+                    "{name}: NUT accepts {file}, but we report {}:{}: {}: {}",
+                    f.file, f.line, f.code, f.message
+                ));
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+    assert!(problems.is_empty(), "{} disagreement(s) with NUT:\n{}", problems.len(), problems.join("\n"));
+}
