@@ -179,3 +179,83 @@ pub fn report_extra(sink: &mut Sink, name: &Word, extra: &[Word]) {
         .with_hint("put the whole value in double quotes");
     }
 }
+
+/// Writes a word so that NUT's lexer reads it back unchanged: bare when it can be, else in
+/// double quotes with `\`, `"` and `#` escaped (as NUT's own `pconf_encode` does).
+pub fn format_word(text: &str) -> String {
+    let bare = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'"' | b'\\' | b'#' | b'='));
+    if bare {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '\\' | '"' | '#') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Writes a line of words (each through [`format_word`], a lone `=` as it is).
+pub fn format_line<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
+    let parts: Vec<String> = words
+        .into_iter()
+        .map(|w| if w == "=" { "=".to_string() } else { format_word(w) })
+        .collect();
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nut::lexer::{lex, Dialect};
+    use crate::nut::Rng;
+
+    fn random_text(rng: &mut Rng) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"ab=#\"\\ \t\n\r[]x1\x01\xc3\xa9\x7f";
+        let len = rng.next() % 80;
+        (0..len).map(|_| rng.pick(ALPHABET)).collect()
+    }
+
+    /// Format what the lexer read, read it again: the same words, for any input.
+    #[test]
+    fn formatting_what_was_read_reads_back_the_same() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for dialect in [Dialect::HashInQuotesIsError, Dialect::HashInQuotesIsLiteral] {
+            for _ in 0..20_000 {
+                let input = random_text(&mut rng);
+                for line in lex(&input, dialect).lines.iter().filter(|l| !l.skipped) {
+                    let words: Vec<&str> = line.words.iter().map(|w| w.text.as_str()).collect();
+                    let text = format_line(words.iter().copied()) + "\n";
+                    let again = lex(text.as_bytes(), dialect);
+                    let back: Vec<&str> = again
+                        .lines
+                        .iter()
+                        .flat_map(|l| l.words.iter().map(|w| w.text.as_str()))
+                        .collect();
+                    assert_eq!(back, words, "input {input:?} formatted as {text:?}");
+                    assert!(
+                        again.events.iter().all(|e| matches!(e.what, Mangling::EqualsSplit)),
+                        "formatting {words:?} as {text:?} is mangled: {:?}",
+                        again.events
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn formats_words_nut_style() {
+        assert_eq!(format_word("abc"), "abc");
+        assert_eq!(format_word("a b"), "\"a b\"");
+        assert_eq!(format_word("1=2"), "\"1=2\"");
+        assert_eq!(format_word("a#\"\\"), "\"a\\#\\\"\\\\\"");
+        assert_eq!(format_word(""), "\"\"");
+    }
+}

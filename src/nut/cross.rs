@@ -19,6 +19,7 @@ pub fn check(snap: &Snapshot, parsed: &Parsed) -> Vec<Finding> {
     let serves = matches!(mode, Some(Mode::Standalone | Mode::NetServer))
         || (mode.is_none() && parsed.ups.is_some());
     if serves {
+        check_served(parsed, &mut out);
         let mut sink = Sink::new(UPSMON_CONF);
         if let Some(upsmon) = &parsed.upsmon {
             for (i, m) in upsmon.monitors.iter().enumerate() {
@@ -38,6 +39,32 @@ pub fn check(snap: &Snapshot, parsed: &Parsed) -> Vec<Finding> {
         out.extend(sink.findings);
     }
     out
+}
+
+/// upsd stops at start when ups.conf leaves it no complete UPS, unless ALLOW_NO_DEVICE is on.
+fn check_served(parsed: &Parsed, out: &mut Vec<Finding>) {
+    let Some(ups) = &parsed.ups else { return };
+    if ups.sections.iter().any(super::ups_conf::complete) {
+        return;
+    }
+    let mut sink = Sink::new(UPS_CONF);
+    let allowed = parsed.upsd.as_ref().is_some_and(|u| u.allow_no_device);
+    let message = if ups.sections.is_empty() {
+        "ups.conf defines no UPS"
+    } else {
+        "no UPS in ups.conf has both `driver` and `port`"
+    };
+    if allowed {
+        sink.info(Code::NoUps, WHOLE, format!("{message}; upsd starts anyway (ALLOW_NO_DEVICE)"));
+    } else {
+        sink.error(
+            Code::NoUps,
+            WHOLE,
+            format!("{message}: upsd stops with \"at least one UPS must be defined in ups.conf\""),
+        )
+        .with_hint("add a section `[myups]` with `driver` and `port`, or `ALLOW_NO_DEVICE true` to upsd.conf");
+    }
+    out.extend(sink.findings);
 }
 
 fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Option<Mode> {

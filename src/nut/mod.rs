@@ -17,6 +17,28 @@ pub mod upsd_users;
 pub mod upsmon_conf;
 pub mod version;
 
+/// A small deterministic generator for the property tests, so they run the same cases everywhere.
+#[cfg(test)]
+pub(crate) struct Rng(pub u64);
+
+#[cfg(test)]
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
 use diag::{Code, Finding, Sink};
 use drivers::DriverDb;
 use lexer::Pos;

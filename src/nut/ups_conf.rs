@@ -1,6 +1,6 @@
 //! ups.conf: the UPS sections the drivers, upsdrvctl and upsd read.
 
-use super::conf::{report_extra, section_name, setting, Setting};
+use super::conf::{format_line, report_extra, section_name, setting, Setting};
 use super::diag::{Code, Sink};
 use super::drivers::{Lookup, VarKind, GLOBAL};
 use super::lexer::{Line, Pos};
@@ -153,14 +153,6 @@ pub fn check(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
         check_name(section, sink);
         check_section(section, cx, sink);
     }
-    if conf.sections.is_empty() {
-        sink.warning(
-            Code::NoUps,
-            Pos::new(0, 0),
-            "ups.conf defines no UPS, so no driver will start".into(),
-        )
-        .with_hint("add a section: `[myups]` with `driver` and `port`");
-    }
 }
 
 fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
@@ -232,6 +224,11 @@ fn check_name(section: &UpsSection, sink: &mut Sink) {
             format!("the UPS name `{name}` contains `{c}`; clients address a UPS as NAME@HOST:PORT, so use letters, digits, `_`, `-` and `.` only"),
         );
     }
+}
+
+/// Does a section have what upsd needs to serve it (`driver` and `port`)?
+pub fn complete(section: &UpsSection) -> bool {
+    section.value("driver").is_some_and(|d| !d.is_empty()) && section.value("port").is_some_and(|p| !p.is_empty())
 }
 
 fn check_section(section: &UpsSection, cx: &Context, sink: &mut Sink) {
@@ -414,23 +411,29 @@ fn check_value(e: &Entry, sink: &mut Sink) {
                 );
             }
         }
+        // NUT reads these with atoi() or a string compare and silently falls back.
         "sdorder" | "maxstartdelay" | "maxretry" | "retrydelay" | "debug_min" => {
             if v.parse::<i64>().is_err() {
-                sink.error(Code::BadValue, pos, format!("`{}` must be a whole number, not `{v}`", e.name));
+                sink.warning(
+                    Code::BadValue,
+                    pos,
+                    format!("`{}` must be a whole number, not `{v}`; NUT reads it as 0", e.name),
+                );
             }
         }
         "pollinterval" => {
             if !v.parse::<u32>().is_ok_and(|n| n > 0) {
-                sink.error(
+                sink.warning(
                     Code::BadValue,
                     pos,
-                    format!("`pollinterval` must be a whole number of seconds above 0, not `{v}`"),
-                );
+                    format!("`pollinterval` must be a whole number of seconds above 0, not `{v}`; the driver would poll without pause"),
+                )
+                .with_hint("the default is 2");
             }
         }
         "synchronous" => {
             if !matches!(v, "yes" | "no" | "auto") {
-                sink.error(
+                sink.warning(
                     Code::BadValue,
                     pos,
                     format!("`synchronous` is `yes`, `no` or `auto`, not `{v}`"),
@@ -467,4 +470,97 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// Writes ups.conf text that NUT (and [`parse`]) reads back as `conf`.
+pub fn format(conf: &UpsConf) -> String {
+    fn entry(out: &mut String, indent: &str, e: &Entry) {
+        out.push_str(indent);
+        match &e.value {
+            Some(v) => out.push_str(&format_line([e.name.as_str(), "=", v.as_str()])),
+            None => out.push_str(&format_line([e.name.as_str()])),
+        }
+        out.push('\n');
+    }
+    let mut out = String::new();
+    for e in &conf.globals {
+        entry(&mut out, "", e);
+    }
+    for s in &conf.sections {
+        out.push_str(&format_line([format!("[{}]", s.name).as_str()]));
+        out.push('\n');
+        for e in &s.entries {
+            entry(&mut out, "\t", e);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nut::conf::read_lines;
+    use crate::nut::lexer::Dialect;
+    use crate::nut::Rng;
+
+    fn parse_text(text: &str) -> (UpsConf, Vec<String>) {
+        let mut sink = Sink::new("ups.conf");
+        let lines = read_lines(text.as_bytes(), Dialect::HashInQuotesIsError, &mut sink);
+        let conf = parse(&lines, &mut sink);
+        (conf, sink.findings.iter().map(|f| f.code.to_string()).collect())
+    }
+
+    /// Names and values only: positions differ between the original and the formatted text.
+    fn shape(c: &UpsConf) -> Vec<(Option<String>, String, Option<String>)> {
+        let g = c.globals.iter().map(|e| (None, e.name.clone(), e.value.clone()));
+        let s = c.sections.iter().flat_map(|s| {
+            std::iter::once((Some(s.name.clone()), String::new(), None)).chain(
+                s.entries.iter().map(move |e| (Some(s.name.clone()), e.name.clone(), e.value.clone())),
+            )
+        });
+        g.chain(s).collect()
+    }
+
+    fn word(rng: &mut Rng, allow_empty: bool) -> String {
+        const PIECES: &[&str] = &["ups", "a b", "x=y", "#1", "\\", "\"", "[", "]", "port", "", "0463", "é"];
+        loop {
+            let n = 1 + rng.below(3);
+            let w: String = (0..n).map(|_| rng.pick(PIECES)).collect();
+            // NUT keeps printable ASCII only; a name cannot be `=` or look like a header.
+            let w: String = w.chars().filter(|c| (' '..='~').contains(c)).collect();
+            let header = w.starts_with('[') && w.ends_with(']') && w.len() >= 2;
+            if (allow_empty || !w.is_empty()) && w != "=" && !header {
+                return w;
+            }
+        }
+    }
+
+    fn entry(rng: &mut Rng, flag: bool) -> Entry {
+        Entry {
+            name: word(rng, false),
+            value: (!flag).then(|| word(rng, true)),
+            pos: Pos::default(),
+            value_pos: Pos::default(),
+        }
+    }
+
+    #[test]
+    fn format_then_parse_gives_the_same_configuration() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3_000 {
+            let mut conf = UpsConf::default();
+            for i in 0..rng.below(3) {
+                conf.globals.push(entry(&mut rng, i == 1));
+            }
+            for _ in 0..rng.below(4) {
+                let name = word(&mut rng, true);
+                let entries = (0..rng.below(4)).map(|i| entry(&mut rng, i == 2)).collect();
+                conf.sections.push(UpsSection { name, pos: Pos::default(), entries });
+            }
+            let text = format(&conf);
+            let (back, findings) = parse_text(&text);
+            assert_eq!(shape(&back), shape(&conf), "formatted as:\n{text}");
+            assert!(findings.is_empty(), "formatted text has findings {findings:?}:\n{text}");
+        }
+    }
 }

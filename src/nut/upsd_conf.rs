@@ -22,6 +22,8 @@ pub struct Listen {
 pub struct UpsdConf {
     pub listen: Vec<Listen>,
     pub maxage: Option<u32>,
+    /// ALLOW_NO_DEVICE: upsd starts even when ups.conf serves no UPS.
+    pub allow_no_device: bool,
 }
 
 impl UpsdConf {
@@ -127,6 +129,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
                 }
             }
             "ALLOW_NO_DEVICE" | "ALLOW_NOT_ALL_LISTENERS" | "DISABLE_WEAK_SSL" => {
+                if name == "ALLOW_NO_DEVICE" {
+                    conf.allow_no_device = is_true(&value.text);
+                }
                 if !is_boolean(&value.text) {
                     sink.warning(
                         Code::BadValue,
@@ -160,6 +165,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
         }
     }
     conf
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1")
 }
 
 fn is_boolean(v: &str) -> bool {

@@ -258,6 +258,19 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
             return None;
         }
     };
+    // upsmon sends USERNAME and PASSWORD without quoting; upsd reads the line with the same
+    // lexer as the files, so these characters split or change the word.
+    for (what, w) in [("user name", user), ("password", password)] {
+        if let Some(c) = w.text.chars().find(|c| matches!(c, ' ' | '=' | '"' | '\\' | '#') || c.is_ascii_control()) {
+            let shown = if c == ' ' { "a space".to_string() } else { format!("`{c}`") };
+            sink.error(
+                Code::BadMonitor,
+                w.pos,
+                format!("this {what} contains {shown}: upsmon sends it to upsd unquoted, so upsd reads it differently and the login fails (INVALID-ARGUMENT or ACCESS-DENIED)"),
+            )
+            .with_hint(format!("use a {what} of letters, digits and punctuation other than `=`, `#`, `\"` and `\\`, in both upsmon.conf and upsd.users"));
+        }
+    }
     Some(Monitor {
         ups,
         host,
