@@ -4,6 +4,7 @@
 //! values, with `since`/`until` versions; the pseudo-driver `*core*` lists what NUT's driver
 //! core accepts in every section, `*global*` what ups.conf accepts before the first section.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::version::NutVersion;
@@ -44,6 +45,8 @@ pub enum Lookup {
 #[derive(Debug, Default)]
 pub struct DriverDb {
     pub drivers: Vec<DriverSpec>,
+    /// Driver name to its place in `drivers`.
+    index: HashMap<String, usize>,
 }
 
 pub const CORE: &str = "*core*";
@@ -85,6 +88,7 @@ impl DriverDb {
             }
             let kind = match head {
                 "driver" => {
+                    db.index.insert(name.clone(), db.drivers.len());
                     db.drivers.push(DriverSpec {
                         name,
                         since,
@@ -111,7 +115,7 @@ impl DriverDb {
     }
 
     pub fn driver(&self, name: &str) -> Option<&DriverSpec> {
-        self.drivers.iter().find(|d| d.name == name)
+        self.index.get(name).map(|&i| &self.drivers[i])
     }
 
     /// The names of the real drivers that exist in `version`.

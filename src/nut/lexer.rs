@@ -54,6 +54,8 @@ pub struct Line {
     pub pos: Pos,
     /// NUT reported a parse error on this line and its readers skip it.
     pub skipped: bool,
+    /// This line is what follows a parse error on the same physical line.
+    pub after_error: bool,
 }
 
 /// A silent change NUT makes to what the user wrote.
@@ -392,10 +394,12 @@ impl Lexer {
             self.event(pos, Mangling::WordsDropped { count });
         }
         let words = std::mem::take(&mut self.words);
+        let after_error = self.out.lines.last().is_some_and(|l| l.skipped && l.pos.line == self.line_pos.line);
         self.out.lines.push(Line {
             words,
             pos: self.line_pos,
             skipped,
+            after_error,
         });
         self.words_refused = 0;
         // The next line starts with the next byte: after a newline, or, after a parse error,

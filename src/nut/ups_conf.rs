@@ -1,5 +1,7 @@
 //! ups.conf: the UPS sections the drivers, upsdrvctl and upsd read.
 
+use std::collections::HashMap;
+
 use super::conf::{format_line, report_extra, section_name, setting, Setting};
 use super::diag::{Code, Sink};
 use super::drivers::{Lookup, VarKind, GLOBAL};
@@ -96,7 +98,13 @@ pub fn parse(lines: &[Line], sink: &mut Sink) -> UpsConf {
                 continue;
             }
             Setting::Other => {
-                if first.text.starts_with('[') {
+                if line.after_error {
+                    sink.warning(
+                        Code::NotASetting,
+                        first.pos,
+                        "NUT reads the rest of the line after the `#` as a line of its own, and ignores it".into(),
+                    );
+                } else if first.text.starts_with('[') {
                     sink.warning(
                         Code::NotASetting,
                         first.pos,
@@ -123,12 +131,29 @@ pub fn parse(lines: &[Line], sink: &mut Sink) -> UpsConf {
     conf
 }
 
-/// The sections as NUT's programs use them: a repeated `[name]` adds to the first one.
-pub fn merged(conf: &UpsConf, sink: &mut Sink) -> Vec<UpsSection> {
-    let mut out: Vec<UpsSection> = Vec::new();
+/// A section as NUT's programs use it: a repeated `[name]` adds to the first one.
+#[derive(Clone, Debug)]
+pub struct Merged<'a> {
+    pub name: &'a str,
+    pub pos: Pos,
+    pub entries: Vec<&'a Entry>,
+}
+
+impl Merged<'_> {
+    /// The value NUT uses: the last one given.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().rev().find(|e| e.name == name).copied()
+    }
+}
+
+/// Merges repeated sections, reporting each repetition.
+pub fn merged<'a>(conf: &'a UpsConf, sink: &mut Sink) -> Vec<Merged<'a>> {
+    let mut out: Vec<Merged> = Vec::with_capacity(conf.sections.len());
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(conf.sections.len());
     for section in &conf.sections {
-        match out.iter_mut().find(|s| s.name == section.name) {
-            Some(first) => {
+        match index.get(section.name.as_str()) {
+            Some(&i) => {
+                let first = &mut out[i];
                 sink.warning(
                     Code::Duplicate,
                     section.pos,
@@ -138,9 +163,16 @@ pub fn merged(conf: &UpsConf, sink: &mut Sink) -> Vec<UpsSection> {
                     ),
                 )
                 .with_hint("give each UPS its own name, or merge the sections");
-                first.entries.extend(section.entries.iter().cloned());
+                first.entries.extend(section.entries.iter());
             }
-            None => out.push(section.clone()),
+            None => {
+                index.insert(&section.name, out.len());
+                out.push(Merged {
+                    name: &section.name,
+                    pos: section.pos,
+                    entries: section.entries.iter().collect(),
+                });
+            }
         }
     }
     out
@@ -205,8 +237,8 @@ fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
     }
 }
 
-fn check_name(section: &UpsSection, sink: &mut Sink) {
-    let name = section.name.as_str();
+fn check_name(section: &Merged, sink: &mut Sink) {
+    let name = section.name;
     if name.is_empty() {
         sink.error(
             Code::BadSectionName,
@@ -231,7 +263,7 @@ pub fn complete(section: &UpsSection) -> bool {
     section.value("driver").is_some_and(|d| !d.is_empty()) && section.value("port").is_some_and(|p| !p.is_empty())
 }
 
-fn check_section(section: &UpsSection, cx: &Context, sink: &mut Sink) {
+fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
     let driver = section.get("driver");
     let Some(driver_entry) = driver else {
         sink.error(
@@ -263,7 +295,7 @@ fn check_section(section: &UpsSection, cx: &Context, sink: &mut Sink) {
         }
     }
     let mut seen: Vec<&Entry> = Vec::new();
-    for e in &section.entries {
+    for &e in &section.entries {
         if let Some(prev) = seen.iter().find(|p| p.name == e.name) {
             sink.warning(
                 Code::Duplicate,
@@ -333,7 +365,7 @@ fn check_section(section: &UpsSection, cx: &Context, sink: &mut Sink) {
     }
 }
 
-fn check_port(section: &UpsSection, sink: &mut Sink) {
+fn check_port(section: &Merged, sink: &mut Sink) {
     match section.get("port") {
         None => {
             sink.error(
