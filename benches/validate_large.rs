@@ -30,7 +30,11 @@ fn ups_conf() -> String {
 fn read(text: &str) -> FileState {
     FileState::Read {
         text: text.as_bytes().to_vec(),
-        meta: FileMeta { mode: 0o100640, uid: 0, gid: 0 },
+        meta: FileMeta {
+            mode: 0o100640,
+            uid: 0,
+            gid: 0,
+        },
     }
 }
 
@@ -45,13 +49,23 @@ fn main() {
         ups_conf: read(&ups),
         upsd_conf: read("LISTEN 127.0.0.1 3493\n"),
         upsd_users: read("[mon]\n\tpassword = secret\n\tupsmon primary\n"),
-        upsmon_conf: read("MONITOR ups0@localhost 1 mon secret primary\nSHUTDOWNCMD \"/sbin/shutdown -h +0\"\n"),
+        upsmon_conf: read(
+            "MONITOR ups0@localhost 1 mon secret primary\nSHUTDOWNCMD \"/sbin/shutdown -h +0\"\n",
+        ),
         nut_conf: read("MODE=standalone\n"),
         daemon: None,
     };
-    let cx = Context { version: NutVersion::new(2, 8, 0), drivers: DriverDb::builtin(), host_drivers: None };
+    let cx = Context {
+        version: NutVersion::new(2, 8, 0),
+        drivers: DriverDb::builtin(),
+        host_drivers: None,
+    };
     let (_, findings) = validate(&snap, &cx);
-    assert!(findings.is_empty(), "the generated set is valid: {:?}", findings.first());
+    assert!(
+        findings.is_empty(),
+        "the generated set is valid: {:?}",
+        findings.first()
+    );
     let runs: Vec<Duration> = (0..30)
         .map(|_| {
             let t = Instant::now();
@@ -95,7 +109,10 @@ fn main() {
                 t.elapsed()
             })
             .collect();
-        println!("power-snitch validate (release binary, files on disk): median {:.2} ms", median(runs).as_secs_f64() * 1e3);
+        println!(
+            "power-snitch validate (release binary, files on disk): median {:.2} ms",
+            median(runs).as_secs_f64() * 1e3
+        );
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         println!("(build the release binary to time it end to end: cargo build --release)");

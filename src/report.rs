@@ -65,7 +65,12 @@ pub fn human(v: &Validation) -> String {
         } else {
             format!("{path}:{}:{}", f.line, f.column)
         };
-        out.push_str(&format!("{place}: {}[{}]: {}\n", f.severity.as_str(), f.code, f.message));
+        out.push_str(&format!(
+            "{place}: {}[{}]: {}\n",
+            f.severity.as_str(),
+            f.code,
+            f.message
+        ));
         if let Some(h) = &f.hint {
             out.push_str(&format!("    hint: {h}\n"));
         }

@@ -46,29 +46,60 @@ fn examples() -> PathBuf {
 #[test]
 fn a_clean_directory_exits_0() {
     let dir = installed_copy("valid-minimal");
-    let o = run(&["validate", "--nut-version", "2.8.0", "--nut-dir", dir.to_str().unwrap()]);
+    let o = run(&[
+        "validate",
+        "--nut-version",
+        "2.8.0",
+        "--nut-dir",
+        dir.to_str().unwrap(),
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 0, "{out}");
-    assert!(out.contains("0 errors, 0 warnings, 0 infos (NUT 2.8.0, --nut-version)"), "{out}");
+    assert!(
+        out.contains("0 errors, 0 warnings, 0 infos (NUT 2.8.0, --nut-version)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn warnings_only_exit_1_and_errors_exit_2() {
     let dir = installed_copy("duplicate-key");
-    let o = run(&["--nut-version=2.8.0", "validate", "--nut-dir", dir.to_str().unwrap()]);
+    let o = run(&[
+        "--nut-version=2.8.0",
+        "validate",
+        "--nut-dir",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 1);
     let dir = installed_copy("missing-port");
-    let o = run(&["validate", "--nut-dir", dir.to_str().unwrap(), "--nut-version", "2.8.0"]);
+    let o = run(&[
+        "validate",
+        "--nut-dir",
+        dir.to_str().unwrap(),
+        "--nut-version",
+        "2.8.0",
+    ]);
     assert_eq!(code(&o), 2);
     let out = String::from_utf8_lossy(&o.stdout);
     let path = dir.join("ups.conf");
-    assert!(out.contains(&format!("{}:1:1: error[missing-port]: ", path.display())), "{out}");
+    assert!(
+        out.contains(&format!("{}:1:1: error[missing-port]: ", path.display())),
+        "{out}"
+    );
     assert!(out.contains("    hint: add `port = auto`"), "{out}");
 }
 
 #[test]
 fn json_output_has_every_field_and_counts_match() {
-    let o = run(&["validate", "--format", "json", "--nut-version", "2.8.0", "--nut-dir", examples().to_str().unwrap()]);
+    let o = run(&[
+        "validate",
+        "--format",
+        "json",
+        "--nut-version",
+        "2.8.0",
+        "--nut-dir",
+        examples().to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 2);
     let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     let findings = v["findings"].as_array().unwrap();
@@ -89,16 +120,34 @@ fn json_output_has_every_field_and_counts_match() {
 
 #[test]
 fn the_example_shows_every_severity_and_many_kinds() {
-    let o = run(&["validate", "--format", "json", "--nut-version", "2.8.0", "--nut-dir", examples().to_str().unwrap()]);
+    let o = run(&[
+        "validate",
+        "--format",
+        "json",
+        "--nut-version",
+        "2.8.0",
+        "--nut-dir",
+        examples().to_str().unwrap(),
+    ]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let findings = v["findings"].as_array().unwrap();
     for s in ["error", "warning", "info"] {
-        assert!(findings.iter().any(|f| f["severity"] == s), "no {s} in the example");
+        assert!(
+            findings.iter().any(|f| f["severity"] == s),
+            "no {s} in the example"
+        );
     }
-    let mut codes: Vec<&str> = findings.iter().map(|f| f["code"].as_str().unwrap()).collect();
+    let mut codes: Vec<&str> = findings
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
     codes.sort();
     codes.dedup();
-    assert!(codes.len() >= 25, "the example shows only {} kinds: {codes:?}", codes.len());
+    assert!(
+        codes.len() >= 25,
+        "the example shows only {} kinds: {codes:?}",
+        codes.len()
+    );
 }
 
 #[test]
@@ -106,11 +155,23 @@ fn a_missing_directory_cannot_run_and_says_why() {
     let o = run(&["validate", "--nut-dir", "/nonexistent/nut"]);
     assert_eq!(code(&o), 3);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("/nonexistent/nut does not exist: NUT is not installed here"), "{err}");
-    let o = run(&["validate", "--nut-dir", "/nonexistent/nut", "--format", "json"]);
+    assert!(
+        err.contains("/nonexistent/nut does not exist: NUT is not installed here"),
+        "{err}"
+    );
+    let o = run(&[
+        "validate",
+        "--nut-dir",
+        "/nonexistent/nut",
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&o), 3);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("does not exist"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
 }
 
 #[test]
@@ -127,12 +188,30 @@ fn nut_confpath_is_the_default_directory() {
 
 #[test]
 fn bad_arguments_exit_3_with_usage() {
-    for args in [&["validate", "--format", "xml"][..], &["frob"], &[], &["validate", "--nut-version", "two"]] {
+    for args in [
+        &["validate", "--format", "xml"][..],
+        &["frob"],
+        &[],
+        &["validate", "--nut-version", "two"],
+    ] {
         let o = run(args);
         assert_eq!(code(&o), 3, "{args:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("Usage: power-snitch"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Usage: power-snitch"),
+            "{args:?}"
+        );
     }
     let o = run(&["--help"]);
     assert_eq!(code(&o), 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("validate"));
+}
+
+#[test]
+fn readme_documents_every_finding_code() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for code in power_snitch::nut::diag::Code::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.describe());
+        assert!(readme.contains(&row), "README lacks the row {row}");
+    }
 }

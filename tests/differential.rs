@@ -138,7 +138,8 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         let header = line_of(dir, "ups.conf", &format!("[{name}]"));
         if !program.exists() {
             let line = line_of(dir, "ups.conf", &format!("= {driver}"));
-            v.rejected.push(("ups.conf", line, format!("no driver {driver}")));
+            v.rejected
+                .push(("ups.conf", line, format!("no driver {driver}")));
             continue;
         }
         let mut cmd = Command::new(&program);
@@ -147,12 +148,31 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         // Configuration errors come at once; a driver still running after a second got past them.
         let (_, out) = run_for(cmd, Duration::from_secs(1));
         if let Some(rest) = out.split("Fatal error: '").nth(1) {
-            let var = rest.split("' is not a valid variable name").next().unwrap_or_default();
+            let var = rest
+                .split("' is not a valid variable name")
+                .next()
+                .unwrap_or_default();
             let line = line_of(dir, "ups.conf", var);
-            v.rejected.push(("ups.conf", line, format!("{driver}: `{var}` is not a valid variable")));
+            v.rejected.push((
+                "ups.conf",
+                line,
+                format!("{driver}: `{var}` is not a valid variable"),
+            ));
         }
         if out.contains("must specify a port name") {
-            v.rejected.push(("ups.conf", header, format!("{driver}: no port")));
+            v.rejected
+                .push(("ups.conf", header, format!("{driver}: no port")));
+        }
+    }
+    // upsdrvctl's dry run: it stops on a section without a driver, or no section at all.
+    if dir.join("ups.conf").exists() {
+        let mut cmd = Command::new("/sbin/upsdrvctl");
+        cmd.args(["-t", "start"]);
+        nut_env(&mut cmd, dir);
+        let (status, out) = run_for(cmd, Duration::from_secs(5));
+        if status != Some(0) {
+            let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            v.rejected.push(("ups.conf", 0, format!("upsdrvctl -t start fails: {last}")));
         }
     }
     // upsd, as user nut, as packaged.
@@ -164,8 +184,12 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     if exited.is_some() {
         stop(&mut upsd);
         let out = output(&mut upsd);
-        let file = ["ups.conf", "upsd.users"].into_iter().find(|f| out.contains(f)).unwrap_or("upsd.conf");
-        v.rejected.push((file, 0, format!("upsd exits: {}", out.trim())));
+        let file = ["ups.conf", "upsd.users"]
+            .into_iter()
+            .find(|f| out.contains(f))
+            .unwrap_or("upsd.conf");
+        v.rejected
+            .push((file, 0, format!("upsd exits: {}", out.trim())));
         return v;
     }
     v.exercised.extend(["upsd.conf", "upsd.users"]);
@@ -179,7 +203,8 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         let (status, out) = run_for(cmd, Duration::from_millis(1500));
         let _ = fs::remove_file("/run/nut/upsmon.pid");
         if status.is_some() && out.contains("Fatal error") {
-            v.rejected.push(("upsmon.conf", 0, format!("upsmon exits: {}", out.trim())));
+            v.rejected
+                .push(("upsmon.conf", 0, format!("upsmon exits: {}", out.trim())));
         }
         for l in out.lines() {
             let failed = l.contains("failed - got [ERR")
@@ -203,7 +228,8 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     stop(&mut upsd);
     let out = output(&mut upsd);
     if out.contains("upsd.users: Permission denied") {
-        v.rejected.push(("upsd.users", 0, "upsd cannot open upsd.users".into()));
+        v.rejected
+            .push(("upsd.users", 0, "upsd cannot open upsd.users".into()));
     }
     v
 }
@@ -219,7 +245,8 @@ fn unobservable(f: &Finding) -> bool {
 
 #[test]
 fn nut_agrees_with_every_fixture() {
-    let (installed, _) = host::detect_version().expect("NUT is installed (apt install nut-server nut-client)");
+    let (installed, _) =
+        host::detect_version().expect("NUT is installed (apt install nut-server nut-client)");
     let nut = host::installed_drivers();
     let fixtures: Vec<PathBuf> = common::fixtures()
         .into_iter()
@@ -237,64 +264,79 @@ fn nut_agrees_with_every_fixture() {
         for _ in 0..6 {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(fixture) = fixtures.get(i) else { break };
+                let Some(fixture) = fixtures.get(i) else {
+                    break;
+                };
                 let found = compare(fixture, installed, nut.as_deref());
                 problems.lock().unwrap().extend(found);
             });
         }
     });
     let problems = problems.into_inner().unwrap();
-    assert!(problems.is_empty(), "{} disagreement(s) with NUT:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} disagreement(s) with NUT:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 /// Runs one fixture through NUT and through the validator; returns the disagreements.
 fn compare(fixture: &Path, installed: NutVersion, nut: Option<&[String]>) -> Vec<String> {
     let mut problems = Vec::new();
-        let meta = common::meta(fixture);
-        let dir = stage(fixture, &meta);
-        let cx = Context {
-            version: installed,
-            drivers: DriverDb::builtin(),
-            host_drivers: nut,
-        };
-        let mut snap = host::snapshot(&dir);
-        snap.daemon = host::account("nut");
-        let (parsed, findings) = validate(&snap, &cx);
-        let sections: Vec<(String, Option<String>)> = parsed
-            .ups
+    let meta = common::meta(fixture);
+    let dir = stage(fixture, &meta);
+    let cx = Context {
+        version: installed,
+        drivers: DriverDb::builtin(),
+        host_drivers: nut,
+    };
+    let mut snap = host::snapshot(&dir);
+    snap.daemon = host::account("nut");
+    let (parsed, findings) = validate(&snap, &cx);
+    let sections: Vec<(String, Option<String>)> = parsed
+        .ups
+        .iter()
+        .flat_map(|u| u.sections.iter())
+        .map(|s| (s.name.clone(), s.value("driver").map(String::from)))
+        .collect();
+    let verdict = ask_nut(&dir, &sections);
+    let name = fixture.file_name().unwrap().to_string_lossy();
+    let errors = |file: &str| -> Vec<&Finding> {
+        findings
             .iter()
-            .flat_map(|u| u.sections.iter())
-            .map(|s| (s.name.clone(), s.value("driver").map(String::from)))
-            .collect();
-        let verdict = ask_nut(&dir, &sections);
-        let name = fixture.file_name().unwrap().to_string_lossy();
-        let errors = |file: &str| -> Vec<&Finding> {
-            findings
+            .filter(|f| f.severity == Severity::Error && f.file == file)
+            .collect()
+    };
+    // upsd that cannot read its users refuses every login: that explains a failed MONITOR.
+    let unreadable_users = errors("upsd.users")
+        .iter()
+        .any(|f| f.code == Code::DaemonCannotRead);
+    for (file, line, said) in &verdict.rejected {
+        let ours = errors(file);
+        let explained =
+            *file == "upsmon.conf" && said.contains("ACCESS-DENIED") && unreadable_users;
+        let hit = explained
+            || ours
                 .iter()
-                .filter(|f| f.severity == Severity::Error && f.file == file)
-                .collect()
-        };
-        // upsd that cannot read its users refuses every login: that explains a failed MONITOR.
-        let unreadable_users = errors("upsd.users").iter().any(|f| f.code == Code::DaemonCannotRead);
-        for (file, line, said) in &verdict.rejected {
-            let ours = errors(file);
-            let explained = *file == "upsmon.conf" && said.contains("ACCESS-DENIED") && unreadable_users;
-            let hit = explained || ours.iter().any(|f| *line == 0 || f.line == *line || f.line == 0);
-            if !hit {
-                problems.push(format!("{name}: NUT rejects {file}:{line} ({said}) but we report no error there"));
-            }
+                .any(|f| *line == 0 || f.line == *line || f.line == 0);
+        if !hit {
+            problems.push(format!(
+                "{name}: NUT rejects {file}:{line} ({said}) but we report no error there"
+            ));
         }
-        for file in &verdict.exercised {
-            if verdict.rejected.iter().any(|r| r.0 == *file) {
-                continue;
-            }
-            for f in errors(file).into_iter().filter(|f| !unobservable(f)) {
-                problems.push(format!(
-                    "{name}: NUT accepts {file}, but we report {}:{}: {}: {}",
-                    f.file, f.line, f.code, f.message
-                ));
-            }
+    }
+    for file in &verdict.exercised {
+        if verdict.rejected.iter().any(|r| r.0 == *file) {
+            continue;
         }
-        let _ = fs::remove_dir_all(&dir);
-        problems
+        for f in errors(file).into_iter().filter(|f| !unobservable(f)) {
+            problems.push(format!(
+                "{name}: NUT accepts {file}, but we report {}:{}: {}: {}",
+                f.file, f.line, f.code, f.message
+            ));
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    problems
 }

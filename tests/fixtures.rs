@@ -30,8 +30,12 @@ fn check(dir: &Path) -> Result<(), String> {
         fs::write(&expected_path, &got).map_err(|e| e.to_string())?;
         return Ok(());
     }
-    let want = fs::read_to_string(&expected_path)
-        .map_err(|e| format!("{}: {e} (run with BLESS=1 to create it)", expected_path.display()))?;
+    let want = fs::read_to_string(&expected_path).map_err(|e| {
+        format!(
+            "{}: {e} (run with BLESS=1 to create it)",
+            expected_path.display()
+        )
+    })?;
     if got != want {
         return Err(format!(
             "{}:\n--- expected\n{want}--- got\n{got}",
@@ -44,14 +48,28 @@ fn check(dir: &Path) -> Result<(), String> {
 #[test]
 fn every_fixture_gives_its_expected_report() {
     let fixtures = common::fixtures();
-    assert!(fixtures.len() >= 40, "the corpus has {} fixtures", fixtures.len());
+    assert!(
+        fixtures.len() >= 40,
+        "the corpus has {} fixtures",
+        fixtures.len()
+    );
     let failures: Vec<String> = fixtures.iter().filter_map(|d| check(d).err()).collect();
-    assert!(failures.is_empty(), "{} fixture(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn the_valid_fixtures_have_no_warning() {
-    for name in ["valid-minimal", "valid-full", "continuation-ok", "hash-in-quotes-2.8.6"] {
+    for name in [
+        "valid-minimal",
+        "valid-full",
+        "continuation-ok",
+        "hash-in-quotes-2.8.6",
+    ] {
         let dir = common::fixtures_dir().join(name);
         let text = fs::read_to_string(dir.join("expected")).unwrap();
         assert!(

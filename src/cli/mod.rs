@@ -104,7 +104,9 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     other => return Err(format!("--format is `human` or `json`, not `{other}`")),
                 }
             }
-            "--nut-version" => common.nut_version = Some(value("a version such as 2.8.0")?.parse()?),
+            "--nut-version" => {
+                common.nut_version = Some(value("a version such as 2.8.0")?.parse()?)
+            }
             "-h" | "--help" => command = Some(Command::Help),
             "-V" | "--version" => command = Some(Command::Version),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
@@ -187,9 +189,18 @@ mod tests {
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        assert_eq!(parse("validate --format xml").unwrap_err(), "--format is `human` or `json`, not `xml`");
-        assert_eq!(parse("frobnicate").unwrap_err(), "unknown command `frobnicate`");
-        assert_eq!(parse("validate --nut-dir").unwrap_err(), "--nut-dir needs a directory");
+        assert_eq!(
+            parse("validate --format xml").unwrap_err(),
+            "--format is `human` or `json`, not `xml`"
+        );
+        assert_eq!(
+            parse("frobnicate").unwrap_err(),
+            "unknown command `frobnicate`"
+        );
+        assert_eq!(
+            parse("validate --nut-dir").unwrap_err(),
+            "--nut-dir needs a directory"
+        );
         assert!(parse("validate --nut-version x").is_err());
         assert_eq!(parse("").unwrap_err(), "no command given");
     }

@@ -11,11 +11,18 @@ use crate::report::{self, Summary, Validation};
 pub fn run(args: &Args) -> (u8, String) {
     let common = &args.common;
     if let Some(extra) = args.positional.first() {
-        return fail(common.format, &format!("validate takes no argument `{extra}`; use --nut-dir DIR"));
+        return fail(
+            common.format,
+            &format!("validate takes no argument `{extra}`; use --nut-dir DIR"),
+        );
     }
     let dir: PathBuf = common.nut_dir.clone().unwrap_or_else(host::default_dir);
     if !dir.is_dir() {
-        let why = if dir.exists() { "is not a directory" } else { "does not exist" };
+        let why = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
         return fail(
             common.format,
             &format!(
@@ -30,10 +37,17 @@ pub fn run(args: &Args) -> (u8, String) {
         Some(v) => (v, "--nut-version".to_string(), None),
         None => match host::detect_version() {
             Some((v, from)) => (v, from.display().to_string(), host::installed_drivers()),
-            None => (NutVersion::NEWEST, "not installed; newest rules".to_string(), None),
+            None => (
+                NutVersion::NEWEST,
+                "not installed; newest rules".to_string(),
+                None,
+            ),
         },
     };
-    log::info!("checking {} against NUT {version} ({source})", dir.display());
+    log::info!(
+        "checking {} against NUT {version} ({source})",
+        dir.display()
+    );
     let cx = Context {
         version,
         drivers: DriverDb::builtin(),

@@ -165,7 +165,13 @@ pub fn report_extra(sink: &mut Sink, name: &Word, extra: &[Word]) {
     if let Some(first) = extra.first() {
         let ignored: Vec<&str> = extra
             .iter()
-            .map(|w| if w.text.is_empty() { "\"\"" } else { w.text.as_str() })
+            .map(|w| {
+                if w.text.is_empty() {
+                    "\"\""
+                } else {
+                    w.text.as_str()
+                }
+            })
             .collect();
         sink.warning(
             Code::ExtraWords,
@@ -206,7 +212,13 @@ pub fn format_word(text: &str) -> String {
 pub fn format_line<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
     let parts: Vec<String> = words
         .into_iter()
-        .map(|w| if w == "=" { "=".to_string() } else { format_word(w) })
+        .map(|w| {
+            if w == "=" {
+                "=".to_string()
+            } else {
+                format_word(w)
+            }
+        })
         .collect();
     parts.join(" ")
 }
@@ -241,7 +253,10 @@ mod tests {
                         .collect();
                     assert_eq!(back, words, "input {input:?} formatted as {text:?}");
                     assert!(
-                        again.events.iter().all(|e| matches!(e.what, Mangling::EqualsSplit)),
+                        again
+                            .events
+                            .iter()
+                            .all(|e| matches!(e.what, Mangling::EqualsSplit)),
                         "formatting {words:?} as {text:?} is mangled: {:?}",
                         again.events
                     );

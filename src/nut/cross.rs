@@ -30,7 +30,10 @@ pub fn check(snap: &Snapshot, parsed: &Parsed) -> Vec<Finding> {
                     sink.warning(
                         Code::Duplicate,
                         m.pos,
-                        format!("{}@{} is already monitored at line {}", m.ups, m.host, prev.pos.line),
+                        format!(
+                            "{}@{} is already monitored at line {}",
+                            m.ups, m.host, prev.pos.line
+                        ),
                     );
                 }
                 check_monitor(m, parsed, &mut sink);
@@ -55,7 +58,11 @@ fn check_served(parsed: &Parsed, out: &mut Vec<Finding>) {
         "no UPS in ups.conf has both `driver` and `port`"
     };
     if allowed {
-        sink.info(Code::NoUps, WHOLE, format!("{message}; upsd starts anyway (ALLOW_NO_DEVICE)"));
+        sink.info(
+            Code::NoUps,
+            WHOLE,
+            format!("{message}; upsd starts anyway (ALLOW_NO_DEVICE)"),
+        );
     } else {
         sink.error(
             Code::NoUps,
@@ -74,14 +81,19 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
             sink.warning(
                 Code::MissingFile,
                 WHOLE,
-                "nut.conf is missing: NUT's service scripts do not know which parts to start".into(),
+                "nut.conf is missing: NUT's service scripts do not know which parts to start"
+                    .into(),
             )
             .with_hint("create nut.conf with `MODE=standalone` (or netserver, netclient)");
             None
         }
         (FileState::Read { .. }, None) => {
-            sink.error(Code::BadMode, WHOLE, "nut.conf sets no MODE: NUT's service scripts start nothing".into())
-                .with_hint("add `MODE=standalone` (or netserver, netclient)");
+            sink.error(
+                Code::BadMode,
+                WHOLE,
+                "nut.conf sets no MODE: NUT's service scripts start nothing".into(),
+            )
+            .with_hint("add `MODE=standalone` (or netserver, netclient)");
             None
         }
         (_, mode) => mode.map(|m| m.0),
@@ -102,23 +114,56 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
         }
     };
     let has_ups = parsed.ups.as_ref().is_some_and(|u| !u.sections.is_empty());
-    let monitors = parsed.upsmon.as_ref().is_some_and(|u| !u.monitors.is_empty());
+    let monitors = parsed
+        .upsmon
+        .as_ref()
+        .is_some_and(|u| !u.monitors.is_empty());
     match mode {
         Some(m @ (Mode::Standalone | Mode::NetServer)) => {
             let what = m.as_str();
-            need(UPS_CONF, &snap.ups_conf, true, &format!("MODE={what} starts drivers from it"));
-            need(UPSD_CONF, &snap.upsd_conf, true, "upsd exits at start without it");
-            need(UPSD_USERS, &snap.upsd_users, true, "upsd exits at start without it");
-            need(UPSMON_CONF, &snap.upsmon_conf, false, "nothing will shut this system down on low battery");
+            need(
+                UPS_CONF,
+                &snap.ups_conf,
+                true,
+                &format!("MODE={what} starts drivers from it"),
+            );
+            need(
+                UPSD_CONF,
+                &snap.upsd_conf,
+                true,
+                "upsd exits at start without it",
+            );
+            need(
+                UPSD_USERS,
+                &snap.upsd_users,
+                true,
+                "upsd exits at start without it",
+            );
+            need(
+                UPSMON_CONF,
+                &snap.upsmon_conf,
+                false,
+                "nothing will shut this system down on low battery",
+            );
         }
         Some(Mode::NetClient) => {
-            need(UPSMON_CONF, &snap.upsmon_conf, true, "MODE=netclient runs only upsmon, which needs it");
+            need(
+                UPSMON_CONF,
+                &snap.upsmon_conf,
+                true,
+                "MODE=netclient runs only upsmon, which needs it",
+            );
             if has_ups {
                 let mut s = Sink::new(NUT_CONF);
                 s.info(
                     Code::BadMode,
-                    parsed.nut.as_ref().and_then(|n| n.mode).map_or(WHOLE, |m| m.1),
-                    "MODE=netclient starts no driver, so ups.conf's UPSes are not served here".into(),
+                    parsed
+                        .nut
+                        .as_ref()
+                        .and_then(|n| n.mode)
+                        .map_or(WHOLE, |m| m.1),
+                    "MODE=netclient starts no driver, so ups.conf's UPSes are not served here"
+                        .into(),
                 )
                 .with_hint("use MODE=standalone or netserver to serve them");
                 out.extend(s.findings);
@@ -128,7 +173,11 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
             let mut s = Sink::new(NUT_CONF);
             s.warning(
                 Code::BadMode,
-                parsed.nut.as_ref().and_then(|n| n.mode).map_or(WHOLE, |m| m.1),
+                parsed
+                    .nut
+                    .as_ref()
+                    .and_then(|n| n.mode)
+                    .map_or(WHOLE, |m| m.1),
                 "MODE=none: NUT starts nothing, although its files configure UPSes".into(),
             )
             .with_hint("set MODE=standalone (or netserver, netclient)");
@@ -140,7 +189,11 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
 }
 
 fn check_monitor(m: &Monitor, parsed: &Parsed, sink: &mut Sink) {
-    let listeners = parsed.upsd.as_ref().map(UpsdConf::listeners).unwrap_or_else(|| UpsdConf::default().listeners());
+    let listeners = parsed
+        .upsd
+        .as_ref()
+        .map(UpsdConf::listeners)
+        .unwrap_or_else(|| UpsdConf::default().listeners());
     if !is_local(&m.host, &listeners) {
         return;
     }
@@ -163,9 +216,15 @@ fn check_monitor(m: &Monitor, parsed: &Parsed, sink: &mut Sink) {
                 sink.error(
                     Code::MonitorUnknownUser,
                     m.user_pos,
-                    format!("upsd.users defines no user `{}`: upsd refuses the login (ACCESS-DENIED)", m.user),
+                    format!(
+                        "upsd.users defines no user `{}`: upsd refuses the login (ACCESS-DENIED)",
+                        m.user
+                    ),
                 )
-                .with_hint(format!("add `[{}]` with its password and `upsmon primary` to upsd.users", m.user));
+                .with_hint(format!(
+                    "add `[{}]` with its password and `upsmon primary` to upsd.users",
+                    m.user
+                ));
             }
             Some(u) => {
                 match &u.password {
@@ -184,16 +243,18 @@ fn check_monitor(m: &Monitor, parsed: &Parsed, sink: &mut Sink) {
                         sink.error(
                             Code::MonitorWrongPassword,
                             m.password_pos,
-                            format!("user `{}` has no password in upsd.users: upsd refuses the login", m.user),
+                            format!(
+                                "user `{}` has no password in upsd.users: upsd refuses the login",
+                                m.user
+                            ),
                         );
                     }
                     _ => {}
                 }
-                let ok = match (m.role, u.role) {
-                    (_, None) => false,
-                    (MonitorRole::Primary, Some(Role::Secondary)) => false,
-                    _ => true,
-                };
+                let ok = !matches!(
+                    (m.role, u.role),
+                    (_, None) | (MonitorRole::Primary, Some(Role::Secondary))
+                );
                 if !ok {
                     let want = match m.role {
                         MonitorRole::Primary => "primary",
@@ -209,9 +270,14 @@ fn check_monitor(m: &Monitor, parsed: &Parsed, sink: &mut Sink) {
             }
         }
     }
-    let listening = listeners.iter().any(|(addr, port)| *port == m.port && covers(addr, &m.host));
+    let listening = listeners
+        .iter()
+        .any(|(addr, port)| *port == m.port && covers(addr, &m.host));
     if parsed.upsd.is_some() && !listening {
-        let list: Vec<String> = listeners.iter().map(|(a, p)| format!("{a} port {p}")).collect();
+        let list: Vec<String> = listeners
+            .iter()
+            .map(|(a, p)| format!("{a} port {p}"))
+            .collect();
         sink.error(
             Code::MonitorNotListening,
             m.pos,
@@ -222,7 +288,11 @@ fn check_monitor(m: &Monitor, parsed: &Parsed, sink: &mut Sink) {
                 list.join(", ")
             ),
         )
-        .with_hint(format!("add `LISTEN {} {}` to upsd.conf, or change the MONITOR line", loopback_for(&m.host), m.port));
+        .with_hint(format!(
+            "add `LISTEN {} {}` to upsd.conf, or change the MONITOR line",
+            loopback_for(&m.host),
+            m.port
+        ));
     }
 }
 
@@ -261,7 +331,10 @@ fn covers(addr: &str, host: &str) -> bool {
         "::" | "*" => true,
         _ if is_loopback(addr) && is_loopback(host) => {
             // localhost resolves to both loopbacks; a literal must match the family.
-            host == "localhost" || addr == "localhost" || (v4(addr) && v4(host)) || (v6(addr) && v6(host))
+            host == "localhost"
+                || addr == "localhost"
+                || (v4(addr) && v4(host))
+                || (v6(addr) && v6(host))
         }
         _ => false,
     }

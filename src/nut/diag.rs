@@ -153,7 +153,13 @@ impl<'a> Sink<'a> {
         }
     }
 
-    pub fn push(&mut self, severity: Severity, code: Code, pos: Pos, message: String) -> &mut Finding {
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        pos: Pos,
+        message: String,
+    ) -> &mut Finding {
         self.findings
             .push(Finding::new(severity, code, self.file, pos, message));
         self.findings.last_mut().expect("just pushed")

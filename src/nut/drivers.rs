@@ -166,7 +166,7 @@ impl DriverDb {
             return Some(Lookup::Accepted(VarKind::Value));
         }
         match self.lookup(CORE, var, version) {
-            Lookup::Accepted(k) => return Some(Lookup::Accepted(k)),
+            Lookup::Accepted(k) => Some(Lookup::Accepted(k)),
             core => {
                 self.driver(driver)?;
                 match self.lookup(driver, var, version) {
@@ -231,12 +231,13 @@ mod tests {
 
     #[test]
     fn versions_gate_variables() {
-        let db = DriverDb::parse(
-            "driver x\nvalue a\nvalue b since 2.8.2\nflag c until 2.8.1\n",
-        )
-        .unwrap();
+        let db = DriverDb::parse("driver x\nvalue a\nvalue b since 2.8.2\nflag c until 2.8.1\n")
+            .unwrap();
         assert_eq!(db.lookup("x", "a", V280), Lookup::Accepted(VarKind::Value));
-        assert_eq!(db.lookup("x", "b", V280), Lookup::NotYet(NutVersion::new(2, 8, 2)));
+        assert_eq!(
+            db.lookup("x", "b", V280),
+            Lookup::NotYet(NutVersion::new(2, 8, 2))
+        );
         assert_eq!(
             db.lookup("x", "b", NutVersion::new(2, 8, 3)),
             Lookup::Accepted(VarKind::Value)

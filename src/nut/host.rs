@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::version::NutVersion;
-use super::{Account, FileMeta, FileState, Snapshot, NUT_CONF, UPSD_CONF, UPSD_USERS, UPSMON_CONF, UPS_CONF};
+use super::{
+    Account, FileMeta, FileState, Snapshot, NUT_CONF, UPSD_CONF, UPSD_USERS, UPSMON_CONF, UPS_CONF,
+};
 
 /// Largest config file read; NUT's own files are a few KiB.
 pub const MAX_FILE: u64 = 16 * 1024 * 1024;
@@ -22,7 +24,12 @@ const LIBEXEC_DIRS: &[&str] = &[
     "/usr/local/ups/bin",
     "/usr/local/libexec/nut",
 ];
-const SBIN_DIRS: &[&str] = &["/sbin", "/usr/sbin", "/usr/local/sbin", "/usr/local/ups/sbin"];
+const SBIN_DIRS: &[&str] = &[
+    "/sbin",
+    "/usr/sbin",
+    "/usr/local/sbin",
+    "/usr/local/ups/sbin",
+];
 
 /// The directory to check: the one given, else $NUT_CONFPATH, else /etc/nut.
 pub fn default_dir() -> PathBuf {
@@ -42,7 +49,10 @@ pub fn read_file(path: &Path) -> FileState {
         return FileState::Unreadable("not a regular file".into());
     }
     if meta.len() > MAX_FILE {
-        return FileState::Unreadable(format!("{} bytes is larger than the {MAX_FILE} read", meta.len()));
+        return FileState::Unreadable(format!(
+            "{} bytes is larger than the {MAX_FILE} read",
+            meta.len()
+        ));
     }
     let mut text = Vec::new();
     match fs::File::open(path).and_then(|f| f.take(MAX_FILE).read_to_end(&mut text)) {
@@ -86,11 +96,17 @@ pub fn account(name: &str) -> Option<Account> {
 
 /// The names of the drivers installed on the host, when a driver directory exists.
 pub fn installed_drivers() -> Option<Vec<String>> {
-    let dir = LIBEXEC_DIRS.iter().map(Path::new).find(|d| d.join("dummy-ups").exists())?;
+    let dir = LIBEXEC_DIRS
+        .iter()
+        .map(Path::new)
+        .find(|d| d.join("dummy-ups").exists())?;
     let mut names: Vec<String> = fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
-        .filter(|e| e.metadata().is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| !matches!(n.as_str(), "upsd" | "upsmon" | "upsdrvctl"))
         .collect();

@@ -394,7 +394,11 @@ impl Lexer {
             self.event(pos, Mangling::WordsDropped { count });
         }
         let words = std::mem::take(&mut self.words);
-        let after_error = self.out.lines.last().is_some_and(|l| l.skipped && l.pos.line == self.line_pos.line);
+        let after_error = self
+            .out
+            .lines
+            .last()
+            .is_some_and(|l| l.skipped && l.pos.line == self.line_pos.line);
         self.out.lines.push(Line {
             words,
             pos: self.line_pos,
@@ -475,7 +479,10 @@ mod tests {
 
     #[test]
     fn quotes_group_words_and_may_span_lines() {
-        check("this \"is also\" a line\n", &[&["this", "is also", "a", "line"]]);
+        check(
+            "this \"is also\" a line\n",
+            &[&["this", "is also", "a", "line"]],
+        );
         check("desc = \"two\nlines\"\n", &[&["desc", "=", "twolines"]]);
         assert_eq!(
             events("desc = \"two\nlines\"\n", Dialect::HashInQuotesIsLiteral),
@@ -503,7 +510,13 @@ mod tests {
         check("a \\\n  b\n", &[&["a", "", "b"]]);
         assert_eq!(
             events("a \\\n  b\n", Dialect::HashInQuotesIsLiteral),
-            vec![(1, 3, Mangling::EmptyWord { after_continuation: true })]
+            vec![(
+                1,
+                3,
+                Mangling::EmptyWord {
+                    after_continuation: true
+                }
+            )]
         );
     }
 
@@ -520,7 +533,10 @@ mod tests {
 
     #[test]
     fn equals_is_its_own_word_unless_quoted_or_escaped() {
-        check("password = 123=123\n", &[&["password", "=", "123", "=", "123"]]);
+        check(
+            "password = 123=123\n",
+            &[&["password", "=", "123", "=", "123"]],
+        );
         check("a=b\n", &[&["a", "=", "b"]]);
         check("a =b\n", &[&["a", "=", "b"]]);
         check("a = \"1=2\"\n", &[&["a", "=", "1=2"]]);
@@ -559,7 +575,14 @@ mod tests {
         check("desc = \"Café\tbar\"\n", &[&["desc", "=", "Cafbar"]]);
         assert_eq!(
             events("desc = \"Café\tbar\"\n", Dialect::HashInQuotesIsLiteral),
-            vec![(1, 12, Mangling::DroppedBytes { count: 3, non_ascii: true })]
+            vec![(
+                1,
+                12,
+                Mangling::DroppedBytes {
+                    count: 3,
+                    non_ascii: true
+                }
+            )]
         );
         // DEL (0x7F) is kept.
         check("a = x\x7f\n", &[&["a", "=", "x\x7f"]]);
@@ -575,7 +598,13 @@ mod tests {
         assert_eq!(lexed.lines[1].words[0].text, "3\"");
         assert_eq!(lexed.lines[1].pos, Pos::new(1, 15));
         assert_eq!(lexed.lines[2].words[0].text, "port");
-        assert_eq!(lexed.events[0], Event { pos: Pos::new(1, 14), what: Mangling::HashInQuotes });
+        assert_eq!(
+            lexed.events[0],
+            Event {
+                pos: Pos::new(1, 14),
+                what: Mangling::HashInQuotes
+            }
+        );
     }
 
     #[test]
@@ -614,8 +643,13 @@ mod tests {
     #[test]
     fn backslash_before_cr_does_not_join() {
         check("a = b\\\r\nc\n", &[&["a", "=", "b"], &["c"]]);
-        assert!(events("a = b\\\r\nc\n", Dialect::HashInQuotesIsLiteral)
-            .contains(&(1, 7, Mangling::BackslashBeforeCr)));
+        assert!(
+            events("a = b\\\r\nc\n", Dialect::HashInQuotesIsLiteral).contains(&(
+                1,
+                7,
+                Mangling::BackslashBeforeCr
+            ))
+        );
     }
 
     #[test]

@@ -110,21 +110,26 @@ pub fn validate(snap: &Snapshot, cx: &Context) -> (Parsed, Vec<Finding>) {
     let mut findings = Vec::new();
     let mut parsed = Parsed::default();
 
-    let mut each = |name: &'static str, state: &FileState, parse: &mut dyn FnMut(&[u8], &mut Sink)| {
-        let mut sink = Sink::new(name);
-        match state {
-            FileState::Missing => {}
-            FileState::Unreadable(why) => {
-                sink.error(Code::Unreadable, Pos::new(0, 0), format!("cannot read {name}: {why}"))
+    let mut each =
+        |name: &'static str, state: &FileState, parse: &mut dyn FnMut(&[u8], &mut Sink)| {
+            let mut sink = Sink::new(name);
+            match state {
+                FileState::Missing => {}
+                FileState::Unreadable(why) => {
+                    sink.error(
+                        Code::Unreadable,
+                        Pos::new(0, 0),
+                        format!("cannot read {name}: {why}"),
+                    )
                     .with_hint("check the file's owner and mode");
+                }
+                FileState::Read { text, meta } => {
+                    check_permissions(name, meta, snap.daemon.as_ref(), &mut sink);
+                    parse(text, &mut sink);
+                }
             }
-            FileState::Read { text, meta } => {
-                check_permissions(name, meta, snap.daemon.as_ref(), &mut sink);
-                parse(text, &mut sink);
-            }
-        }
-        findings.extend(sink.findings);
-    };
+            findings.extend(sink.findings);
+        };
 
     each(UPS_CONF, &snap.ups_conf, &mut |text, sink| {
         let lines = conf::read_lines(text, dialect, sink);
@@ -150,8 +155,16 @@ pub fn validate(snap: &Snapshot, cx: &Context) -> (Parsed, Vec<Finding>) {
 
     findings.extend(cross::check(snap, &parsed));
     // With MODE=none NUT starts nothing, so what would stop a daemon is only worth knowing.
-    if parsed.nut.as_ref().and_then(|n| n.mode).is_some_and(|m| m.0 == nut_conf::Mode::None) {
-        for f in findings.iter_mut().filter(|f| matches!(f.code, Code::NoUps | Code::NoMonitor)) {
+    if parsed
+        .nut
+        .as_ref()
+        .and_then(|n| n.mode)
+        .is_some_and(|m| m.0 == nut_conf::Mode::None)
+    {
+        for f in findings
+            .iter_mut()
+            .filter(|f| matches!(f.code, Code::NoUps | Code::NoMonitor))
+        {
             f.severity = diag::Severity::Info;
         }
     }
@@ -186,7 +199,10 @@ fn check_permissions(name: &str, meta: &FileMeta, daemon: Option<&Account>, sink
         sink.warning(
             Code::WorldReadable,
             whole,
-            format!("{name} holds passwords and every user can read it (mode {:04o})", meta.mode & 0o7777),
+            format!(
+                "{name} holds passwords and every user can read it (mode {:04o})",
+                meta.mode & 0o7777
+            ),
         )
         .with_hint(format!("chown root:nut {name} && chmod 0640 {name}"));
     }

@@ -57,29 +57,44 @@ pub fn parse(text: &[u8], sink: &mut Sink) -> NutConf {
             continue;
         }
         let at = |col: usize| Pos::new(lineno, u32::try_from(col + 1).unwrap_or(u32::MAX));
-        let body = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let body = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
         let body_col = indent + (line.len() - body.len());
         let Some((name, value)) = body.split_once('=') else {
             sink.error(
                 Code::ShellSyntax,
                 at(body_col),
-                format!("the shell runs `{}` as a command: this is not an assignment", body.split_whitespace().next().unwrap_or(body)),
+                format!(
+                    "the shell runs `{}` as a command: this is not an assignment",
+                    body.split_whitespace().next().unwrap_or(body)
+                ),
             )
             .with_hint("write `NAME=value`");
             continue;
         };
-        if name.is_empty() || name.ends_with(char::is_whitespace) || value.starts_with(char::is_whitespace) {
+        if name.is_empty()
+            || name.ends_with(char::is_whitespace)
+            || value.starts_with(char::is_whitespace)
+        {
             let n = name.trim();
             sink.error(
                 Code::ShellSyntax,
                 at(body_col),
-                format!("spaces around `=`: the shell runs `{n}` as a command instead of setting it"),
+                format!(
+                    "spaces around `=`: the shell runs `{n}` as a command instead of setting it"
+                ),
             )
             .with_hint(format!("write `{n}={}` with no spaces", value.trim()));
             continue;
         }
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            sink.error(Code::ShellSyntax, at(body_col), format!("`{name}` is not a shell variable name"));
+            sink.error(
+                Code::ShellSyntax,
+                at(body_col),
+                format!("`{name}` is not a shell variable name"),
+            );
             continue;
         }
         let value = match unquote(value) {
@@ -164,14 +179,23 @@ mod tests {
     fn mode(text: &str) -> (Option<Mode>, Vec<Code>) {
         let mut sink = Sink::new("nut.conf");
         let conf = parse(text.as_bytes(), &mut sink);
-        (conf.mode.map(|m| m.0), sink.findings.iter().map(|f| f.code).collect())
+        (
+            conf.mode.map(|m| m.0),
+            sink.findings.iter().map(|f| f.code).collect(),
+        )
     }
 
     #[test]
     fn reads_shell_assignments() {
         assert_eq!(mode("MODE=standalone\n"), (Some(Mode::Standalone), vec![]));
-        assert_eq!(mode("MODE=\"netserver\" # x\n"), (Some(Mode::NetServer), vec![]));
-        assert_eq!(mode("export MODE='netclient'\n"), (Some(Mode::NetClient), vec![]));
+        assert_eq!(
+            mode("MODE=\"netserver\" # x\n"),
+            (Some(Mode::NetServer), vec![])
+        );
+        assert_eq!(
+            mode("export MODE='netclient'\n"),
+            (Some(Mode::NetClient), vec![])
+        );
         assert_eq!(mode("MODE = standalone\n"), (None, vec![Code::ShellSyntax]));
         assert_eq!(mode("MODE=stand alone\n"), (None, vec![Code::ShellSyntax]));
         assert_eq!(mode("MODE=bogus\n"), (None, vec![Code::BadMode]));

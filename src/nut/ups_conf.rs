@@ -116,7 +116,8 @@ pub fn parse(lines: &[Line], sink: &mut Sink) -> UpsConf {
                     sink.warning(
                         Code::NotASetting,
                         first.pos,
-                        "NUT ignores this line: it is neither a `[section]` nor `name = value`".into(),
+                        "NUT ignores this line: it is neither a `[section]` nor `name = value`"
+                            .into(),
                     )
                     .with_hint(format!("write `{} = {}`", w[0].text, w[1].text));
                 }
@@ -198,7 +199,10 @@ fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
                 sink.warning(
                     Code::UnknownDirective,
                     e.pos,
-                    format!("`{}` is understood from NUT {v} on; NUT {} ignores it", e.name, cx.version),
+                    format!(
+                        "`{}` is understood from NUT {v} on; NUT {} ignores it",
+                        e.name, cx.version
+                    ),
                 );
             }
             Lookup::NoLonger(v) => {
@@ -213,7 +217,11 @@ fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
                     .drivers
                     .section_var("", &e.name, cx.version)
                     .is_some_and(|l| matches!(l, Lookup::Accepted(_)))
-                    || cx.drivers.drivers.iter().any(|d| d.vars.iter().any(|v| v.name == e.name));
+                    || cx
+                        .drivers
+                        .drivers
+                        .iter()
+                        .any(|d| d.vars.iter().any(|v| v.name == e.name));
                 if in_section {
                     sink.warning(
                         Code::OutsideSection,
@@ -225,7 +233,10 @@ fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
                     sink.warning(
                         Code::UnknownDirective,
                         e.pos,
-                        format!("NUT does not know the global setting `{}` and ignores it", e.name),
+                        format!(
+                            "NUT does not know the global setting `{}` and ignores it",
+                            e.name
+                        ),
                     )
                     .with_hint(format!(
                         "global settings are: {}",
@@ -260,7 +271,8 @@ fn check_name(section: &Merged, sink: &mut Sink) {
 
 /// Does a section have what upsd needs to serve it (`driver` and `port`)?
 pub fn complete(section: &UpsSection) -> bool {
-    section.value("driver").is_some_and(|d| !d.is_empty()) && section.value("port").is_some_and(|p| !p.is_empty())
+    section.value("driver").is_some_and(|d| !d.is_empty())
+        && section.value("port").is_some_and(|p| !p.is_empty())
 }
 
 fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
@@ -269,20 +281,30 @@ fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
         sink.error(
             Code::MissingDriver,
             section.pos,
-            format!("UPS `{}` has no `driver`, so no driver can serve it", section.name),
+            format!(
+                "UPS `{}` has no `driver`, so no driver can serve it",
+                section.name
+            ),
         )
         .with_hint("add `driver = NAME` (e.g. usbhid-ups for most USB UPSes)");
         return check_port(section, sink);
     };
     check_port(section, sink);
     let driver = driver_entry.value.as_deref().unwrap_or_default();
-    let known = cx.drivers.driver(driver).is_some_and(|d| d.since.is_none_or(|s| s <= cx.version));
+    let known = cx
+        .drivers
+        .driver(driver)
+        .is_some_and(|d| d.since.is_none_or(|s| s <= cx.version));
     let on_host = cx.host_drivers.map(|h| h.iter().any(|d| d == driver));
     match (known, on_host) {
         (_, Some(true)) | (true, None) => {}
         (_, Some(false)) | (false, None) => {
             let near = nearest(driver, cx);
-            let where_ = if on_host.is_some() { "this host's NUT driver directory" } else { "NUT" };
+            let where_ = if on_host.is_some() {
+                "this host's NUT driver directory"
+            } else {
+                "NUT"
+            };
             let f = sink.error(
                 Code::UnknownDriver,
                 driver_entry.value_pos,
@@ -300,7 +322,10 @@ fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
             sink.warning(
                 Code::Duplicate,
                 e.pos,
-                format!("`{}` is already set at line {}; the later value wins", e.name, prev.pos.line),
+                format!(
+                    "`{}` is already set at line {}; the later value wins",
+                    e.name, prev.pos.line
+                ),
             );
         } else {
             seen.push(e);
@@ -350,7 +375,10 @@ fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
                     sink.warning(
                         Code::OutsideSection,
                         e.pos,
-                        format!("`{}` is a global setting; inside a section the driver may reject it", e.name),
+                        format!(
+                            "`{}` is a global setting; inside a section the driver may reject it",
+                            e.name
+                        ),
                     )
                     .with_hint("move it above the first `[section]`");
                 } else {
@@ -375,7 +403,11 @@ fn check_port(section: &Merged, sink: &mut Sink) {
             )
             .with_hint("add `port = auto` for USB, or the device path (e.g. /dev/ttyUSB0) for serial");
         }
-        Some(Entry { value: Some(v), value_pos, .. }) if v.is_empty() => {
+        Some(Entry {
+            value: Some(v),
+            value_pos,
+            ..
+        }) if v.is_empty() => {
             sink.error(Code::BadValue, *value_pos, "`port` is empty".into())
                 .with_hint("`port = auto` for USB, or a device path for serial");
         }
@@ -389,9 +421,15 @@ fn check_kind(e: &Entry, kind: VarKind, sink: &mut Sink) {
             sink.warning(
                 Code::FlagWithValue,
                 e.pos,
-                format!("`{}` is a flag: NUT turns it on whatever the value (`{v}`), even `no`", e.name),
+                format!(
+                    "`{}` is a flag: NUT turns it on whatever the value (`{v}`), even `no`",
+                    e.name
+                ),
             )
-            .with_hint(format!("write just `{}` to turn it on, or remove the line", e.name));
+            .with_hint(format!(
+                "write just `{}` to turn it on, or remove the line",
+                e.name
+            ));
         }
         (VarKind::Value, None) => {
             sink.warning(
@@ -409,68 +447,69 @@ fn check_kind(e: &Entry, kind: VarKind, sink: &mut Sink) {
 fn check_value(e: &Entry, sink: &mut Sink) {
     let Some(v) = e.value.as_deref() else { return };
     let pos = e.value_pos;
-    let regex_like = v.chars().any(|c| "^$.*+?()[]{}|\\".contains(c));
-    match e.name.as_str() {
-        "vendorid" | "productid" if !regex_like => {
-            if !(v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit())) {
-                let f = sink.error(
-                    Code::BadValue,
-                    pos,
-                    format!("`{}` must be 4 hexadecimal digits (it is matched against the device's ID), not `{v}`", e.name),
-                );
-                let digits = v.trim_start_matches("0x").trim_start_matches("0X");
-                if digits.len() <= 4 && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit()) {
-                    f.with_hint(format!("write `{} = {:0>4}`", e.name, digits.to_ascii_lowercase()));
-                }
+    let name = e.name.as_str();
+    // USB match values are regular expressions; only plain ones can be checked for form.
+    let plain = !v.chars().any(|c| "^$.*+?()[]{}|\\".contains(c));
+    let hex4 = v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit());
+    let digits =
+        |max: usize| v.len() <= max && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
+    match name {
+        "vendorid" | "productid" if plain && !hex4 => {
+            let f = sink.error(
+                Code::BadValue,
+                pos,
+                format!("`{name}` must be 4 hexadecimal digits (it is matched against the device's ID), not `{v}`"),
+            );
+            let d = v.trim_start_matches("0x").trim_start_matches("0X");
+            if !d.is_empty() && d.len() <= 4 && d.chars().all(|c| c.is_ascii_hexdigit()) {
+                f.with_hint(format!("write `{name} = {:0>4}`", d.to_ascii_lowercase()));
             }
         }
-        "bus" | "device" if !regex_like => {
-            if !(v.len() <= 3 && v.chars().all(|c| c.is_ascii_digit())) {
-                sink.error(
-                    Code::BadValue,
-                    pos,
-                    format!("`{}` is matched against a USB {} number such as `001`, not `{v}`", e.name, e.name),
-                )
-                .with_hint("see `lsusb`: Bus 001 Device 004");
-            }
+        "bus" | "device" if plain && !digits(3) => {
+            sink.error(
+                Code::BadValue,
+                pos,
+                format!("`{name}` is matched against a USB {name} number such as `001`, not `{v}`"),
+            )
+            .with_hint("see `lsusb`: Bus 001 Device 004");
         }
-        "busport" if !regex_like => {
-            if !v.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') || v.is_empty() {
-                sink.error(
-                    Code::BadValue,
-                    pos,
-                    format!("`busport` is a USB port path such as `1.2`, not `{v}`"),
-                );
-            }
+        "busport"
+            if plain
+                && (v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '.' || c == '-')) =>
+        {
+            sink.error(
+                Code::BadValue,
+                pos,
+                format!("`busport` is a USB port path such as `1.2`, not `{v}`"),
+            );
         }
         // NUT reads these with atoi() or a string compare and silently falls back.
-        "sdorder" | "maxstartdelay" | "maxretry" | "retrydelay" | "debug_min" => {
-            if v.parse::<i64>().is_err() {
-                sink.warning(
-                    Code::BadValue,
-                    pos,
-                    format!("`{}` must be a whole number, not `{v}`; NUT reads it as 0", e.name),
-                );
-            }
+        "sdorder" | "maxstartdelay" | "maxretry" | "retrydelay" | "debug_min"
+            if v.parse::<i64>().is_err() =>
+        {
+            sink.warning(
+                Code::BadValue,
+                pos,
+                format!("`{name}` must be a whole number, not `{v}`; NUT reads it as 0"),
+            );
         }
-        "pollinterval" => {
-            if !v.parse::<u32>().is_ok_and(|n| n > 0) {
-                sink.warning(
-                    Code::BadValue,
-                    pos,
-                    format!("`pollinterval` must be a whole number of seconds above 0, not `{v}`; the driver would poll without pause"),
-                )
-                .with_hint("the default is 2");
-            }
+        "pollinterval" if !v.parse::<u32>().is_ok_and(|n| n > 0) => {
+            sink.warning(
+                Code::BadValue,
+                pos,
+                format!("`pollinterval` must be a whole number of seconds above 0, not `{v}`; the driver would poll without pause"),
+            )
+            .with_hint("the default is 2");
         }
-        "synchronous" => {
-            if !matches!(v, "yes" | "no" | "auto") {
-                sink.warning(
-                    Code::BadValue,
-                    pos,
-                    format!("`synchronous` is `yes`, `no` or `auto`, not `{v}`"),
-                );
-            }
+        "synchronous" if !matches!(v, "yes" | "no" | "auto") => {
+            sink.warning(
+                Code::BadValue,
+                pos,
+                format!("`synchronous` is `yes`, `no` or `auto`, not `{v}`"),
+            );
         }
         _ => {}
     }
@@ -487,7 +526,9 @@ fn nearest<'a>(driver: &str, cx: &'a Context) -> Option<&'a str> {
 pub fn close(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
     let (a, b) = (norm(a), norm(b));
-    a == b || edit_distance(&a, &b) <= 1 || (a.len() > 3 && (a.starts_with(&b) || b.starts_with(&a)))
+    a == b
+        || edit_distance(&a, &b) <= 1
+        || (a.len() > 3 && (a.starts_with(&b) || b.starts_with(&a)))
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -539,22 +580,32 @@ mod tests {
         let mut sink = Sink::new("ups.conf");
         let lines = read_lines(text.as_bytes(), Dialect::HashInQuotesIsError, &mut sink);
         let conf = parse(&lines, &mut sink);
-        (conf, sink.findings.iter().map(|f| f.code.to_string()).collect())
+        (
+            conf,
+            sink.findings.iter().map(|f| f.code.to_string()).collect(),
+        )
     }
 
     /// Names and values only: positions differ between the original and the formatted text.
     fn shape(c: &UpsConf) -> Vec<(Option<String>, String, Option<String>)> {
-        let g = c.globals.iter().map(|e| (None, e.name.clone(), e.value.clone()));
+        let g = c
+            .globals
+            .iter()
+            .map(|e| (None, e.name.clone(), e.value.clone()));
         let s = c.sections.iter().flat_map(|s| {
             std::iter::once((Some(s.name.clone()), String::new(), None)).chain(
-                s.entries.iter().map(move |e| (Some(s.name.clone()), e.name.clone(), e.value.clone())),
+                s.entries
+                    .iter()
+                    .map(move |e| (Some(s.name.clone()), e.name.clone(), e.value.clone())),
             )
         });
         g.chain(s).collect()
     }
 
     fn word(rng: &mut Rng, allow_empty: bool) -> String {
-        const PIECES: &[&str] = &["ups", "a b", "x=y", "#1", "\\", "\"", "[", "]", "port", "", "0463", "é"];
+        const PIECES: &[&str] = &[
+            "ups", "a b", "x=y", "#1", "\\", "\"", "[", "]", "port", "", "0463", "é",
+        ];
         loop {
             let n = 1 + rng.below(3);
             let w: String = (0..n).map(|_| rng.pick(PIECES)).collect();
@@ -587,12 +638,19 @@ mod tests {
             for _ in 0..rng.below(4) {
                 let name = word(&mut rng, true);
                 let entries = (0..rng.below(4)).map(|i| entry(&mut rng, i == 2)).collect();
-                conf.sections.push(UpsSection { name, pos: Pos::default(), entries });
+                conf.sections.push(UpsSection {
+                    name,
+                    pos: Pos::default(),
+                    entries,
+                });
             }
             let text = format(&conf);
             let (back, findings) = parse_text(&text);
             assert_eq!(shape(&back), shape(&conf), "formatted as:\n{text}");
-            assert!(findings.is_empty(), "formatted text has findings {findings:?}:\n{text}");
+            assert!(
+                findings.is_empty(),
+                "formatted text has findings {findings:?}:\n{text}"
+            );
         }
     }
 }

@@ -30,9 +30,15 @@ impl UpsdConf {
     /// The addresses upsd listens on: its LISTEN lines, or loopback when there are none.
     pub fn listeners(&self) -> Vec<(String, u16)> {
         if self.listen.is_empty() {
-            vec![("127.0.0.1".into(), DEFAULT_PORT), ("::1".into(), DEFAULT_PORT)]
+            vec![
+                ("127.0.0.1".into(), DEFAULT_PORT),
+                ("::1".into(), DEFAULT_PORT),
+            ]
         } else {
-            self.listen.iter().map(|l| (l.address.clone(), l.port)).collect()
+            self.listen
+                .iter()
+                .map(|l| (l.address.clone(), l.port))
+                .collect()
         }
     }
 }
@@ -74,7 +80,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
                 key.pos,
                 format!("upsd does not know `{}` and ignores the line", key.text),
             );
-            match DIRECTIVES.iter().find(|d| d.0.eq_ignore_ascii_case(&key.text)) {
+            match DIRECTIVES
+                .iter()
+                .find(|d| d.0.eq_ignore_ascii_case(&key.text))
+            {
                 Some(d) => f.with_hint(format!("keywords are case-sensitive: write `{}`", d.0)),
                 None => f.with_hint("see `man upsd.conf`"),
             }
@@ -84,7 +93,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
             sink.warning(
                 Code::UnknownDirective,
                 key.pos,
-                format!("`{name}` is understood from NUT {v} on; upsd {} ignores it", cx.version),
+                format!(
+                    "`{name}` is understood from NUT {v} on; upsd {} ignores it",
+                    cx.version
+                ),
             );
             continue;
         }
@@ -92,7 +104,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
             sink.warning(
                 Code::MissingValue,
                 key.pos,
-                format!("`{name}` needs {need} value(s) after it, without `=`; upsd ignores this line"),
+                format!(
+                    "`{name}` needs {need} value(s) after it, without `=`; upsd ignores this line"
+                ),
             )
             .with_hint(format!("write e.g. `{name} VALUE`"));
             continue;
@@ -116,7 +130,11 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
                             conf.maxage = Some(n);
                         }
                         if n == 0 && name == "MAXCONN" {
-                            sink.error(Code::BadValue, value.pos, "MAXCONN 0 lets no client connect".into());
+                            sink.error(
+                                Code::BadValue,
+                                value.pos,
+                                "MAXCONN 0 lets no client connect".into(),
+                            );
                         }
                     }
                     Err(_) => {
@@ -140,18 +158,28 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
                     );
                 }
             }
-            "CERTREQUEST" => {
-                if !matches!(value.text.as_str(), "0" | "1" | "2" | "NO" | "REQUEST" | "REQUIRE") {
-                    sink.warning(
-                        Code::BadValue,
-                        value.pos,
-                        format!("CERTREQUEST is 0 (NO), 1 (REQUEST) or 2 (REQUIRE), not `{}`", value.text),
-                    );
-                }
+            "CERTREQUEST"
+                if !matches!(
+                    value.text.as_str(),
+                    "0" | "1" | "2" | "NO" | "REQUEST" | "REQUIRE"
+                ) =>
+            {
+                sink.warning(
+                    Code::BadValue,
+                    value.pos,
+                    format!(
+                        "CERTREQUEST is 0 (NO), 1 (REQUEST) or 2 (REQUIRE), not `{}`",
+                        value.text
+                    ),
+                );
             }
             "LISTEN" => {
                 if let Some(l) = check_listen(value, args.get(1), sink) {
-                    if let Some(prev) = conf.listen.iter().find(|p| p.address == l.address && p.port == l.port) {
+                    if let Some(prev) = conf
+                        .listen
+                        .iter()
+                        .find(|p| p.address == l.address && p.port == l.port)
+                    {
                         sink.error(
                             Code::Duplicate,
                             l.pos,
@@ -178,7 +206,11 @@ fn is_boolean(v: &str) -> bool {
     )
 }
 
-fn check_listen(addr: &super::lexer::Word, port: Option<&super::lexer::Word>, sink: &mut Sink) -> Option<Listen> {
+fn check_listen(
+    addr: &super::lexer::Word,
+    port: Option<&super::lexer::Word>,
+    sink: &mut Sink,
+) -> Option<Listen> {
     let a = addr.text.as_str();
     let numeric = a.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit()));
     let valid_host = !numeric
@@ -203,7 +235,11 @@ fn check_listen(addr: &super::lexer::Word, port: Option<&super::lexer::Word>, si
         None => DEFAULT_PORT,
         Some(p) => match p.text.parse::<u64>() {
             Ok(0) => {
-                sink.error(Code::BadListen, p.pos, "port 0 is not a port upsd can be reached on".into());
+                sink.error(
+                    Code::BadListen,
+                    p.pos,
+                    "port 0 is not a port upsd can be reached on".into(),
+                );
                 return None;
             }
             Ok(n) if n > 65535 => {

@@ -54,7 +54,11 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
                 current = Some(i);
             } else {
                 if name.is_empty() {
-                    sink.error(Code::BadSectionName, first.pos, "a user needs a name: `[]`".into());
+                    sink.error(
+                        Code::BadSectionName,
+                        first.pos,
+                        "a user needs a name: `[]`".into(),
+                    );
                 }
                 conf.users.push(User {
                     name: name.to_string(),
@@ -114,7 +118,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
                     sink.warning(
                         Code::Duplicate,
                         name.pos,
-                        format!("user `{}` already has a password (line {}); upsd ignores this one", user.name, at.line),
+                        format!(
+                            "user `{}` already has a password (line {}); upsd ignores this one",
+                            user.name, at.line
+                        ),
                     );
                 } else {
                     if values.len() > 1 {
@@ -160,7 +167,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
                 sink.warning(
                     Code::UnknownDirective,
                     name.pos,
-                    format!("upsd logs \"Unrecognized user setting {}\" and ignores it", name.text),
+                    format!(
+                        "upsd logs \"Unrecognized user setting {}\" and ignores it",
+                        name.text
+                    ),
                 )
                 .with_hint("settings are password, actions, instcmds and upsmon");
             }
@@ -171,7 +181,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
             sink.warning(
                 Code::MissingPassword,
                 user.pos,
-                format!("user `{}` has no password, so it can never log in", user.name),
+                format!(
+                    "user `{}` has no password, so it can never log in",
+                    user.name
+                ),
             )
             .with_hint("add `password = SECRET`");
         }
@@ -183,7 +196,10 @@ fn outside(sink: &mut Sink, w: &Word) {
     sink.warning(
         Code::OutsideSection,
         w.pos,
-        format!("`{}` comes before any `[user]` section; upsd ignores it", w.text),
+        format!(
+            "`{}` comes before any `[user]` section; upsd ignores it",
+            w.text
+        ),
     )
     .with_hint("put it below the `[user]` line it belongs to");
 }
@@ -195,15 +211,23 @@ fn set_role(user: &mut User, v: &Word, cx: &Context, sink: &mut Sink) {
         "secondary" if modern => Role::Secondary,
         "master" => {
             if modern {
-                sink.warning(Code::Deprecated, v.pos, "`upsmon master` is the old spelling".into())
-                    .with_hint("write `upsmon primary` (NUT 2.8.0 and later)");
+                sink.warning(
+                    Code::Deprecated,
+                    v.pos,
+                    "`upsmon master` is the old spelling".into(),
+                )
+                .with_hint("write `upsmon primary` (NUT 2.8.0 and later)");
             }
             Role::Primary
         }
         "slave" => {
             if modern {
-                sink.warning(Code::Deprecated, v.pos, "`upsmon slave` is the old spelling".into())
-                    .with_hint("write `upsmon secondary` (NUT 2.8.0 and later)");
+                sink.warning(
+                    Code::Deprecated,
+                    v.pos,
+                    "`upsmon slave` is the old spelling".into(),
+                )
+                .with_hint("write `upsmon secondary` (NUT 2.8.0 and later)");
             }
             Role::Secondary
         }
@@ -211,12 +235,17 @@ fn set_role(user: &mut User, v: &Word, cx: &Context, sink: &mut Sink) {
             let f = sink.warning(
                 Code::BadValue,
                 v.pos,
-                format!("upsd logs \"Unknown upsmon type {other}\": this user gets no upsmon rights"),
+                format!(
+                    "upsd logs \"Unknown upsmon type {other}\": this user gets no upsmon rights"
+                ),
             );
             if modern {
                 f.with_hint("write `upsmon primary` or `upsmon secondary`");
             } else {
-                f.with_hint(format!("NUT {} knows only `upsmon master` and `upsmon slave`", cx.version));
+                f.with_hint(format!(
+                    "NUT {} knows only `upsmon master` and `upsmon slave`",
+                    cx.version
+                ));
             }
             return;
         }

@@ -59,15 +59,33 @@ const DIRECTIVES: &[(&str, usize, Option<NutVersion>)] = &[
     ("CERTVERIFY", 1, None),
     ("FORCESSL", 1, None),
     ("DEBUG_MIN", 1, Some(NutVersion::new(2, 8, 0))),
-    ("POLLFAIL_LOG_THROTTLE_MAX", 1, Some(NutVersion::new(2, 8, 0))),
+    (
+        "POLLFAIL_LOG_THROTTLE_MAX",
+        1,
+        Some(NutVersion::new(2, 8, 0)),
+    ),
     ("OFFDURATION", 1, Some(NutVersion::new(2, 8, 1))),
     ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 1))),
     ("SHUTDOWNEXIT", 1, Some(NutVersion::new(2, 8, 1))),
 ];
 
 const NOTIFY_TYPES: &[&str] = &[
-    "ONLINE", "ONBATT", "LOWBATT", "FSD", "COMMOK", "COMMBAD", "SHUTDOWN", "REPLBATT", "NOCOMM",
-    "NOPARENT", "CAL", "NOTCAL", "OFF", "NOTOFF", "BYPASS", "NOTBYPASS",
+    "ONLINE",
+    "ONBATT",
+    "LOWBATT",
+    "FSD",
+    "COMMOK",
+    "COMMBAD",
+    "SHUTDOWN",
+    "REPLBATT",
+    "NOCOMM",
+    "NOPARENT",
+    "CAL",
+    "NOTCAL",
+    "OFF",
+    "NOTOFF",
+    "BYPASS",
+    "NOTBYPASS",
 ];
 const NOTIFY_FLAGS: &[&str] = &["SYSLOG", "WALL", "EXEC", "IGNORE"];
 const NUMERIC: &[&str] = &[
@@ -98,7 +116,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
                 key.pos,
                 format!("upsmon does not know `{}` and ignores the line", key.text),
             );
-            match DIRECTIVES.iter().find(|d| d.0.eq_ignore_ascii_case(&key.text)) {
+            match DIRECTIVES
+                .iter()
+                .find(|d| d.0.eq_ignore_ascii_case(&key.text))
+            {
                 Some(d) => f.with_hint(format!("keywords are case-sensitive: write `{}`", d.0)),
                 None => f.with_hint("see `man upsmon.conf`"),
             }
@@ -108,17 +129,31 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
             sink.warning(
                 Code::UnknownDirective,
                 key.pos,
-                format!("`{name}` is understood from NUT {v} on; upsmon {} ignores it", cx.version),
+                format!(
+                    "`{name}` is understood from NUT {v} on; upsmon {} ignores it",
+                    cx.version
+                ),
             );
             continue;
         }
         if args.len() < need {
-            let code = if name == "MONITOR" { Code::BadMonitor } else { Code::MissingValue };
+            let code = if name == "MONITOR" {
+                Code::BadMonitor
+            } else {
+                Code::MissingValue
+            };
             let f = sink.push(
-                if name == "MONITOR" { super::diag::Severity::Error } else { super::diag::Severity::Warning },
+                if name == "MONITOR" {
+                    super::diag::Severity::Error
+                } else {
+                    super::diag::Severity::Warning
+                },
                 code,
                 key.pos,
-                format!("`{name}` needs {need} word(s) after it, this line has {}: upsmon ignores it", args.len()),
+                format!(
+                    "`{name}` needs {need} word(s) after it, this line has {}: upsmon ignores it",
+                    args.len()
+                ),
             );
             if name == "MONITOR" {
                 f.with_hint("write `MONITOR ups@host POWERVALUE USER PASSWORD primary|secondary`; quote a password with spaces");
@@ -215,7 +250,9 @@ fn check_notify_type(w: &Word, sink: &mut Sink) {
 
 /// `MONITOR ups@host[:port] POWERVALUE USER PASSWORD primary|secondary`.
 fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor> {
-    let [system, power, user, password, role, ..] = args else { return None };
+    let [system, power, user, password, role, ..] = args else {
+        return None;
+    };
     let (ups, host, port) = match split_system(&system.text) {
         Ok(parts) => parts,
         Err(why) => {
@@ -240,29 +277,58 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
         "primary" if modern => MonitorRole::Primary,
         "secondary" if modern => MonitorRole::Secondary,
         "master" | "slave" => {
-            let new = if role.text.eq_ignore_ascii_case("master") { "primary" } else { "secondary" };
+            let new = if role.text.eq_ignore_ascii_case("master") {
+                "primary"
+            } else {
+                "secondary"
+            };
             if modern {
-                sink.warning(Code::Deprecated, role.pos, format!("`{}` is the old spelling", role.text))
-                    .with_hint(format!("write `{new}` (NUT 2.8.0 and later)"));
+                sink.warning(
+                    Code::Deprecated,
+                    role.pos,
+                    format!("`{}` is the old spelling", role.text),
+                )
+                .with_hint(format!("write `{new}` (NUT 2.8.0 and later)"));
             }
-            if new == "primary" { MonitorRole::Primary } else { MonitorRole::Secondary }
+            if new == "primary" {
+                MonitorRole::Primary
+            } else {
+                MonitorRole::Secondary
+            }
         }
         other => {
-            let hint = if modern { "primary or secondary" } else { "master or slave" };
+            let hint = if modern {
+                "primary or secondary"
+            } else {
+                "master or slave"
+            };
             sink.error(
                 Code::BadMonitor,
                 role.pos,
-                format!("`{other}` is not a MONITOR role: upsmon {} knows {hint}", cx.version),
+                format!(
+                    "`{other}` is not a MONITOR role: upsmon {} knows {hint}",
+                    cx.version
+                ),
             )
-            .with_hint(format!("the last word of MONITOR is {hint}; quote a password with spaces"));
+            .with_hint(format!(
+                "the last word of MONITOR is {hint}; quote a password with spaces"
+            ));
             return None;
         }
     };
     // upsmon sends USERNAME and PASSWORD without quoting; upsd reads the line with the same
     // lexer as the files, so these characters split or change the word.
     for (what, w) in [("user name", user), ("password", password)] {
-        if let Some(c) = w.text.chars().find(|c| matches!(c, ' ' | '=' | '"' | '\\' | '#') || c.is_ascii_control()) {
-            let shown = if c == ' ' { "a space".to_string() } else { format!("`{c}`") };
+        if let Some(c) = w
+            .text
+            .chars()
+            .find(|c| matches!(c, ' ' | '=' | '"' | '\\' | '#') || c.is_ascii_control())
+        {
+            let shown = if c == ' ' {
+                "a space".to_string()
+            } else {
+                format!("`{c}`")
+            };
             sink.error(
                 Code::BadMonitor,
                 w.pos,
@@ -328,11 +394,26 @@ mod tests {
 
     #[test]
     fn splits_system_names() {
-        assert_eq!(split_system("ups@localhost"), Ok(("ups".into(), "localhost".into(), 3493)));
-        assert_eq!(split_system("ups@h:1234"), Ok(("ups".into(), "h".into(), 1234)));
-        assert_eq!(split_system("ups"), Ok(("ups".into(), "localhost".into(), 3493)));
-        assert_eq!(split_system("ups@[::1]:99"), Ok(("ups".into(), "::1".into(), 99)));
-        assert_eq!(split_system("ups@::1"), Ok(("ups".into(), "::1".into(), 3493)));
+        assert_eq!(
+            split_system("ups@localhost"),
+            Ok(("ups".into(), "localhost".into(), 3493))
+        );
+        assert_eq!(
+            split_system("ups@h:1234"),
+            Ok(("ups".into(), "h".into(), 1234))
+        );
+        assert_eq!(
+            split_system("ups"),
+            Ok(("ups".into(), "localhost".into(), 3493))
+        );
+        assert_eq!(
+            split_system("ups@[::1]:99"),
+            Ok(("ups".into(), "::1".into(), 99))
+        );
+        assert_eq!(
+            split_system("ups@::1"),
+            Ok(("ups".into(), "::1".into(), 3493))
+        );
         assert!(split_system("ups@h:x").is_err());
         assert!(split_system("@h").is_err());
     }

@@ -108,7 +108,13 @@ mod tests {
 
     #[test]
     fn dialect_changes_at_2_8_6() {
-        assert_eq!(NutVersion::new(2, 8, 5).dialect(), Dialect::HashInQuotesIsError);
-        assert_eq!(NutVersion::new(2, 8, 6).dialect(), Dialect::HashInQuotesIsLiteral);
+        assert_eq!(
+            NutVersion::new(2, 8, 5).dialect(),
+            Dialect::HashInQuotesIsError
+        );
+        assert_eq!(
+            NutVersion::new(2, 8, 6).dialect(),
+            Dialect::HashInQuotesIsLiteral
+        );
     }
 }

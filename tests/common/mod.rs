@@ -37,7 +37,10 @@ pub struct Meta {
 
 impl Meta {
     pub fn mode(&self, file: &str) -> u32 {
-        self.modes.iter().find(|m| m.0 == file).map_or(0o640, |m| m.1)
+        self.modes
+            .iter()
+            .find(|m| m.0 == file)
+            .map_or(0o640, |m| m.1)
     }
 
     pub fn owner(&self, file: &str) -> (u32, u32) {
@@ -59,8 +62,14 @@ pub fn meta(dir: &Path) -> Meta {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w.as_slice() {
             ["nut-version", v] => meta.version = v.parse().expect("meta version"),
-            ["mode", f, m] => meta.modes.push((f.to_string(), u32::from_str_radix(m, 8).expect("octal mode"))),
-            ["owner", f, u, g] => meta.owners.push((f.to_string(), u.parse().unwrap(), g.parse().unwrap())),
+            ["mode", f, m] => meta.modes.push((
+                f.to_string(),
+                u32::from_str_radix(m, 8).expect("octal mode"),
+            )),
+            ["owner", f, u, g] => {
+                meta.owners
+                    .push((f.to_string(), u.parse().unwrap(), g.parse().unwrap()))
+            }
             _ => panic!("{}: bad meta line `{line}`", dir.display()),
         }
     }
