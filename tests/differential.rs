@@ -171,8 +171,14 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         nut_env(&mut cmd, dir);
         let (status, out) = run_for(cmd, Duration::from_secs(5));
         if status != Some(0) {
-            let last = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-            v.rejected.push(("ups.conf", 0, format!("upsdrvctl -t start fails: {last}")));
+            let last = out
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            v.rejected
+                .push(("ups.conf", 0, format!("upsdrvctl -t start fails: {last}")));
         }
     }
     // upsd, as user nut, as packaged.

@@ -2,6 +2,50 @@
 
 use super::diag::{Code, Sink};
 use super::lexer::{lex, Dialect, Line, Mangling, Word, ARG_LIMIT, WORD_LIMIT};
+use super::version::NutVersion;
+
+/// A keyword of a directive file (upsd.conf, upsmon.conf): how many words it needs after it,
+/// and the release that added it.
+pub type Directive = (&'static str, usize, Option<NutVersion>);
+
+/// Finds a line's keyword in `table` as `program` does (case-sensitive), reporting a keyword
+/// the program does not know, or not yet in `version`.
+pub fn directive(
+    key: &Word,
+    table: &[Directive],
+    program: &str,
+    version: NutVersion,
+    sink: &mut Sink,
+) -> Option<Directive> {
+    let Some(&d) = table.iter().find(|d| d.0 == key.text) else {
+        let file = sink.file;
+        let f = sink.warning(
+            Code::UnknownDirective,
+            key.pos,
+            format!(
+                "{program} does not know `{}` and ignores the line",
+                key.text
+            ),
+        );
+        match table.iter().find(|d| d.0.eq_ignore_ascii_case(&key.text)) {
+            Some(d) => f.with_hint(format!("keywords are case-sensitive: write `{}`", d.0)),
+            None => f.with_hint(format!("see `man {file}`")),
+        }
+        return None;
+    };
+    if let Some(v) = d.2.filter(|v| version < *v) {
+        sink.warning(
+            Code::UnknownDirective,
+            key.pos,
+            format!(
+                "`{}` is understood from NUT {v} on; {program} {version} ignores it",
+                d.0
+            ),
+        );
+        return None;
+    }
+    Some(d)
+}
 
 /// Lexes a file and reports every silent change NUT makes to it.
 pub fn read_lines(text: &[u8], dialect: Dialect, sink: &mut Sink) -> Vec<Line> {

@@ -114,6 +114,11 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
         }
     };
     let has_ups = parsed.ups.as_ref().is_some_and(|u| !u.sections.is_empty());
+    let mode_pos = parsed
+        .nut
+        .as_ref()
+        .and_then(|n| n.mode)
+        .map_or(WHOLE, |m| m.1);
     let monitors = parsed
         .upsmon
         .as_ref()
@@ -157,11 +162,7 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
                 let mut s = Sink::new(NUT_CONF);
                 s.info(
                     Code::BadMode,
-                    parsed
-                        .nut
-                        .as_ref()
-                        .and_then(|n| n.mode)
-                        .map_or(WHOLE, |m| m.1),
+                    mode_pos,
                     "MODE=netclient starts no driver, so ups.conf's UPSes are not served here"
                         .into(),
                 )
@@ -173,11 +174,7 @@ fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Optio
             let mut s = Sink::new(NUT_CONF);
             s.warning(
                 Code::BadMode,
-                parsed
-                    .nut
-                    .as_ref()
-                    .and_then(|n| n.mode)
-                    .map_or(WHOLE, |m| m.1),
+                mode_pos,
                 "MODE=none: NUT starts nothing, although its files configure UPSes".into(),
             )
             .with_hint("set MODE=standalone (or netserver, netclient)");

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use super::conf::{directive, Directive};
 use super::diag::{Code, Sink};
 use super::lexer::{Line, Pos};
 use super::version::NutVersion;
@@ -44,7 +45,7 @@ impl UpsdConf {
 }
 
 /// Directives, the number of words each needs after the keyword, and the version that added it.
-const DIRECTIVES: &[(&str, usize, Option<NutVersion>)] = &[
+const DIRECTIVES: &[Directive] = &[
     ("MAXAGE", 1, None),
     ("TRACKINGDELAY", 1, Some(NutVersion::new(2, 8, 0))),
     ("ALLOW_NO_DEVICE", 1, Some(NutVersion::new(2, 8, 0))),
@@ -74,32 +75,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
             .with_hint("limit access with LISTEN addresses and a firewall");
             continue;
         }
-        let Some(&(name, need, since)) = DIRECTIVES.iter().find(|d| d.0 == key.text) else {
-            let f = sink.warning(
-                Code::UnknownDirective,
-                key.pos,
-                format!("upsd does not know `{}` and ignores the line", key.text),
-            );
-            match DIRECTIVES
-                .iter()
-                .find(|d| d.0.eq_ignore_ascii_case(&key.text))
-            {
-                Some(d) => f.with_hint(format!("keywords are case-sensitive: write `{}`", d.0)),
-                None => f.with_hint("see `man upsd.conf`"),
-            }
+        let Some((name, need, _)) = directive(key, DIRECTIVES, "upsd", cx.version, sink) else {
             continue;
         };
-        if let Some(v) = since.filter(|v| cx.version < *v) {
-            sink.warning(
-                Code::UnknownDirective,
-                key.pos,
-                format!(
-                    "`{name}` is understood from NUT {v} on; upsd {} ignores it",
-                    cx.version
-                ),
-            );
-            continue;
-        }
         if args.len() < need || args.first().is_some_and(|w| w.text == "=") {
             sink.warning(
                 Code::MissingValue,

@@ -1,5 +1,6 @@
 //! upsmon.conf: which UPSes upsmon watches, and what it does about them.
 
+use super::conf::{directive, Directive};
 use super::diag::{Code, Sink};
 use super::lexer::{Line, Pos, Word};
 use super::upsd_conf::DEFAULT_PORT;
@@ -37,7 +38,7 @@ pub struct UpsmonConf {
 }
 
 /// Directives and the words each needs after the keyword.
-const DIRECTIVES: &[(&str, usize, Option<NutVersion>)] = &[
+const DIRECTIVES: &[Directive] = &[
     ("MONITOR", 5, None),
     ("MINSUPPLIES", 1, None),
     ("SHUTDOWNCMD", 1, None),
@@ -110,32 +111,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
         let key = &line.words[0];
         let args = &line.words[1..];
-        let Some(&(name, need, since)) = DIRECTIVES.iter().find(|d| d.0 == key.text) else {
-            let f = sink.warning(
-                Code::UnknownDirective,
-                key.pos,
-                format!("upsmon does not know `{}` and ignores the line", key.text),
-            );
-            match DIRECTIVES
-                .iter()
-                .find(|d| d.0.eq_ignore_ascii_case(&key.text))
-            {
-                Some(d) => f.with_hint(format!("keywords are case-sensitive: write `{}`", d.0)),
-                None => f.with_hint("see `man upsmon.conf`"),
-            }
+        let Some((name, need, _)) = directive(key, DIRECTIVES, "upsmon", cx.version, sink) else {
             continue;
         };
-        if let Some(v) = since.filter(|v| cx.version < *v) {
-            sink.warning(
-                Code::UnknownDirective,
-                key.pos,
-                format!(
-                    "`{name}` is understood from NUT {v} on; upsmon {} ignores it",
-                    cx.version
-                ),
-            );
-            continue;
-        }
         if args.len() < need {
             let code = if name == "MONITOR" {
                 Code::BadMonitor
