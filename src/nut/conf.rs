@@ -17,7 +17,7 @@ pub fn directive(
     version: NutVersion,
     sink: &mut Sink,
 ) -> Option<Directive> {
-    let Some(&d) = table.iter().find(|d| d.0 == key.text) else {
+    let Some(&d) = table.iter().find(|d| key.text == d.0) else {
         let file = sink.file;
         let f = sink.warning(
             Code::UnknownDirective,

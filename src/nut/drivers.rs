@@ -4,9 +4,9 @@
 //! values, with `since`/`until` versions; the pseudo-driver `*core*` lists what NUT's driver
 //! core accepts in every section, `*global*` what ups.conf accepts before the first section.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use super::fnv::FnvMap;
 use super::version::NutVersion;
 
 /// Whether a variable takes a value (`name = value`) or stands alone (`name`).
@@ -29,6 +29,8 @@ pub struct DriverSpec {
     pub name: String,
     pub since: Option<NutVersion>,
     pub vars: Vec<VarSpec>,
+    /// Lower-cased variable name to its entries in `vars` (one per version range).
+    by_name: FnvMap<String, Vec<usize>>,
 }
 
 /// What a driver makes of a variable.
@@ -46,7 +48,7 @@ pub enum Lookup {
 pub struct DriverDb {
     pub drivers: Vec<DriverSpec>,
     /// Driver name to its place in `drivers`.
-    index: HashMap<String, usize>,
+    index: FnvMap<String, usize>,
 }
 
 pub const CORE: &str = "*core*";
@@ -93,6 +95,7 @@ impl DriverDb {
                         name,
                         since,
                         vars: Vec::new(),
+                        by_name: FnvMap::default(),
                     });
                     continue;
                 }
@@ -104,6 +107,11 @@ impl DriverDb {
                 .drivers
                 .last_mut()
                 .ok_or_else(|| err("a variable before any `driver` line"))?;
+            driver
+                .by_name
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .push(driver.vars.len());
             driver.vars.push(VarSpec {
                 name,
                 kind,
@@ -140,7 +148,13 @@ impl DriverDb {
             }
         };
         let mut result = Lookup::Unknown;
-        for spec in driver.vars.iter().filter(|v| same(&v.name)) {
+        let found = if var.bytes().any(|b| b.is_ascii_uppercase()) {
+            driver.by_name.get(&var.to_ascii_lowercase())
+        } else {
+            driver.by_name.get(var)
+        };
+        let specs = found.into_iter().flatten().map(|&i| &driver.vars[i]);
+        for spec in specs.filter(|v| same(&v.name)) {
             match (spec.since, spec.until) {
                 (Some(s), _) if version < s => {
                     if result == Lookup::Unknown {

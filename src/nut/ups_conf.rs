@@ -1,19 +1,19 @@
 //! ups.conf: the UPS sections the drivers, upsdrvctl and upsd read.
 
-use std::collections::HashMap;
-
 use super::conf::{format_line, report_extra, section_name, setting, Setting};
 use super::diag::{Code, Sink};
 use super::drivers::{Lookup, VarKind, GLOBAL};
+use super::fnv::FnvMap;
 use super::lexer::{Line, Pos};
+use super::text::Text;
 use super::Context;
 
 /// One `name = value` or flag line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub name: String,
+    pub name: Text,
     /// `None` for a flag.
-    pub value: Option<String>,
+    pub value: Option<Text>,
     pub pos: Pos,
     pub value_pos: Pos,
 }
@@ -150,7 +150,8 @@ impl Merged<'_> {
 /// Merges repeated sections, reporting each repetition.
 pub fn merged<'a>(conf: &'a UpsConf, sink: &mut Sink) -> Vec<Merged<'a>> {
     let mut out: Vec<Merged> = Vec::with_capacity(conf.sections.len());
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(conf.sections.len());
+    let mut index: FnvMap<&str, usize> =
+        FnvMap::with_capacity_and_hasher(conf.sections.len(), Default::default());
     for section in &conf.sections {
         match index.get(section.name.as_str()) {
             Some(&i) => {
@@ -221,7 +222,7 @@ fn check_globals(conf: &UpsConf, cx: &Context, sink: &mut Sink) {
                         .drivers
                         .drivers
                         .iter()
-                        .any(|d| d.vars.iter().any(|v| v.name == e.name));
+                        .any(|d| d.vars.iter().any(|v| e.name == v.name.as_str()));
                 if in_section {
                     sink.warning(
                         Code::OutsideSection,
@@ -449,12 +450,12 @@ fn check_value(e: &Entry, sink: &mut Sink) {
     let pos = e.value_pos;
     let name = e.name.as_str();
     // USB match values are regular expressions; only plain ones can be checked for form.
-    let plain = !v.chars().any(|c| "^$.*+?()[]{}|\\".contains(c));
+    let plain = || !v.chars().any(|c| "^$.*+?()[]{}|\\".contains(c));
     let hex4 = v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit());
     let digits =
         |max: usize| v.len() <= max && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
     match name {
-        "vendorid" | "productid" if plain && !hex4 => {
+        "vendorid" | "productid" if !hex4 && plain() => {
             let f = sink.error(
                 Code::BadValue,
                 pos,
@@ -465,7 +466,7 @@ fn check_value(e: &Entry, sink: &mut Sink) {
                 f.with_hint(format!("write `{name} = {:0>4}`", d.to_ascii_lowercase()));
             }
         }
-        "bus" | "device" if plain && !digits(3) => {
+        "bus" | "device" if !digits(3) && plain() => {
             sink.error(
                 Code::BadValue,
                 pos,
@@ -474,11 +475,11 @@ fn check_value(e: &Entry, sink: &mut Sink) {
             .with_hint("see `lsusb`: Bus 001 Device 004");
         }
         "busport"
-            if plain
-                && (v.is_empty()
-                    || !v
-                        .chars()
-                        .all(|c| c.is_ascii_digit() || c == '.' || c == '-')) =>
+            if (v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-'))
+                && plain() =>
         {
             sink.error(
                 Code::BadValue,
@@ -588,15 +589,22 @@ mod tests {
 
     /// Names and values only: positions differ between the original and the formatted text.
     fn shape(c: &UpsConf) -> Vec<(Option<String>, String, Option<String>)> {
-        let g = c
-            .globals
-            .iter()
-            .map(|e| (None, e.name.clone(), e.value.clone()));
+        let g = c.globals.iter().map(|e| {
+            (
+                None,
+                e.name.to_string(),
+                e.value.as_deref().map(String::from),
+            )
+        });
         let s = c.sections.iter().flat_map(|s| {
             std::iter::once((Some(s.name.clone()), String::new(), None)).chain(
-                s.entries
-                    .iter()
-                    .map(move |e| (Some(s.name.clone()), e.name.clone(), e.value.clone())),
+                s.entries.iter().map(move |e| {
+                    (
+                        Some(s.name.clone()),
+                        e.name.to_string(),
+                        e.value.as_deref().map(String::from),
+                    )
+                }),
             )
         });
         g.chain(s).collect()
@@ -620,8 +628,8 @@ mod tests {
 
     fn entry(rng: &mut Rng, flag: bool) -> Entry {
         Entry {
-            name: word(rng, false),
-            value: (!flag).then(|| word(rng, true)),
+            name: Text::new(&word(rng, false)),
+            value: (!flag).then(|| Text::new(&word(rng, true))),
             pos: Pos::default(),
             value_pos: Pos::default(),
         }

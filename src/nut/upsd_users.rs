@@ -137,7 +137,7 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
                         )
                         .with_hint("put the password in double quotes");
                     }
-                    user.password = Some((value.text.clone(), value.pos));
+                    user.password = Some((value.text.to_string(), value.pos));
                 }
             }
             "actions" => {
@@ -153,7 +153,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
                     }
                 }
             }
-            "instcmds" => user.instcmds.extend(values.iter().map(|w| w.text.clone())),
+            "instcmds" => user
+                .instcmds
+                .extend(values.iter().map(|w| w.text.to_string())),
             "upsmon" => set_role(user, values[0], cx, sink),
             "allowfrom" => {
                 sink.warning(

@@ -35,6 +35,7 @@ pub struct UpsmonConf {
     pub monitors: Vec<Monitor>,
     pub min_supplies: Option<(u32, Pos)>,
     pub run_as_user: Option<String>,
+    pub shutdown_cmd: Option<String>,
 }
 
 /// Directives and the words each needs after the keyword.
@@ -170,7 +171,8 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
                     conf.min_supplies = Some((n, key.pos));
                 }
             }
-            "RUN_AS_USER" => conf.run_as_user = Some(args[0].text.clone()),
+            "RUN_AS_USER" => conf.run_as_user = Some(args[0].text.to_string()),
+            "SHUTDOWNCMD" => conf.shutdown_cmd = Some(args[0].text.to_string()),
             "NOTIFYFLAG" | "NOTIFYMSG" => {
                 check_notify_type(&args[0], sink);
                 if name == "NOTIFYFLAG" {
@@ -194,6 +196,15 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
                 format!("`{name}` must be a whole number, not `{}`", args[0].text),
             );
         }
+    }
+    if !conf.monitors.is_empty() && conf.shutdown_cmd.as_deref().is_none_or(str::is_empty) {
+        sink.warning(
+            Code::MissingValue,
+            Pos::new(0, 0),
+            "upsmon.conf has no SHUTDOWNCMD: on low battery upsmon cannot shut this system down"
+                .into(),
+        )
+        .with_hint("add `SHUTDOWNCMD \"/sbin/shutdown -h +0\"`");
     }
     let supply: u32 = conf.monitors.iter().map(|m| m.power_value).sum();
     let (min, pos) = conf.min_supplies.unwrap_or((1, Pos::new(0, 0)));
@@ -320,8 +331,8 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
         host,
         port,
         power_value,
-        user: user.text.clone(),
-        password: password.text.clone(),
+        user: user.text.to_string(),
+        password: password.text.to_string(),
         role: role_kind,
         pos: system.pos,
         ups_pos: system.pos,
