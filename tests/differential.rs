@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use power_snitch::nut::diag::{Code, Finding, Severity};
@@ -33,54 +34,78 @@ struct Verdict {
     exercised: Vec<&'static str>,
 }
 
-/// Starts a NUT program in a process group of its own (upsmon forks), output captured.
-fn spawn(mut cmd: Command) -> Child {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("NUT program starts")
+/// A NUT program running in a process group of its own (upsmon forks), its output collected
+/// as it comes, so the test can wait for what it says instead of guessing how long it takes.
+struct Watched {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// Ends a program and everything it forked.
-fn stop(child: &mut Child) {
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
-}
-
-/// Runs a program for at most `limit`, then stops it; its exit code if it exited by itself.
-fn run_for(cmd: Command, limit: Duration) -> (Option<i32>, String) {
-    let mut child = spawn(cmd);
-    let status = wait(&mut child, limit);
-    stop(&mut child);
-    (status, output(&mut child))
-}
-
-/// Waits up to `limit` for the program to exit.
-fn wait(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return Some(s.code().unwrap_or(-1));
+impl Watched {
+    fn start(mut cmd: Command) -> Watched {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("NUT program starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let pipes: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut pipe in pipes {
+            let out = Arc::clone(&out);
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }));
         }
-        if Instant::now() > deadline {
-            return None;
+        Watched {
+            child,
+            out,
+            readers,
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-}
 
-fn output(child: &mut Child) -> String {
-    let mut s = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut s);
+    fn text(&self) -> String {
+        self.out.lock().unwrap().clone()
     }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut s);
+
+    /// Waits until the program exits (its code) or `done` holds for its output, at most `limit`.
+    fn until(&mut self, limit: Duration, done: impl Fn(&str) -> bool) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return Some(s.code().unwrap_or(-1));
+            }
+            if done(&self.text()) || Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
-    s
+
+    /// Stops the program and everything it forked; returns all it said.
+    fn finish(mut self) -> String {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        self.text()
+    }
 }
 
 fn nut_env(cmd: &mut Command, dir: &Path) {
@@ -145,8 +170,10 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         let mut cmd = Command::new(&program);
         cmd.args(["-a", name, "-d", "1", "-u", "root"]);
         nut_env(&mut cmd, dir);
-        // Configuration errors come at once; a driver still running after a second got past them.
-        let (_, out) = run_for(cmd, Duration::from_secs(1));
+        // Configuration errors come at once; a driver still running after two seconds got past them.
+        let mut driver_run = Watched::start(cmd);
+        driver_run.until(Duration::from_secs(2), |o| o.contains("Fatal error"));
+        let out = driver_run.finish();
         if let Some(rest) = out.split("Fatal error: '").nth(1) {
             let var = rest
                 .split("' is not a valid variable name")
@@ -169,7 +196,9 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         let mut cmd = Command::new("/sbin/upsdrvctl");
         cmd.args(["-t", "start"]);
         nut_env(&mut cmd, dir);
-        let (status, out) = run_for(cmd, Duration::from_secs(5));
+        let mut dry = Watched::start(cmd);
+        let status = dry.until(Duration::from_secs(10), |_| false);
+        let out = dry.finish();
         if status != Some(0) {
             let last = out
                 .lines()
@@ -185,11 +214,13 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     let mut cmd = Command::new(Path::new(LIBEXEC).join("upsd"));
     cmd.args(["-F", "-u", "nut"]);
     nut_env(&mut cmd, dir);
-    let mut upsd = spawn(cmd);
-    let exited = wait(&mut upsd, Duration::from_millis(1200));
+    let mut upsd = Watched::start(cmd);
+    // upsd says this once it has read its files and is listening.
+    let exited = upsd.until(Duration::from_secs(10), |o| {
+        o.contains("Running as foreground process")
+    });
     if exited.is_some() {
-        stop(&mut upsd);
-        let out = output(&mut upsd);
+        let out = upsd.finish();
         let file = ["ups.conf", "upsd.users"]
             .into_iter()
             .find(|f| out.contains(f))
@@ -206,7 +237,27 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         let mut cmd = Command::new(Path::new(LIBEXEC).join("upsmon"));
         cmd.args(["-F", "-D", "-u", "root"]);
         nut_env(&mut cmd, dir);
-        let (status, out) = run_for(cmd, Duration::from_millis(1500));
+        let mut upsmon = Watched::start(cmd);
+        // upsmon announces each MONITOR line ("UPS: ..."), then tries each once: wait for as
+        // many outcomes, and a little more for a PRIMARY refusal that follows a login.
+        let outcome = |o: &str| {
+            o.lines()
+                .filter(|l| {
+                    l.contains("Logged into UPS")
+                        || l.contains("failed - got [ERR")
+                        || l.contains("connect failed")
+                        || l.contains("Connection refused")
+                })
+                .count()
+        };
+        let announced = |o: &str| o.lines().filter(|l| l.contains("\tUPS: ")).count();
+        let status = upsmon.until(Duration::from_secs(10), |o| {
+            announced(o) > 0 && outcome(o) >= announced(o)
+        });
+        if status.is_none() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let out = upsmon.finish();
         let _ = fs::remove_file("/run/nut/upsmon.pid");
         if status.is_some() && out.contains("Fatal error") {
             v.rejected
@@ -231,8 +282,7 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         }
         v.exercised.push("upsmon.conf");
     }
-    stop(&mut upsd);
-    let out = output(&mut upsd);
+    let out = upsd.finish();
     if out.contains("upsd.users: Permission denied") {
         v.rejected
             .push(("upsd.users", 0, "upsd cannot open upsd.users".into()));

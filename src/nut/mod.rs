@@ -163,11 +163,10 @@ pub fn validate(snap: &Snapshot, cx: &Context) -> (Parsed, Vec<Finding>) {
         .and_then(|n| n.mode)
         .is_some_and(|m| m.0 == nut_conf::Mode::None)
     {
-        for f in findings
-            .iter_mut()
-            .filter(|f| matches!(f.code, Code::NoUps | Code::NoMonitor))
-        {
+        for f in findings.iter_mut().filter(|f| f.code == Code::NoMonitor) {
             f.severity = diag::Severity::Info;
+            f.message
+                .push_str(" (once started: nut.conf's MODE=none starts nothing now)");
         }
     }
     sort(&mut findings);
