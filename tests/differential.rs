@@ -32,6 +32,8 @@ struct Verdict {
     rejected: Vec<(&'static str, u32, String)>,
     /// Files NUT read and ran with.
     exercised: Vec<&'static str>,
+    /// (file, line, what NUT said): lines NUT ignores with a complaint in its log.
+    ignored: Vec<(&'static str, u32, String)>,
 }
 
 /// A NUT program running in a process group of its own (upsmon forks), its output collected
@@ -259,6 +261,15 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         }
         let out = upsmon.finish();
         let _ = fs::remove_file("/run/nut/upsmon.pid");
+        for l in out.lines().filter(|l| l.contains(": invalid directive ")) {
+            let text = l.split(": invalid directive ").nth(1).unwrap_or_default();
+            let line = line_of(
+                dir,
+                "upsmon.conf",
+                text.split_whitespace().next().unwrap_or(text),
+            );
+            v.ignored.push(("upsmon.conf", line, l.trim().to_string()));
+        }
         if status.is_some() && out.contains("Fatal error") {
             v.rejected
                 .push(("upsmon.conf", 0, format!("upsmon exits: {}", out.trim())));
@@ -283,6 +294,18 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         v.exercised.push("upsmon.conf");
     }
     let out = upsd.finish();
+    for l in out
+        .lines()
+        .filter(|l| l.starts_with("upsd.conf: invalid directive "))
+    {
+        let text = l.trim_start_matches("upsd.conf: invalid directive ");
+        let line = line_of(
+            dir,
+            "upsd.conf",
+            text.split_whitespace().next().unwrap_or(text),
+        );
+        v.ignored.push(("upsd.conf", line, l.trim().to_string()));
+    }
     if out.contains("upsd.users: Permission denied") {
         v.rejected
             .push(("upsd.users", 0, "upsd cannot open upsd.users".into()));
@@ -378,6 +401,17 @@ fn compare(fixture: &Path, installed: NutVersion, nut: Option<&[String]>) -> Vec
         if !hit {
             problems.push(format!(
                 "{name}: NUT rejects {file}:{line} ({said}) but we report no error there"
+            ));
+        }
+    }
+    // What NUT ignores with a complaint, we at least warn about at that line.
+    for (file, line, said) in &verdict.ignored {
+        let warned = findings
+            .iter()
+            .any(|f| f.file == *file && f.line == *line && f.severity >= Severity::Warning);
+        if !warned {
+            problems.push(format!(
+                "{name}: NUT ignores {file}:{line} ({said}) but we do not warn there"
             ));
         }
     }

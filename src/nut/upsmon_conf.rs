@@ -64,11 +64,13 @@ const DIRECTIVES: &[Directive] = &[
     (
         "POLLFAIL_LOG_THROTTLE_MAX",
         1,
-        Some(NutVersion::new(2, 8, 0)),
+        Some(NutVersion::new(2, 8, 1)),
     ),
     ("OFFDURATION", 1, Some(NutVersion::new(2, 8, 1))),
     ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 1))),
     ("SHUTDOWNEXIT", 1, Some(NutVersion::new(2, 8, 1))),
+    ("ALARMCRITICAL", 1, Some(NutVersion::new(2, 8, 3))),
+    ("OVERDURATION", 1, Some(NutVersion::new(2, 8, 3))),
 ];
 
 const NOTIFY_TYPES: &[&str] = &[
@@ -105,6 +107,8 @@ const NUMERIC: &[&str] = &[
     "POLLFAIL_LOG_THROTTLE_MAX",
     "OFFDURATION",
     "OBLBDURATION",
+    "ALARMCRITICAL",
+    "OVERDURATION",
 ];
 
 pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
