@@ -125,14 +125,14 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdUsers {
                     );
                 } else {
                     if values.len() > 1 {
-                        let rest: Vec<&str> = values[1..].iter().map(|w| w.text.as_str()).collect();
+                        // Passwords are never echoed: say where it ends, not what it is.
                         sink.warning(
                             Code::ExtraWords,
                             values[1].pos,
                             format!(
-                                "the password is only `{}`: upsd does not take `{}` as part of it",
-                                value.text,
-                                rest.join(" ")
+                                "upsd keeps only the first word of this password (up to column {}) and ignores the other {}",
+                                values[1].pos.col,
+                                values.len() - 1
                             ),
                         )
                         .with_hint("put the password in double quotes");

@@ -218,7 +218,10 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
             pos,
             "upsmon.conf has no usable MONITOR line: upsmon stops with \"insufficient power configured\"".into(),
         )
-        .with_hint("add `MONITOR myups@localhost 1 USER PASSWORD primary`");
+        .with_hint(format!(
+            "add `MONITOR myups@localhost 1 USER PASSWORD {}`",
+            if cx.version.knows_primary() { "primary" } else { "master" }
+        ));
     } else if supply < min {
         sink.error(
             Code::InsufficientPower,
@@ -289,7 +292,7 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
                 MonitorRole::Secondary
             }
         }
-        other => {
+        _ => {
             let hint = if modern {
                 "primary or secondary"
             } else {
@@ -298,8 +301,9 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
             sink.error(
                 Code::BadMonitor,
                 role.pos,
+                // The word may be part of a password split at a space: it is not echoed.
                 format!(
-                    "`{other}` is not a MONITOR role: upsmon {} knows {hint}",
+                    "the sixth word of MONITOR is not a role: upsmon {} knows {hint}",
                     cx.version
                 ),
             )
