@@ -43,6 +43,22 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broken")
 }
 
+/// The example set's JSON report (it has errors: exit code 2).
+fn example_json() -> Value {
+    let dir = examples();
+    let o = run(&[
+        "validate",
+        "--format",
+        "json",
+        "--nut-version",
+        "2.8.0",
+        "--nut-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
 #[test]
 fn a_clean_directory_exits_0() {
     let dir = installed_copy("valid-minimal");
@@ -91,17 +107,7 @@ fn warnings_only_exit_1_and_errors_exit_2() {
 
 #[test]
 fn json_output_has_every_field_and_counts_match() {
-    let o = run(&[
-        "validate",
-        "--format",
-        "json",
-        "--nut-version",
-        "2.8.0",
-        "--nut-dir",
-        examples().to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 2);
-    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let v = example_json();
     let findings = v["findings"].as_array().unwrap();
     assert!(!findings.is_empty());
     for f in findings {
@@ -120,16 +126,7 @@ fn json_output_has_every_field_and_counts_match() {
 
 #[test]
 fn the_example_shows_every_severity_and_many_kinds() {
-    let o = run(&[
-        "validate",
-        "--format",
-        "json",
-        "--nut-version",
-        "2.8.0",
-        "--nut-dir",
-        examples().to_str().unwrap(),
-    ]);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = example_json();
     let findings = v["findings"].as_array().unwrap();
     for s in ["error", "warning", "info"] {
         assert!(
