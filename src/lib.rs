@@ -5,3 +5,4 @@ pub mod cli;
 pub mod json;
 pub mod nut;
 pub mod report;
+pub mod upsd;

@@ -1,6 +1,8 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
 mod logger;
+mod status;
+mod test_connection;
 mod validate;
 
 use std::ffi::OsString;
@@ -20,7 +22,7 @@ pub enum Format {
 }
 
 /// Options every command accepts, before or after the command's name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Common {
     pub nut_dir: Option<PathBuf>,
     pub settings: Option<PathBuf>,
@@ -28,16 +30,26 @@ pub struct Common {
     /// -1 per `-q`, +1 per `-v`.
     pub verbosity: i8,
     pub nut_version: Option<NutVersion>,
+    /// upsd client: seconds per request and for connecting; retries and their delay.
+    pub timeout: Option<f64>,
+    pub retries: Option<u32>,
+    pub retry_delay: Option<f64>,
+    /// test-connection: the user to check, the password read from stdin, and a LOGIN test.
+    pub user: Option<String>,
+    pub password_stdin: bool,
+    pub login: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     Validate,
+    Status,
+    TestConnection,
     Help,
     Version,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Args {
     pub command: Command,
     pub common: Common,
@@ -50,19 +62,27 @@ power-snitch: keeps a UPS + Network UPS Tools setup correct and observable
 Usage: power-snitch COMMAND [OPTIONS]
 
 Commands:
-  validate     check NUT's files (ups.conf, upsd.conf, upsd.users, upsmon.conf, nut.conf)
-  help         print this text
+  validate                 check NUT's files (ups.conf, upsd.conf, upsd.users, upsmon.conf, nut.conf)
+  status [UPS[@HOST[:PORT]]]
+                           every variable of a UPS, as upsc prints them; without UPS, the UPSes
+  test-connection [UPS[@HOST[:PORT]]] [--user U --password-stdin] [--login]
+                           check step by step that upsd serves the UPS, and the credentials
+  help                     print this text
 
 Options (before or after the command):
   --nut-dir DIR          NUT's configuration directory (default: $NUT_CONFPATH, else /etc/nut)
   --settings FILE        Power Snitch's settings file (default: /var/lib/power-snitch/settings.bin)
   --format human|json    output for people (default) or for programs
   --nut-version X.Y.Z    check against this NUT release instead of the installed one
+  --timeout SECS         upsd: time for connecting and for each request (default 5)
+  --retries N            upsd: retries of a failed connection (default 3)
+  --retry-delay SECS     upsd: pause between retries (default 5)
   -v, -q                 more or less logging on stderr (repeatable)
   -h, --help             print this text
   -V, --version          print the version
 
-Exit codes: 0 nothing above info, 1 warnings, 2 errors, 3 the check could not run.
+Exit codes (validate): 0 nothing above info, 1 warnings, 2 errors, 3 the check could not run.
+Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 ";
 
 /// Parses the arguments after the program name.
@@ -74,6 +94,12 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         format: Format::Human,
         verbosity: 0,
         nut_version: None,
+        timeout: None,
+        retries: None,
+        retry_delay: None,
+        user: None,
+        password_stdin: false,
+        login: false,
     };
     let mut positional = Vec::new();
     let mut it = argv.into_iter();
@@ -107,6 +133,21 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             "--nut-version" => {
                 common.nut_version = Some(value("a version such as 2.8.0")?.parse()?)
             }
+            "--timeout" => common.timeout = Some(seconds(&name, &value("seconds")?)?),
+            "--retry-delay" => common.retry_delay = Some(seconds(&name, &value("seconds")?)?),
+            "--retries" => {
+                let v = value("a number")?;
+                common.retries = Some(
+                    v.parse()
+                        .map_err(|_| format!("--retries takes a whole number, not `{v}`"))?,
+                )
+            }
+            "--user" => common.user = Some(value("a user name")?),
+            "--password-stdin" => common.password_stdin = true,
+            "--login" => common.login = true,
+            "--password" => {
+                return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
+            }
             "-h" | "--help" => command = Some(Command::Help),
             "-V" | "--version" => command = Some(Command::Version),
             s if s.starts_with("--") => return Err(format!("unknown option `{s}`")),
@@ -124,6 +165,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             _ if command.is_none() => {
                 command = Some(match arg.as_str() {
                     "validate" => Command::Validate,
+                    "status" => Command::Status,
+                    "test-connection" => Command::TestConnection,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -153,9 +196,44 @@ pub fn main() -> ExitCode {
         Command::Help => (0, USAGE.to_string()),
         Command::Version => (0, format!("power-snitch {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Validate => validate::run(&args),
+        Command::Status => status::run(&args),
+        Command::TestConnection => test_connection::run(&args),
     };
     write_stdout(&out);
     ExitCode::from(code)
+}
+
+fn seconds(option: &str, v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+        .ok_or_else(|| format!("{option} takes seconds from 0 to 3600, not `{v}`"))
+}
+
+/// The upsd client's options from the command line, on top of the defaults.
+pub fn client_options(common: &Common) -> crate::upsd::client::Options {
+    use std::time::Duration;
+    let mut o = crate::upsd::client::Options::default();
+    if let Some(t) = common.timeout {
+        o.connect_timeout = Duration::from_secs_f64(t);
+        o.request_timeout = Duration::from_secs_f64(t);
+    }
+    if let Some(r) = common.retries {
+        o.retry_count = r;
+    }
+    if let Some(d) = common.retry_delay {
+        o.retry_delay = Duration::from_secs_f64(d);
+    }
+    o
+}
+
+/// A single-threaded runtime for one command.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime starts")
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -3,7 +3,6 @@
 use super::conf::{directive, Directive};
 use super::diag::{Code, Sink};
 use super::lexer::{Line, Pos, Word};
-use super::upsd_conf::DEFAULT_PORT;
 use super::version::NutVersion;
 use super::Context;
 
@@ -352,37 +351,11 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
 
 /// Splits `ups@host[:port]` as NUT's `upscli_splitname` does.
 pub fn split_system(s: &str) -> Result<(String, String, u16), String> {
-    let (ups, rest) = match s.split_once('@') {
-        Some((u, r)) => (u, r),
-        None => (s, "localhost"),
-    };
-    if ups.is_empty() {
-        return Err(format!("`{s}` has no UPS name before `@`"));
-    }
-    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        // [ipv6]:port
-        let (h, after) = inner
-            .split_once(']')
-            .ok_or_else(|| format!("`{s}`: an IPv6 address opened with `[` needs `]`"))?;
-        (h, after.strip_prefix(':'))
-    } else if rest.matches(':').count() == 1 {
-        let (h, p) = rest.split_once(':').expect("one colon");
-        (h, Some(p))
-    } else {
-        (rest, None)
-    };
-    if host.is_empty() {
-        return Err(format!("`{s}` has no host after `@`"));
-    }
-    let port = match port {
-        None => DEFAULT_PORT,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| format!("`{p}` in `{s}` is not a port number from 1 to 65535"))?,
-    };
-    Ok((ups.to_string(), host.to_string(), port))
+    let t = crate::upsd::target::Target::parse(s)?;
+    let ups = t
+        .ups
+        .ok_or_else(|| format!("`{s}` has no UPS name before `@`"))?;
+    Ok((ups, t.host, t.port))
 }
 
 #[cfg(test)]

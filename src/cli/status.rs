@@ -1,0 +1,113 @@
+//! `power-snitch status [UPS[@HOST[:PORT]]]`: a UPS's variables, like `upsc`, or the UPSes.
+
+use super::{client_options, runtime, Args, Format, EXIT_CANNOT_RUN};
+use crate::json::Object;
+use crate::upsd::client::Client;
+use crate::upsd::error::NutError;
+use crate::upsd::target::Target;
+
+pub fn run(args: &Args) -> (u8, String) {
+    let format = args.common.format;
+    let target = match args.positional.as_slice() {
+        [] => Target::localhost(),
+        [t] => match Target::parse(t) {
+            Ok(t) => t,
+            Err(e) => return usage(format, &e),
+        },
+        [_, extra, ..] => {
+            return usage(format, &format!("status takes one UPS, not also `{extra}`"))
+        }
+    };
+    let mut client = Client::new(target.clone(), client_options(&args.common));
+    let result = runtime().block_on(async {
+        match &target.ups {
+            Some(ups) => client.vars(ups).await.map(|v| render_vars(format, ups, &v)),
+            None => client
+                .list_ups()
+                .await
+                .map(|l| render_list(format, &target, &l)),
+        }
+    });
+    match result {
+        Ok(out) => (0, out),
+        Err(e) => failure(format, &e),
+    }
+}
+
+fn render_vars(format: Format, ups: &str, vars: &[(String, String)]) -> String {
+    match format {
+        Format::Human => vars.iter().map(|(k, v)| format!("{k}: {v}\n")).collect(),
+        Format::Json => {
+            let mut inner = String::new();
+            let mut o = Object::new(&mut inner);
+            for (k, v) in vars {
+                o.str(k, v);
+            }
+            o.end();
+            let mut out = String::new();
+            let mut o = Object::new(&mut out);
+            o.str("ups", ups).raw("vars", &inner);
+            o.end();
+            out + "\n"
+        }
+    }
+}
+
+fn render_list(format: Format, target: &Target, list: &[(String, String)]) -> String {
+    match format {
+        Format::Human => list.iter().map(|(n, _)| format!("{n}\n")).collect(),
+        Format::Json => {
+            let mut items = String::from("[");
+            for (i, (n, d)) in list.iter().enumerate() {
+                if i > 0 {
+                    items.push(',');
+                }
+                let mut o = Object::new(&mut items);
+                o.str("name", n).str("description", d);
+                o.end();
+            }
+            items.push(']');
+            let mut out = String::new();
+            let mut o = Object::new(&mut out);
+            o.str("host", &target.address()).raw("ups", &items);
+            o.end();
+            out + "\n"
+        }
+    }
+}
+
+/// A failure: exit 2, and in JSON `{"error": {"kind", "code", "message", "hint"}}`.
+pub fn failure(format: Format, e: &NutError) -> (u8, String) {
+    match format {
+        Format::Human => {
+            eprintln!("power-snitch: {e}");
+            (2, String::new())
+        }
+        Format::Json => (2, error_json(e)),
+    }
+}
+
+pub fn error_json(e: &NutError) -> String {
+    let mut inner = String::new();
+    let mut o = Object::new(&mut inner);
+    o.str("kind", e.kind.as_str())
+        .str("code", &e.code)
+        .str("message", &e.message)
+        .opt_str("hint", e.hint.as_deref());
+    o.end();
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("error", &inner);
+    o.end();
+    out + "\n"
+}
+
+pub fn usage(format: Format, message: &str) -> (u8, String) {
+    match format {
+        Format::Json => (EXIT_CANNOT_RUN, crate::report::json_error(message)),
+        Format::Human => {
+            eprintln!("power-snitch: {message}");
+            (EXIT_CANNOT_RUN, String::new())
+        }
+    }
+}

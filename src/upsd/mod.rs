@@ -1,0 +1,6 @@
+//! Talking to upsd: the protocol (sans I/O), its errors, and the tokio client at the edge.
+
+pub mod client;
+pub mod error;
+pub mod proto;
+pub mod target;
