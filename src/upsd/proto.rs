@@ -194,9 +194,13 @@ fn describe(c: char) -> String {
     }
 }
 
-/// One reply line, in words (quotes and escapes removed, as NUT's client library reads it).
+/// One reply line, in words (quotes and escapes removed, as NUT's client library reads it with
+/// `pconf_line`, which, unlike a file's last line, keeps a lone word without a newline).
 pub fn words(line: &[u8]) -> Vec<String> {
-    lex(line, Dialect::HashInQuotesIsLiteral)
+    let mut terminated = Vec::with_capacity(line.len() + 1);
+    terminated.extend_from_slice(line);
+    terminated.push(b'\n');
+    lex(&terminated, Dialect::HashInQuotesIsLiteral)
         .lines
         .into_iter()
         .filter(|l| !l.skipped)
@@ -355,6 +359,8 @@ mod tests {
             (ErrorKind::Connection, "DATA-STALE")
         );
         assert_eq!(line_reply(&r, b"").unwrap_err().kind, ErrorKind::Protocol);
+        assert_eq!(line_reply(&Request::NetVer, b"1.3").unwrap(), ["1.3"]);
+        assert_eq!(line_reply(&Request::Logout, b"OK").unwrap(), ["OK"]);
     }
 
     #[test]

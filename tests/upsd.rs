@@ -1,0 +1,310 @@
+//! The upsd client against a real upsd and dummy-ups (Debian's nut-server), and against hostile
+//! fake servers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::nut::Nut;
+use power_snitch::upsd::client::{Client, Options, Reply};
+use power_snitch::upsd::error::ErrorKind;
+use power_snitch::upsd::proto::Request;
+use power_snitch::upsd::target::Target;
+use serde_json::Value;
+
+const UPS1: &str = "ups.status: OL CHRG\nbattery.charge: 87\nbattery.runtime: 1800\nups.load: 23\ninput.voltage: 230.1\nups.model: Smart UPS 1500\n";
+const SEQ: &str = "ups.status: OL\nTIMER 2\nups.status: OB DISCHRG\nTIMER 2\n";
+const USERS: &str = "[admin]\n\tpassword = \"adm pw\"\n\tactions = SET FSD\n\tinstcmds = ALL\n[mon]\n\tpassword = monpass\n\tupsmon primary\n[setter]\n\tpassword = \"s=t\\#1\"\n\tactions = SET\n[viewer]\n\tpassword = viewpass\n";
+
+/// One NUT for the tests that only read: three UPSes, `ghost` without a running driver.
+fn shared() -> &'static Nut {
+    static NUT: OnceLock<Nut> = OnceLock::new();
+    NUT.get_or_init(|| {
+        let mut n = Nut::new(
+            "shared",
+            &[("ups1", "ups1.dev", UPS1), ("ups2", "ups2.seq", SEQ), ("ghost", "ghost.dev", UPS1)],
+            USERS,
+            "",
+        );
+        n.start_driver("ups1");
+        n.start_driver("ups2");
+        n.start_upsd();
+        n.wait_ready("ups1");
+        n.wait_ready("ups2");
+        n
+    })
+}
+
+fn quick() -> Options {
+    Options {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+        retry_count: 3,
+        retry_delay: Duration::from_millis(200),
+    }
+}
+
+fn client(nut: &Nut) -> Client {
+    Client::new(Target::parse(&format!("@127.0.0.1:{}", nut.port)).unwrap(), quick())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn bin(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn upsc(args: &[&str]) -> String {
+    let o = Command::new("upsc").args(args).stderr(Stdio::null()).output().expect("upsc runs");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn status_json_equals_what_upsc_prints() {
+    let nut = shared();
+    let o = bin(&["status", &nut.target("ups1"), "--format", "json"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ups"], "ups1");
+    let ours: Vec<(String, String)> = v["vars"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let theirs: Vec<(String, String)> = upsc(&[&nut.target("ups1")])
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(": ").unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    // Same variables and values; upsc sorts nothing, neither do we.
+    let a: BTreeMap<_, _> = ours.iter().cloned().collect();
+    let b: BTreeMap<_, _> = theirs.iter().cloned().collect();
+    assert_eq!(a, b);
+    assert!(a.len() > 10, "dummy-ups serves its variables: {a:?}");
+    assert_eq!(a["ups.model"], "Smart UPS 1500");
+    // Human output is upsc's, line for line.
+    let o = bin(&["status", &nut.target("ups1")], None);
+    let human = String::from_utf8(o.stdout).unwrap();
+    let mut h: Vec<&str> = human.lines().collect();
+    let u = upsc(&[&nut.target("ups1")]);
+    let mut t: Vec<&str> = u.lines().collect();
+    h.sort();
+    t.sort();
+    assert_eq!(h, t);
+}
+
+#[test]
+fn status_without_ups_lists_them_like_upsc_l() {
+    let nut = shared();
+    let o = bin(&["status", &format!("@127.0.0.1:{}", nut.port)], None);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), upsc(&["-l", &format!("127.0.0.1:{}", nut.port)]));
+}
+
+#[test]
+fn every_error_upsd_gives_has_its_class() {
+    let nut = shared();
+    rt().block_on(async {
+        let mut c = client(nut);
+        let cases: Vec<(Request, &str, ErrorKind)> = vec![
+            (Request::GetVar("nope".into(), "ups.status".into()), "UNKNOWN-UPS", ErrorKind::Configuration),
+            (Request::GetVar("ups1".into(), "no.such.var".into()), "VAR-NOT-SUPPORTED", ErrorKind::Configuration),
+            (Request::ListVar("ghost".into()), "DRIVER-NOT-CONNECTED", ErrorKind::Connection),
+            (Request::Login("ups1".into()), "USERNAME-REQUIRED", ErrorKind::Authentication),
+            (Request::StartTls, "FEATURE-NOT-CONFIGURED", ErrorKind::Configuration),
+        ];
+        for (req, code, kind) in cases {
+            let e = c.request(&req).await.unwrap_err();
+            assert_eq!((e.code.as_str(), e.kind), (code, kind), "{req:?}: {e}");
+            assert!(e.hint.is_some(), "{code} says what to check next");
+        }
+    });
+}
+
+#[test]
+fn sessions_follow_upsd_rules() {
+    let nut = shared();
+    rt().block_on(async {
+        let mut c = client(nut);
+        let ok = |r: Result<Reply, _>| match r {
+            Ok(Reply::Line(w)) => w.join(" "),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ok(c.request(&Request::Username("viewer".into())).await), "OK");
+        assert_eq!(c.request(&Request::Username("viewer".into())).await.unwrap_err().code, "ALREADY-SET-USERNAME");
+        assert_eq!(ok(c.request(&Request::Password("wrong".into())).await), "OK");
+        assert_eq!(c.request(&Request::Password("wrong".into())).await.unwrap_err().code, "ALREADY-SET-PASSWORD");
+        let e = c.request(&Request::Login("ups1".into())).await.unwrap_err();
+        assert_eq!((e.code.as_str(), e.kind), ("ACCESS-DENIED", ErrorKind::Authentication));
+
+        // Passwords with a space, `=` and `#` go through quoted, unlike upsmon's.
+        let mut c = client(nut);
+        ok(c.request(&Request::Username("mon".into())).await);
+        ok(c.request(&Request::Password("monpass".into())).await);
+        assert_eq!(ok(c.request(&Request::Login("ups1".into())).await), "OK");
+        assert_eq!(c.request(&Request::Login("ups1".into())).await.unwrap_err().code, "ALREADY-LOGGED-IN");
+        assert_eq!(ok(c.request(&Request::Primary("ups1".into())).await), "OK PRIMARY-GRANTED");
+        assert_eq!(ok(c.request(&Request::Logout).await), "OK Goodbye");
+
+        for (user, pw) in [("admin", "adm pw"), ("setter", "s=t#1")] {
+            let mut c = client(nut);
+            ok(c.request(&Request::Username(user.into())).await);
+            ok(c.request(&Request::Password(pw.into())).await);
+            let probe = Request::SetVar("ups1".into(), "power-snitch.probe".into(), "x".into());
+            assert_eq!(c.request(&probe).await.unwrap_err().code, "VAR-NOT-SUPPORTED", "{user}");
+        }
+        let mut c = client(nut);
+        ok(c.request(&Request::Username("admin".into())).await);
+        ok(c.request(&Request::Password("adm".into())).await);
+        let probe = Request::SetVar("ups1".into(), "power-snitch.probe".into(), "x".into());
+        assert_eq!(c.request(&probe).await.unwrap_err().code, "ACCESS-DENIED");
+    });
+}
+
+#[test]
+fn lists_of_every_kind() {
+    let nut = shared();
+    rt().block_on(async {
+        let mut c = client(nut);
+        let ups = c.list_ups().await.unwrap();
+        let mut names: Vec<&str> = ups.iter().map(|u| u.0.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["ghost", "ups1", "ups2"]);
+        assert!(ups.contains(&("ups1".to_string(), "UPS ups1".to_string())), "{ups:?}");
+        for req in [Request::ListRw("ups1".into()), Request::ListCmd("ups1".into()), Request::ListClient("ups1".into())] {
+            assert!(matches!(c.request(&req).await, Ok(Reply::List(_))), "{req:?}");
+        }
+        let Reply::Line(v) = c.request(&Request::Ver).await.unwrap() else { panic!() };
+        assert!(v.join(" ").contains("Network UPS Tools"), "{v:?}");
+        assert!(matches!(c.request(&Request::NetVer).await.unwrap(), Reply::Line(_)));
+        assert!(matches!(c.request(&Request::GetNumLogins("ups1".into())).await.unwrap(), Reply::Line(_)));
+    });
+}
+
+#[test]
+fn sequences_change_status() {
+    let nut = shared();
+    rt().block_on(async {
+        let mut c = client(nut);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && !(seen.contains(&"OL".to_string()) && seen.contains(&"OB DISCHRG".to_string())) {
+            let Reply::Line(w) = c.request(&Request::GetVar("ups2".into(), "ups.status".into())).await.unwrap() else { panic!() };
+            if !seen.contains(&w[3]) {
+                seen.push(w[3].clone());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(seen.contains(&"OB DISCHRG".to_string()) && seen.contains(&"OL".to_string()), "{seen:?}");
+    });
+}
+
+#[test]
+fn test_connection_tells_each_step() {
+    let nut = shared();
+    let run = |args: &[&str], stdin: Option<&str>| -> (i32, Value) {
+        let o = bin(args, stdin);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+        (o.status.code().unwrap(), v)
+    };
+    let t1 = nut.target("ups1");
+    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "setter", "--password-stdin"], Some("s=t#1\n"));
+    assert_eq!(code, 0, "{v}");
+    let names: Vec<&str> = v["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["reachable", "protocol", "ups known", "driver connected", "data fresh", "credentials"]);
+    assert!(v["steps"][5]["message"].as_str().unwrap().contains("SET probe"));
+
+    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "admin", "--password-stdin"], Some("wrong\n"));
+    assert_eq!(code, 2);
+    assert_eq!(v["steps"][5]["error_kind"], "authentication");
+    assert_eq!(v["steps"][5]["code"], "login-needed");
+
+    // An upsmon user: only LOGIN can tell, and only when asked.
+    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "mon", "--password-stdin", "--login"], Some("monpass\n"));
+    assert_eq!(code, 0, "{v}");
+    assert!(v["steps"][5]["message"].as_str().unwrap().contains("LOGIN"));
+    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "mon", "--password-stdin", "--login"], Some("nope\n"));
+    assert_eq!((code, v["steps"][5]["code"].clone()), (2, Value::from("ACCESS-DENIED")));
+
+    let (code, v) = run(&["test-connection", &nut.target("nope"), "--format", "json"], None);
+    assert_eq!((code, v["steps"][2]["error_kind"].clone()), (2, Value::from("configuration")));
+    let (code, v) = run(&["test-connection", &nut.target("ghost"), "--format", "json"], None);
+    assert_eq!((code, v["steps"][3]["code"].clone()), (2, Value::from("DRIVER-NOT-CONNECTED")));
+    let closed = common::nut::free_port();
+    let (code, v) = run(&["test-connection", &format!("ups1@127.0.0.1:{closed}"), "--format", "json", "--retries", "0"], None);
+    assert_eq!((code, v["steps"][0]["code"].clone()), (2, Value::from("connect-refused")));
+}
+
+#[test]
+fn a_password_is_never_taken_from_the_command_line() {
+    let o = bin(&["test-connection", "--user", "admin", "--password", "x"], None);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--password-stdin"));
+}
+
+#[test]
+fn status_failures_exit_2_with_a_json_error() {
+    let nut = shared();
+    let o = bin(&["status", &nut.target("nope"), "--format", "json"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "configuration");
+    assert_eq!(v["error"]["code"], "UNKNOWN-UPS");
+    assert!(v["error"]["message"].as_str().unwrap().contains("LIST VAR"));
+}
+
+#[test]
+fn survives_the_driver_and_upsd_going_away() {
+    let mut nut = Nut::new("restart", &[("ups1", "ups1.dev", UPS1)], USERS, "MAXAGE 3\n");
+    nut.start_driver("ups1");
+    nut.start_upsd();
+    nut.wait_ready("ups1");
+    rt().block_on(async {
+        let mut c = client(&nut);
+        assert!(c.vars("ups1").await.unwrap().len() > 5);
+        // upsd restarts: the next read reconnects and succeeds.
+        nut.stop_upsd();
+        nut.start_upsd();
+        assert!(c.vars("ups1").await.unwrap().len() > 5);
+        // The driver dies: upsd says so.
+        nut.stop_driver("ups1");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match c.vars("ups1").await {
+                Err(e) if e.code == "DRIVER-NOT-CONNECTED" || e.code == "DATA-STALE" => {
+                    assert_eq!(e.kind, ErrorKind::Connection);
+                    break;
+                }
+                other => assert!(Instant::now() < deadline, "still {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // upsd gone for good: the client retries, then says so.
+        nut.stop_upsd();
+        let t = Instant::now();
+        let e = c.vars("ups1").await.unwrap_err();
+        assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Connection, "connect-refused"));
+        assert!(t.elapsed() >= Duration::from_millis(600), "three retries 200 ms apart");
+    });
+}
