@@ -26,7 +26,11 @@ fn shared() -> &'static Nut {
     NUT.get_or_init(|| {
         let mut n = Nut::new(
             "shared",
-            &[("ups1", "ups1.dev", UPS1), ("ups2", "ups2.seq", SEQ), ("ghost", "ghost.dev", UPS1)],
+            &[
+                ("ups1", "ups1.dev", UPS1),
+                ("ups2", "ups2.seq", SEQ),
+                ("ghost", "ghost.dev", UPS1),
+            ],
             USERS,
             "",
         );
@@ -49,11 +53,17 @@ fn quick() -> Options {
 }
 
 fn client(nut: &Nut) -> Client {
-    Client::new(Target::parse(&format!("@127.0.0.1:{}", nut.port)).unwrap(), quick())
+    Client::new(
+        Target::parse(&format!("@127.0.0.1:{}", nut.port)).unwrap(),
+        quick(),
+    )
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn bin(args: &[&str], stdin: Option<&str>) -> Output {
@@ -73,7 +83,11 @@ fn bin(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn upsc(args: &[&str]) -> String {
-    let o = Command::new("upsc").args(args).stderr(Stdio::null()).output().expect("upsc runs");
+    let o = Command::new("upsc")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("upsc runs");
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -81,7 +95,12 @@ fn upsc(args: &[&str]) -> String {
 fn status_json_equals_what_upsc_prints() {
     let nut = shared();
     let o = bin(&["status", &nut.target("ups1"), "--format", "json"], None);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ups"], "ups1");
     let ours: Vec<(String, String)> = v["vars"]
@@ -119,7 +138,10 @@ fn status_without_ups_lists_them_like_upsc_l() {
     let nut = shared();
     let o = bin(&["status", &format!("@127.0.0.1:{}", nut.port)], None);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(String::from_utf8(o.stdout).unwrap(), upsc(&["-l", &format!("127.0.0.1:{}", nut.port)]));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        upsc(&["-l", &format!("127.0.0.1:{}", nut.port)])
+    );
 }
 
 #[test]
@@ -128,11 +150,31 @@ fn every_error_upsd_gives_has_its_class() {
     rt().block_on(async {
         let mut c = client(nut);
         let cases: Vec<(Request, &str, ErrorKind)> = vec![
-            (Request::GetVar("nope".into(), "ups.status".into()), "UNKNOWN-UPS", ErrorKind::Configuration),
-            (Request::GetVar("ups1".into(), "no.such.var".into()), "VAR-NOT-SUPPORTED", ErrorKind::Configuration),
-            (Request::ListVar("ghost".into()), "DRIVER-NOT-CONNECTED", ErrorKind::Connection),
-            (Request::Login("ups1".into()), "USERNAME-REQUIRED", ErrorKind::Authentication),
-            (Request::StartTls, "FEATURE-NOT-CONFIGURED", ErrorKind::Configuration),
+            (
+                Request::GetVar("nope".into(), "ups.status".into()),
+                "UNKNOWN-UPS",
+                ErrorKind::Configuration,
+            ),
+            (
+                Request::GetVar("ups1".into(), "no.such.var".into()),
+                "VAR-NOT-SUPPORTED",
+                ErrorKind::Configuration,
+            ),
+            (
+                Request::ListVar("ghost".into()),
+                "DRIVER-NOT-CONNECTED",
+                ErrorKind::Connection,
+            ),
+            (
+                Request::Login("ups1".into()),
+                "USERNAME-REQUIRED",
+                ErrorKind::Authentication,
+            ),
+            (
+                Request::StartTls,
+                "FEATURE-NOT-CONFIGURED",
+                ErrorKind::Configuration,
+            ),
         ];
         for (req, code, kind) in cases {
             let e = c.request(&req).await.unwrap_err();
@@ -151,20 +193,50 @@ fn sessions_follow_upsd_rules() {
             Ok(Reply::Line(w)) => w.join(" "),
             other => panic!("{other:?}"),
         };
-        assert_eq!(ok(c.request(&Request::Username("viewer".into())).await), "OK");
-        assert_eq!(c.request(&Request::Username("viewer".into())).await.unwrap_err().code, "ALREADY-SET-USERNAME");
-        assert_eq!(ok(c.request(&Request::Password("wrong".into())).await), "OK");
-        assert_eq!(c.request(&Request::Password("wrong".into())).await.unwrap_err().code, "ALREADY-SET-PASSWORD");
+        assert_eq!(
+            ok(c.request(&Request::Username("viewer".into())).await),
+            "OK"
+        );
+        assert_eq!(
+            c.request(&Request::Username("viewer".into()))
+                .await
+                .unwrap_err()
+                .code,
+            "ALREADY-SET-USERNAME"
+        );
+        assert_eq!(
+            ok(c.request(&Request::Password("wrong".into())).await),
+            "OK"
+        );
+        assert_eq!(
+            c.request(&Request::Password("wrong".into()))
+                .await
+                .unwrap_err()
+                .code,
+            "ALREADY-SET-PASSWORD"
+        );
         let e = c.request(&Request::Login("ups1".into())).await.unwrap_err();
-        assert_eq!((e.code.as_str(), e.kind), ("ACCESS-DENIED", ErrorKind::Authentication));
+        assert_eq!(
+            (e.code.as_str(), e.kind),
+            ("ACCESS-DENIED", ErrorKind::Authentication)
+        );
 
         // Passwords with a space, `=` and `#` go through quoted, unlike upsmon's.
         let mut c = client(nut);
         ok(c.request(&Request::Username("mon".into())).await);
         ok(c.request(&Request::Password("monpass".into())).await);
         assert_eq!(ok(c.request(&Request::Login("ups1".into())).await), "OK");
-        assert_eq!(c.request(&Request::Login("ups1".into())).await.unwrap_err().code, "ALREADY-LOGGED-IN");
-        assert_eq!(ok(c.request(&Request::Primary("ups1".into())).await), "OK PRIMARY-GRANTED");
+        assert_eq!(
+            c.request(&Request::Login("ups1".into()))
+                .await
+                .unwrap_err()
+                .code,
+            "ALREADY-LOGGED-IN"
+        );
+        assert_eq!(
+            ok(c.request(&Request::Primary("ups1".into())).await),
+            "OK PRIMARY-GRANTED"
+        );
         assert_eq!(ok(c.request(&Request::Logout).await), "OK Goodbye");
 
         for (user, pw) in [("admin", "adm pw"), ("setter", "s=t#1")] {
@@ -172,7 +244,11 @@ fn sessions_follow_upsd_rules() {
             ok(c.request(&Request::Username(user.into())).await);
             ok(c.request(&Request::Password(pw.into())).await);
             let probe = Request::SetVar("ups1".into(), "power-snitch.probe".into(), "x".into());
-            assert_eq!(c.request(&probe).await.unwrap_err().code, "VAR-NOT-SUPPORTED", "{user}");
+            assert_eq!(
+                c.request(&probe).await.unwrap_err().code,
+                "VAR-NOT-SUPPORTED",
+                "{user}"
+            );
         }
         let mut c = client(nut);
         ok(c.request(&Request::Username("admin".into())).await);
@@ -191,14 +267,34 @@ fn lists_of_every_kind() {
         let mut names: Vec<&str> = ups.iter().map(|u| u.0.as_str()).collect();
         names.sort();
         assert_eq!(names, ["ghost", "ups1", "ups2"]);
-        assert!(ups.contains(&("ups1".to_string(), "UPS ups1".to_string())), "{ups:?}");
-        for req in [Request::ListRw("ups1".into()), Request::ListCmd("ups1".into()), Request::ListClient("ups1".into())] {
-            assert!(matches!(c.request(&req).await, Ok(Reply::List(_))), "{req:?}");
+        assert!(
+            ups.contains(&("ups1".to_string(), "UPS ups1".to_string())),
+            "{ups:?}"
+        );
+        for req in [
+            Request::ListRw("ups1".into()),
+            Request::ListCmd("ups1".into()),
+            Request::ListClient("ups1".into()),
+        ] {
+            assert!(
+                matches!(c.request(&req).await, Ok(Reply::List(_))),
+                "{req:?}"
+            );
         }
-        let Reply::Line(v) = c.request(&Request::Ver).await.unwrap() else { panic!() };
+        let Reply::Line(v) = c.request(&Request::Ver).await.unwrap() else {
+            panic!()
+        };
         assert!(v.join(" ").contains("Network UPS Tools"), "{v:?}");
-        assert!(matches!(c.request(&Request::NetVer).await.unwrap(), Reply::Line(_)));
-        assert!(matches!(c.request(&Request::GetNumLogins("ups1".into())).await.unwrap(), Reply::Line(_)));
+        assert!(matches!(
+            c.request(&Request::NetVer).await.unwrap(),
+            Reply::Line(_)
+        ));
+        assert!(matches!(
+            c.request(&Request::GetNumLogins("ups1".into()))
+                .await
+                .unwrap(),
+            Reply::Line(_)
+        ));
     });
 }
 
@@ -209,14 +305,25 @@ fn sequences_change_status() {
         let mut c = client(nut);
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline && !(seen.contains(&"OL".to_string()) && seen.contains(&"OB DISCHRG".to_string())) {
-            let Reply::Line(w) = c.request(&Request::GetVar("ups2".into(), "ups.status".into())).await.unwrap() else { panic!() };
+        while Instant::now() < deadline
+            && !(seen.contains(&"OL".to_string()) && seen.contains(&"OB DISCHRG".to_string()))
+        {
+            let Reply::Line(w) = c
+                .request(&Request::GetVar("ups2".into(), "ups.status".into()))
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
             if !seen.contains(&w[3]) {
                 seen.push(w[3].clone());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(seen.contains(&"OB DISCHRG".to_string()) && seen.contains(&"OL".to_string()), "{seen:?}");
+        assert!(
+            seen.contains(&"OB DISCHRG".to_string()) && seen.contains(&"OL".to_string()),
+            "{seen:?}"
+        );
     });
 }
 
@@ -225,40 +332,136 @@ fn test_connection_tells_each_step() {
     let nut = shared();
     let run = |args: &[&str], stdin: Option<&str>| -> (i32, Value) {
         let o = bin(args, stdin);
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+        let v: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
         (o.status.code().unwrap(), v)
     };
     let t1 = nut.target("ups1");
-    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "setter", "--password-stdin"], Some("s=t#1\n"));
+    let (code, v) = run(
+        &[
+            "test-connection",
+            &t1,
+            "--format",
+            "json",
+            "--user",
+            "setter",
+            "--password-stdin",
+        ],
+        Some("s=t#1\n"),
+    );
     assert_eq!(code, 0, "{v}");
-    let names: Vec<&str> = v["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["reachable", "protocol", "ups known", "driver connected", "data fresh", "credentials"]);
-    assert!(v["steps"][5]["message"].as_str().unwrap().contains("SET probe"));
+    let names: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "reachable",
+            "protocol",
+            "ups known",
+            "driver connected",
+            "data fresh",
+            "credentials"
+        ]
+    );
+    assert!(v["steps"][5]["message"]
+        .as_str()
+        .unwrap()
+        .contains("SET probe"));
 
-    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "admin", "--password-stdin"], Some("wrong\n"));
+    let (code, v) = run(
+        &[
+            "test-connection",
+            &t1,
+            "--format",
+            "json",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("wrong\n"),
+    );
     assert_eq!(code, 2);
     assert_eq!(v["steps"][5]["error_kind"], "authentication");
     assert_eq!(v["steps"][5]["code"], "login-needed");
 
     // An upsmon user: only LOGIN can tell, and only when asked.
-    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "mon", "--password-stdin", "--login"], Some("monpass\n"));
+    let (code, v) = run(
+        &[
+            "test-connection",
+            &t1,
+            "--format",
+            "json",
+            "--user",
+            "mon",
+            "--password-stdin",
+            "--login",
+        ],
+        Some("monpass\n"),
+    );
     assert_eq!(code, 0, "{v}");
     assert!(v["steps"][5]["message"].as_str().unwrap().contains("LOGIN"));
-    let (code, v) = run(&["test-connection", &t1, "--format", "json", "--user", "mon", "--password-stdin", "--login"], Some("nope\n"));
-    assert_eq!((code, v["steps"][5]["code"].clone()), (2, Value::from("ACCESS-DENIED")));
+    let (code, v) = run(
+        &[
+            "test-connection",
+            &t1,
+            "--format",
+            "json",
+            "--user",
+            "mon",
+            "--password-stdin",
+            "--login",
+        ],
+        Some("nope\n"),
+    );
+    assert_eq!(
+        (code, v["steps"][5]["code"].clone()),
+        (2, Value::from("ACCESS-DENIED"))
+    );
 
-    let (code, v) = run(&["test-connection", &nut.target("nope"), "--format", "json"], None);
-    assert_eq!((code, v["steps"][2]["error_kind"].clone()), (2, Value::from("configuration")));
-    let (code, v) = run(&["test-connection", &nut.target("ghost"), "--format", "json"], None);
-    assert_eq!((code, v["steps"][3]["code"].clone()), (2, Value::from("DRIVER-NOT-CONNECTED")));
+    let (code, v) = run(
+        &["test-connection", &nut.target("nope"), "--format", "json"],
+        None,
+    );
+    assert_eq!(
+        (code, v["steps"][2]["error_kind"].clone()),
+        (2, Value::from("configuration"))
+    );
+    let (code, v) = run(
+        &["test-connection", &nut.target("ghost"), "--format", "json"],
+        None,
+    );
+    assert_eq!(
+        (code, v["steps"][3]["code"].clone()),
+        (2, Value::from("DRIVER-NOT-CONNECTED"))
+    );
     let closed = common::nut::free_port();
-    let (code, v) = run(&["test-connection", &format!("ups1@127.0.0.1:{closed}"), "--format", "json", "--retries", "0"], None);
-    assert_eq!((code, v["steps"][0]["code"].clone()), (2, Value::from("connect-refused")));
+    let (code, v) = run(
+        &[
+            "test-connection",
+            &format!("ups1@127.0.0.1:{closed}"),
+            "--format",
+            "json",
+            "--retries",
+            "0",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, v["steps"][0]["code"].clone()),
+        (2, Value::from("connect-refused"))
+    );
 }
 
 #[test]
 fn a_password_is_never_taken_from_the_command_line() {
-    let o = bin(&["test-connection", "--user", "admin", "--password", "x"], None);
+    let o = bin(
+        &["test-connection", "--user", "admin", "--password", "x"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--password-stdin"));
 }
@@ -276,7 +479,12 @@ fn status_failures_exit_2_with_a_json_error() {
 
 #[test]
 fn survives_the_driver_and_upsd_going_away() {
-    let mut nut = Nut::new("restart", &[("ups1", "ups1.dev", UPS1)], USERS, "MAXAGE 3\n");
+    let mut nut = Nut::new(
+        "restart",
+        &[("ups1", "ups1.dev", UPS1)],
+        USERS,
+        "MAXAGE 3\n",
+    );
     nut.start_driver("ups1");
     nut.start_upsd();
     nut.wait_ready("ups1");
@@ -304,7 +512,13 @@ fn survives_the_driver_and_upsd_going_away() {
         nut.stop_upsd();
         let t = Instant::now();
         let e = c.vars("ups1").await.unwrap_err();
-        assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Connection, "connect-refused"));
-        assert!(t.elapsed() >= Duration::from_millis(600), "three retries 200 ms apart");
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (ErrorKind::Connection, "connect-refused")
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "three retries 200 ms apart"
+        );
     });
 }

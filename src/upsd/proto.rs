@@ -217,7 +217,26 @@ fn protocol(request: &Request, what: String) -> NutError {
     .hint("is this port a NUT upsd (default 3493)?")
 }
 
-/// Checks a one-line reply: `ERR` becomes its error; anything else is returned as words.
+impl Request {
+    /// The words a good one-line reply starts with (`None`: any text, e.g. VER's banner).
+    fn reply_head(&self) -> Option<&'static [&'static str]> {
+        use Request::*;
+        match self {
+            GetVar(..) => Some(&["VAR"]),
+            GetType(..) => Some(&["TYPE"]),
+            GetDesc(..) => Some(&["DESC"]),
+            GetCmdDesc(..) => Some(&["CMDDESC"]),
+            GetUpsDesc(_) => Some(&["UPSDESC"]),
+            GetNumLogins(_) => Some(&["NUMLOGINS"]),
+            GetTracking(_) => Some(&["PENDING", "SUCCESS"]),
+            Ver | NetVer | ProtVer | Help => None,
+            _ => Some(&["OK"]),
+        }
+    }
+}
+
+/// Checks a one-line reply: `ERR` becomes its error, a reply of the wrong form a protocol
+/// error; a good one is returned as words.
 pub fn line_reply(request: &Request, line: &[u8]) -> Result<Vec<String>, NutError> {
     let w = words(line);
     match w.first().map(String::as_str) {
@@ -225,7 +244,13 @@ pub fn line_reply(request: &Request, line: &[u8]) -> Result<Vec<String>, NutErro
             w.get(1).map_or("", String::as_str),
             &request.name(),
         )),
-        Some(_) => Ok(w),
+        Some(first) => match request.reply_head() {
+            Some(heads) if !heads.contains(&first) => Err(protocol(
+                request,
+                format!("expected a reply starting with {}", heads.join(" or ")),
+            )),
+            _ => Ok(w),
+        },
         None => Err(protocol(request, "an empty reply line".into())),
     }
 }
@@ -360,7 +385,20 @@ mod tests {
         );
         assert_eq!(line_reply(&r, b"").unwrap_err().kind, ErrorKind::Protocol);
         assert_eq!(line_reply(&Request::NetVer, b"1.3").unwrap(), ["1.3"]);
-        assert_eq!(line_reply(&Request::Logout, b"OK").unwrap(), ["OK"]);
+        assert_eq!(
+            line_reply(&Request::Logout, b"OK Goodbye").unwrap(),
+            ["OK", "Goodbye"]
+        );
+        assert_eq!(
+            line_reply(&r, b"garbage here").unwrap_err().kind,
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            line_reply(&Request::Login("u".into()), b"VAR x")
+                .unwrap_err()
+                .kind,
+            ErrorKind::Protocol
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,11 @@ pub struct Nut {
 
 /// A port free now on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `program args` with NUT's paths set to `dir`, supervised: killed when this test
@@ -57,17 +61,32 @@ impl Nut {
         let port = free_port();
         let mut ups_conf = String::new();
         for (n, file, content) in ups {
-            ups_conf.push_str(&format!("[{n}]\n\tdriver = dummy-ups\n\tport = {file}\n\tdesc = \"UPS {n}\"\n"));
+            ups_conf.push_str(&format!(
+                "[{n}]\n\tdriver = dummy-ups\n\tport = {file}\n\tdesc = \"UPS {n}\"\n"
+            ));
             fs::write(dir.join(file), content).unwrap();
         }
         fs::write(dir.join("ups.conf"), ups_conf).unwrap();
-        fs::write(dir.join("upsd.conf"), format!("LISTEN 127.0.0.1 {port}\n{upsd_extra}")).unwrap();
+        fs::write(
+            dir.join("upsd.conf"),
+            format!("LISTEN 127.0.0.1 {port}\n{upsd_extra}"),
+        )
+        .unwrap();
         fs::write(dir.join("upsd.users"), users).unwrap();
-        Nut { dir, port, upsd: None, drivers: Vec::new() }
+        Nut {
+            dir,
+            port,
+            upsd: None,
+            drivers: Vec::new(),
+        }
     }
 
     pub fn start_driver(&mut self, ups: &str) {
-        let child = supervised(&self.dir, &format!("{LIBEXEC}/dummy-ups"), &["-a", ups, "-F", "-u", "root"]);
+        let child = supervised(
+            &self.dir,
+            &format!("{LIBEXEC}/dummy-ups"),
+            &["-a", ups, "-F", "-u", "root"],
+        );
         self.drivers.push((ups.to_string(), child));
     }
 
@@ -79,11 +98,19 @@ impl Nut {
     }
 
     pub fn start_upsd(&mut self) {
-        self.upsd = Some(supervised(&self.dir, &format!("{LIBEXEC}/upsd"), &["-F", "-u", "root"]));
+        self.upsd = Some(supervised(
+            &self.dir,
+            &format!("{LIBEXEC}/upsd"),
+            &["-F", "-u", "root"],
+        ));
         // Wait for the port to accept.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "upsd did not start listening on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "upsd did not start listening on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -118,7 +145,10 @@ impl Nut {
             if out.status.success() && !status.is_empty() && status != "WAIT" {
                 return;
             }
-            assert!(Instant::now() < deadline, "{ups} never became ready (last: {status:?})");
+            assert!(
+                Instant::now() < deadline,
+                "{ups} never became ready (last: {status:?})"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

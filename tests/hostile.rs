@@ -1,0 +1,191 @@
+//! The client against servers that misbehave: every one ends with a clear error within the
+//! request timeout, and the client reads no more than its bounds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use power_snitch::upsd::client::{Client, Options};
+use power_snitch::upsd::error::ErrorKind;
+use power_snitch::upsd::proto::{Request, MAX_LINE};
+use power_snitch::upsd::target::Target;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+fn opts() -> Options {
+    Options {
+        connect_timeout: TIMEOUT,
+        request_timeout: TIMEOUT,
+        retry_count: 1,
+        retry_delay: Duration::from_millis(50),
+    }
+}
+
+/// Serves every connection with `behave(request line, socket)`, counting bytes written.
+async fn server<F, Fut>(behave: F) -> (u16, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream, Arc<AtomicUsize>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let behave = Arc::new(behave);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let b = Arc::clone(&behave);
+            let c = Arc::clone(&counter);
+            tokio::spawn(async move { b(s, c).await });
+        }
+    });
+    (port, sent)
+}
+
+fn client(port: u16) -> Client {
+    Client::new(
+        Target::parse(&format!("ups@127.0.0.1:{port}")).unwrap(),
+        opts(),
+    )
+}
+
+/// Writes `chunk` until the peer stops reading or `total` bytes are out.
+async fn flood(s: &mut tokio::net::TcpStream, chunk: &[u8], total: usize, sent: &AtomicUsize) {
+    while sent.load(Ordering::SeqCst) < total {
+        match tokio::time::timeout(Duration::from_secs(2), s.write_all(chunk)).await {
+            Ok(Ok(())) => {
+                sent.fetch_add(chunk.len(), Ordering::SeqCst);
+            }
+            _ => return,
+        }
+    }
+}
+
+async fn read_request(s: &mut tokio::net::TcpStream) -> String {
+    let mut line = String::new();
+    let _ = BufReader::new(s).read_line(&mut line).await;
+    line
+}
+
+#[tokio::test]
+async fn a_ten_megabyte_line_is_refused_after_the_limit() {
+    let (port, sent) = server(|mut s, sent| async move {
+        read_request(&mut s).await;
+        s.write_all(b"VAR ups x \"").await.ok();
+        flood(&mut s, &[b'a'; 64 * 1024], 10 * 1024 * 1024, &sent).await;
+    })
+    .await;
+    let t = Instant::now();
+    let e = client(port)
+        .request(&Request::GetVar("ups".into(), "x".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (ErrorKind::Protocol, "line-too-long"),
+        "{e}"
+    );
+    assert!(t.elapsed() < TIMEOUT);
+    // The client stopped reading at its limit: most of the 10 MB was never taken.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        sent.load(Ordering::SeqCst) < 10 * 1024 * 1024,
+        "the whole line was read"
+    );
+    let _ = MAX_LINE;
+}
+
+#[tokio::test]
+async fn endless_lines_to_a_list_end_at_the_item_bound_or_the_timeout() {
+    let (port, _) = server(|mut s, sent| async move {
+        read_request(&mut s).await;
+        s.write_all(b"BEGIN LIST VAR ups\n").await.ok();
+        flood(
+            &mut s,
+            b"VAR ups battery.charge \"100\"\n",
+            usize::MAX,
+            &sent,
+        )
+        .await;
+    })
+    .await;
+    let t = Instant::now();
+    let e = client(port).vars("ups").await.unwrap_err();
+    assert!(e.kind == ErrorKind::Protocol || e.code == "timeout", "{e}");
+    assert!(t.elapsed() < TIMEOUT * 3, "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn binary_garbage_is_a_protocol_error() {
+    let (port, _) = server(|mut s, _| async move {
+        read_request(&mut s).await;
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        s.write_all(&garbage).await.ok();
+        s.write_all(b"\n").await.ok();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await;
+    let e = client(port)
+        .request(&Request::GetVar("ups".into(), "x".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Protocol, "{e}");
+}
+
+#[tokio::test]
+async fn a_server_that_says_nothing_times_out() {
+    let (port, _) = server(|s, _| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(s);
+    })
+    .await;
+    let t = Instant::now();
+    let mut c = client(port);
+    let e = c.request(&Request::ListUps).await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (ErrorKind::Connection, "timeout"),
+        "{e}"
+    );
+    // One try and one retry, each bounded by the request timeout.
+    assert!(
+        t.elapsed() < TIMEOUT * 3 + Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_list_that_never_ends_times_out() {
+    let (port, _) = server(|mut s, _| async move {
+        read_request(&mut s).await;
+        s.write_all(b"BEGIN LIST UPS\nUPS a \"x\"\n").await.ok();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let e = client(port).list_ups().await.unwrap_err();
+    assert_eq!(e.code, "timeout", "{e}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_reopened_for_the_next_read() {
+    // Like upsd's idle drop: one reply per connection, then close.
+    let (port, _) = server(|mut s, _| async move {
+        read_request(&mut s).await;
+        s.write_all(b"VAR ups ups.status \"OL\"\n").await.ok();
+    })
+    .await;
+    let mut c = client(port);
+    let req = Request::GetVar("ups".into(), "ups.status".into());
+    c.request(&req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.request(&req).await.unwrap();
+    // A write is never sent twice.
+    let set = Request::SetVar("ups".into(), "x".into(), "1".into());
+    let e = c.request(&set).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Connection, "{e}");
+}
