@@ -20,6 +20,7 @@ fn opts() -> Options {
         request_timeout: TIMEOUT,
         retry_count: 1,
         retry_delay: Duration::from_millis(50),
+        tls: Default::default(),
     }
 }
 

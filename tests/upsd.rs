@@ -49,6 +49,7 @@ fn quick() -> Options {
         request_timeout: Duration::from_secs(2),
         retry_count: 3,
         retry_delay: Duration::from_millis(200),
+        tls: Default::default(),
     }
 }
 
@@ -337,18 +338,23 @@ fn test_connection_tells_each_step() {
         (o.status.code().unwrap(), v)
     };
     let t1 = nut.target("ups1");
-    let (code, v) = run(
-        &[
-            "test-connection",
-            &t1,
-            "--format",
-            "json",
-            "--user",
-            "setter",
-            "--password-stdin",
-        ],
-        Some("s=t#1\n"),
-    );
+    let with_user = |user: &str, login: bool| {
+        let mut a = vec!["test-connection", t1.as_str(), "--format", "json", "--user"];
+        a.push(if user == "setter" {
+            "setter"
+        } else if user == "admin" {
+            "admin"
+        } else {
+            "mon"
+        });
+        a.push("--password-stdin");
+        if login {
+            a.push("--login");
+        }
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+
+    let (code, v) = run(&strs(&with_user("setter", false)), Some("s=t#1\n"));
     assert_eq!(code, 0, "{v}");
     let names: Vec<&str> = v["steps"]
         .as_array()
@@ -360,6 +366,7 @@ fn test_connection_tells_each_step() {
         names,
         [
             "reachable",
+            "tls",
             "protocol",
             "ups known",
             "driver connected",
@@ -367,58 +374,30 @@ fn test_connection_tells_each_step() {
             "credentials"
         ]
     );
-    assert!(v["steps"][5]["message"]
+    assert!(step(&v, "credentials")["message"]
         .as_str()
         .unwrap()
         .contains("SET probe"));
+    assert!(step(&v, "tls")["message"]
+        .as_str()
+        .unwrap()
+        .contains("not attempted"));
 
-    let (code, v) = run(
-        &[
-            "test-connection",
-            &t1,
-            "--format",
-            "json",
-            "--user",
-            "admin",
-            "--password-stdin",
-        ],
-        Some("wrong\n"),
-    );
+    let (code, v) = run(&strs(&with_user("admin", false)), Some("wrong\n"));
     assert_eq!(code, 2);
-    assert_eq!(v["steps"][5]["error_kind"], "authentication");
-    assert_eq!(v["steps"][5]["code"], "login-needed");
+    assert_eq!(step(&v, "credentials")["error_kind"], "authentication");
+    assert_eq!(step(&v, "credentials")["code"], "login-needed");
 
     // An upsmon user: only LOGIN can tell, and only when asked.
-    let (code, v) = run(
-        &[
-            "test-connection",
-            &t1,
-            "--format",
-            "json",
-            "--user",
-            "mon",
-            "--password-stdin",
-            "--login",
-        ],
-        Some("monpass\n"),
-    );
+    let (code, v) = run(&strs(&with_user("mon", true)), Some("monpass\n"));
     assert_eq!(code, 0, "{v}");
-    assert!(v["steps"][5]["message"].as_str().unwrap().contains("LOGIN"));
-    let (code, v) = run(
-        &[
-            "test-connection",
-            &t1,
-            "--format",
-            "json",
-            "--user",
-            "mon",
-            "--password-stdin",
-            "--login",
-        ],
-        Some("nope\n"),
-    );
+    assert!(step(&v, "credentials")["message"]
+        .as_str()
+        .unwrap()
+        .contains("LOGIN"));
+    let (code, v) = run(&strs(&with_user("mon", true)), Some("nope\n"));
     assert_eq!(
-        (code, v["steps"][5]["code"].clone()),
+        (code, step(&v, "credentials")["code"].clone()),
         (2, Value::from("ACCESS-DENIED"))
     );
 
@@ -427,7 +406,7 @@ fn test_connection_tells_each_step() {
         None,
     );
     assert_eq!(
-        (code, v["steps"][2]["error_kind"].clone()),
+        (code, step(&v, "ups known")["error_kind"].clone()),
         (2, Value::from("configuration"))
     );
     let (code, v) = run(
@@ -435,14 +414,15 @@ fn test_connection_tells_each_step() {
         None,
     );
     assert_eq!(
-        (code, v["steps"][3]["code"].clone()),
+        (code, step(&v, "driver connected")["code"].clone()),
         (2, Value::from("DRIVER-NOT-CONNECTED"))
     );
     let closed = common::nut::free_port();
+    let target = format!("ups1@127.0.0.1:{closed}");
     let (code, v) = run(
         &[
             "test-connection",
-            &format!("ups1@127.0.0.1:{closed}"),
+            &target,
             "--format",
             "json",
             "--retries",
@@ -451,9 +431,23 @@ fn test_connection_tells_each_step() {
         None,
     );
     assert_eq!(
-        (code, v["steps"][0]["code"].clone()),
+        (code, step(&v, "reachable")["code"].clone()),
         (2, Value::from("connect-refused"))
     );
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A test-connection step by name.
+fn step<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {v}"))
 }
 
 #[test]
@@ -521,4 +515,233 @@ fn survives_the_driver_and_upsd_going_away() {
             "three retries 200 ms apart"
         );
     });
+}
+
+#[cfg(feature = "tls")]
+/// upsd with an NSS certificate database (libnss3-tools' certutil), CERTPATH and CERTIDENT.
+fn tls_nut() -> &'static (Nut, std::path::PathBuf, String) {
+    static NUT: OnceLock<(Nut, std::path::PathBuf, String)> = OnceLock::new();
+    NUT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ps-nss-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = format!("sql:{}", dir.display());
+        std::fs::write(dir.join("pw"), "dbpass\n").unwrap();
+        let noise: Vec<u8> = (0..2048u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        std::fs::write(dir.join("noise"), noise).unwrap();
+        let certutil = |args: &[&str]| {
+            let o = Command::new("certutil")
+                .args(args)
+                .output()
+                .expect("certutil runs (apt install libnss3-tools)");
+            assert!(
+                o.status.success(),
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            o.stdout
+        };
+        let pw = dir.join("pw");
+        let noise = dir.join("noise");
+        certutil(&["-N", "-d", &db, "-f", pw.to_str().unwrap()]);
+        certutil(&[
+            "-S",
+            "-d",
+            &db,
+            "-f",
+            pw.to_str().unwrap(),
+            "-z",
+            noise.to_str().unwrap(),
+            "-n",
+            "upsd",
+            "-s",
+            "CN=localhost",
+            "-x",
+            "-t",
+            "CTu,Cu,Cu",
+            "-k",
+            "rsa",
+            "-g",
+            "2048",
+            "-v",
+            "12",
+            "--keyUsage",
+            "digitalSignature,keyEncipherment",
+            "--extKeyUsage",
+            "serverAuth",
+            "--extSAN",
+            "dns:localhost,ip:127.0.0.1",
+        ]);
+        let pem = certutil(&["-L", "-d", &db, "-n", "upsd", "-a"]);
+        let pem_path = dir.join("upsd.pem");
+        std::fs::write(&pem_path, &pem).unwrap();
+        let der = certutil(&["-L", "-d", &db, "-n", "upsd", "-r"]);
+        let sha = power_snitch::upsd::tls::sha256_hex(&der);
+        let extra = format!(
+            "CERTPATH {}\nCERTIDENT \"upsd\" \"dbpass\"\n",
+            dir.display()
+        );
+        let mut n = Nut::new("tls", &[("ups1", "ups1.dev", UPS1)], USERS, &extra);
+        n.start_driver("ups1");
+        n.start_upsd();
+        n.wait_ready("ups1");
+        (n, pem_path, sha)
+    })
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn starttls_verifies_upsd_by_ca_file_or_pin() {
+    let (nut, pem, sha) = tls_nut();
+    let t = nut.target("ups1");
+    let pem = pem.to_str().unwrap();
+    let json = |args: &[&str], stdin: Option<&str>| -> (i32, Value) {
+        let o = bin(args, stdin);
+        (
+            o.status.code().unwrap(),
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+        )
+    };
+    // Verified against the certificate as a CA, and by its pin; credentials go over TLS.
+    let (code, v) = json(
+        &[
+            "test-connection",
+            &t,
+            "--format",
+            "json",
+            "--tls",
+            "required",
+            "--ca-file",
+            pem,
+            "--user",
+            "setter",
+            "--password-stdin",
+        ],
+        Some("s=t#1\n"),
+    );
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        step(&v, "tls")["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("encrypted (TLSv1_3)"),
+        "{v}"
+    );
+    let (code, v) = json(
+        &[
+            "test-connection",
+            &t,
+            "--format",
+            "json",
+            "--pin-sha256",
+            sha,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        step(&v, "tls")["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("encrypted"),
+        "{v}"
+    );
+    // status over TLS equals status in clear.
+    let over_tls = bin(
+        &[
+            "status",
+            &t,
+            "--format",
+            "json",
+            "--tls",
+            "required",
+            "--ca-file",
+            pem,
+        ],
+        None,
+    );
+    let clear = bin(&["status", &t, "--format", "json", "--tls", "off"], None);
+    let a: Value = serde_json::from_slice(&over_tls.stdout).unwrap();
+    let b: Value = serde_json::from_slice(&clear.stdout).unwrap();
+    assert_eq!(
+        a["vars"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        b["vars"].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    // A wrong pin is refused, and so is TLS required without anything to verify with.
+    let wrong = "00".repeat(32);
+    let (code, v) = json(
+        &[
+            "test-connection",
+            &t,
+            "--format",
+            "json",
+            "--pin-sha256",
+            &wrong,
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, step(&v, "tls")["code"].clone()),
+        (2, Value::from("tls-handshake")),
+        "{v}"
+    );
+    let (code, v) = json(
+        &[
+            "test-connection",
+            &t,
+            "--format",
+            "json",
+            "--tls",
+            "required",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, step(&v, "tls")["code"].clone()),
+        (2, Value::from("tls-no-trust")),
+        "{v}"
+    );
+    // An upsd without certificates: auto goes on in clear, required stops.
+    let plain = shared().target("ups1");
+    let (code, v) = json(
+        &[
+            "test-connection",
+            &plain,
+            "--format",
+            "json",
+            "--pin-sha256",
+            sha,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        step(&v, "tls")["message"]
+            .as_str()
+            .unwrap()
+            .contains("FEATURE-NOT-CONFIGURED"),
+        "{v}"
+    );
+    let (code, v) = json(
+        &[
+            "test-connection",
+            &plain,
+            "--format",
+            "json",
+            "--pin-sha256",
+            sha,
+            "--tls",
+            "required",
+            "--retries",
+            "0",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, step(&v, "tls")["code"].clone()),
+        (2, Value::from("FEATURE-NOT-CONFIGURED")),
+        "{v}"
+    );
 }

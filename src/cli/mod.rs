@@ -38,6 +38,11 @@ pub struct Common {
     pub user: Option<String>,
     pub password_stdin: bool,
     pub login: bool,
+    /// upsd TLS: mode, trust anchor, and the plain-text password escape hatch.
+    pub tls: Option<crate::upsd::tls::TlsMode>,
+    pub ca_file: Option<PathBuf>,
+    pub pin_sha256: Option<[u8; 32]>,
+    pub allow_plaintext_password: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +82,12 @@ Options (before or after the command):
   --timeout SECS         upsd: time for connecting and for each request (default 5)
   --retries N            upsd: retries of a failed connection (default 3)
   --retry-delay SECS     upsd: pause between retries (default 5)
+  --tls off|auto|required
+                         upsd: STARTTLS when offered and verifiable (auto, default), never, or always
+  --ca-file FILE         upsd: verify its certificate against these (PEM; may be upsd's own)
+  --pin-sha256 HEX       upsd: accept exactly the certificate with this SHA-256
+  --allow-plaintext-password
+                         upsd: allow a password without TLS to a host that is not this machine
   -v, -q                 more or less logging on stderr (repeatable)
   -h, --help             print this text
   -V, --version          print the version
@@ -100,6 +111,10 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         user: None,
         password_stdin: false,
         login: false,
+        tls: None,
+        ca_file: None,
+        pin_sha256: None,
+        allow_plaintext_password: false,
     };
     let mut positional = Vec::new();
     let mut it = argv.into_iter();
@@ -145,6 +160,10 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             "--user" => common.user = Some(value("a user name")?),
             "--password-stdin" => common.password_stdin = true,
             "--login" => common.login = true,
+            "--tls" => common.tls = Some(crate::upsd::tls::TlsMode::parse(&value("off, auto or required")?)?),
+            "--ca-file" => common.ca_file = Some(PathBuf::from(value("a PEM file")?)),
+            "--pin-sha256" => common.pin_sha256 = Some(crate::upsd::tls::parse_pin(&value("64 hex digits")?)?),
+            "--allow-plaintext-password" => common.allow_plaintext_password = true,
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -210,10 +229,22 @@ fn seconds(option: &str, v: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{option} takes seconds from 0 to 3600, not `{v}`"))
 }
 
-/// The upsd client's options from the command line, on top of the defaults.
-pub fn client_options(common: &Common) -> crate::upsd::client::Options {
+/// The upsd client's options from the command line, on top of the defaults; a CA file that
+/// cannot be read is an error.
+pub fn client_options(common: &Common) -> Result<crate::upsd::client::Options, String> {
+    use crate::upsd::tls::{roots_from_file, Trust};
     use std::time::Duration;
     let mut o = crate::upsd::client::Options::default();
+    if let Some(m) = common.tls {
+        o.tls.mode = m;
+    }
+    o.tls.trust = match (&common.ca_file, common.pin_sha256) {
+        (Some(_), Some(_)) => return Err("give --ca-file or --pin-sha256, not both".into()),
+        (Some(f), None) => roots_from_file(f)?,
+        (None, Some(pin)) => Trust::Pinned(pin),
+        (None, None) => Trust::Nothing,
+    };
+    o.tls.allow_plaintext_password = common.allow_plaintext_password;
     if let Some(t) = common.timeout {
         o.connect_timeout = Duration::from_secs_f64(t);
         o.request_timeout = Duration::from_secs_f64(t);
@@ -224,7 +255,7 @@ pub fn client_options(common: &Common) -> crate::upsd::client::Options {
     if let Some(d) = common.retry_delay {
         o.retry_delay = Duration::from_secs_f64(d);
     }
-    o
+    Ok(o)
 }
 
 /// A single-threaded runtime for one command.

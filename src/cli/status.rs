@@ -18,7 +18,11 @@ pub fn run(args: &Args) -> (u8, String) {
             return usage(format, &format!("status takes one UPS, not also `{extra}`"))
         }
     };
-    let mut client = Client::new(target.clone(), client_options(&args.common));
+    let opts = match client_options(&args.common) {
+        Ok(o) => o,
+        Err(e) => return usage(format, &e),
+    };
+    let mut client = Client::new(target.clone(), opts);
     let result = runtime().block_on(async {
         match &target.ups {
             Some(ups) => client.vars(ups).await.map(|v| render_vars(format, ups, &v)),

@@ -7,7 +7,7 @@ use std::io::BufRead;
 use super::status::usage;
 use super::{client_options, runtime, Args, Format};
 use crate::json::Object;
-use crate::upsd::client::{Client, Reply};
+use crate::upsd::client::{Client, Reply, TlsState};
 use crate::upsd::error::{ErrorKind, NutError};
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
@@ -76,7 +76,11 @@ pub fn run(args: &Args) -> (u8, String) {
     if c.login && credentials.is_none() {
         return usage(c.format, "--login needs --user and --password-stdin");
     }
-    let mut client = Client::new(target.clone(), client_options(c));
+    let opts = match client_options(c) {
+        Ok(o) => o,
+        Err(e) => return usage(c.format, &e),
+    };
+    let mut client = Client::new(target.clone(), opts);
     let steps = runtime().block_on(steps(&mut client, credentials, c.login));
     let ok = steps.iter().all(|s| s.ok);
     let out = match c.format {
@@ -105,10 +109,30 @@ pub async fn steps(
     let mut out = Vec::new();
     let address = client.target.address();
     if let Err(e) = client.connect().await {
-        out.push(Step::failed("reachable", e));
+        // The TCP connection worked and STARTTLS (or its handshake) failed.
+        if e.code.starts_with("tls") || e.message.starts_with("STARTTLS") {
+            out.push(Step::ok("reachable", format!("connected to {address}")));
+            out.push(Step::failed("tls", e));
+        } else {
+            out.push(Step::failed("reachable", e));
+        }
         return out;
     }
     out.push(Step::ok("reachable", format!("connected to {address}")));
+    out.push(Step::ok(
+        "tls",
+        match &client.tls {
+            TlsState::Encrypted(v) => format!("encrypted ({v}), upsd's certificate verified"),
+            TlsState::NotOffered(code) => {
+                format!("upsd offers no TLS (ERR {code}): the connection is not encrypted")
+            }
+            TlsState::NoTrust => {
+                "not attempted: no CA file or pinned certificate to verify upsd with".to_string()
+            }
+            TlsState::Off => "off (--tls off)".to_string(),
+            TlsState::NotBuilt => "not attempted: this build has no TLS".to_string(),
+        },
+    ));
 
     let ver = line(client, &Request::Ver).await;
     let netver = line(client, &Request::NetVer).await;

@@ -10,14 +10,18 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 use super::error::{ErrorKind, NutError};
 use super::proto::{line_reply, ListReader, Request, Shape, MAX_LINE};
 use super::target::Target;
+#[cfg(feature = "tls")]
+use super::tls::handshake;
+use super::tls::{Stream, TlsMode, TlsOptions, Trust};
 
-/// Timeouts and the retry policy (the settings' `nut_retry_count`, `nut_retry_delay`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Timeouts, the retry policy (the settings' `nut_retry_count`, `nut_retry_delay`) and TLS.
+#[derive(Clone, Debug)]
 pub struct Options {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry_count: u32,
     pub retry_delay: Duration,
+    pub tls: TlsOptions,
 }
 
 impl Default for Options {
@@ -27,6 +31,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(5),
             retry_count: 3,
             retry_delay: Duration::from_secs(5),
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -84,6 +89,18 @@ impl<S: Transport> Connection<S> {
             timeout: request_timeout,
             broken: false,
         }
+    }
+
+    /// The stream, for STARTTLS; nothing may be left unread.
+    pub fn into_inner(self) -> Result<S, NutError> {
+        if !self.io.buffer().is_empty() {
+            return Err(NutError::new(
+                ErrorKind::Protocol,
+                "bad-reply",
+                "upsd sent data after OK STARTTLS",
+            ));
+        }
+        Ok(self.io.into_inner())
     }
 
     /// Sends one request and reads its whole reply, within the request timeout.
@@ -186,7 +203,7 @@ impl<S: Transport> Connection<S> {
 }
 
 /// Opens a TCP connection to upsd, trying each address of the host within the connect timeout.
-pub async fn connect(target: &Target, opts: &Options) -> Result<Connection<TcpStream>, NutError> {
+pub async fn connect(target: &Target, opts: &Options) -> Result<Connection<Stream>, NutError> {
     let addr = target.address();
     let addrs: Vec<_> = match timeout(opts.connect_timeout, tokio::net::lookup_host(&addr)).await {
         Ok(Ok(a)) => a.collect(),
@@ -215,7 +232,7 @@ pub async fn connect(target: &Target, opts: &Options) -> Result<Connection<TcpSt
         match timeout(opts.connect_timeout, TcpStream::connect(a)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok(Connection::new(s, opts.request_timeout));
+                return Ok(Connection::new(Stream::Plain(s), opts.request_timeout));
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 last = NutError::new(
@@ -252,12 +269,38 @@ pub async fn connect(target: &Target, opts: &Options) -> Result<Connection<TcpSt
     Err(last)
 }
 
+/// May a password be sent to `host` over this connection?
+pub fn password_may_go(host: &str, tls: &TlsState, allow_plaintext: bool) -> bool {
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    local || allow_plaintext || matches!(tls, TlsState::Encrypted(_))
+}
+
 /// A client for one upsd: connects on first use, and after a lost connection reconnects and
 /// retries reads (never writes: a SET or INSTCMD is not sent twice).
 pub struct Client {
     pub target: Target,
     pub opts: Options,
-    conn: Option<Connection<TcpStream>>,
+    conn: Option<Connection<Stream>>,
+    /// What became of TLS on the current connection.
+    pub tls: TlsState,
+}
+
+/// Whether the connection is encrypted, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsState {
+    /// `--tls off`, or not connected yet.
+    Off,
+    /// No CA file or pin: nothing to verify upsd with, so STARTTLS was not sent.
+    NoTrust,
+    /// upsd answered STARTTLS with this error (FEATURE-NOT-CONFIGURED, ...).
+    NotOffered(String),
+    /// Encrypted, with this TLS version, and upsd's certificate verified.
+    Encrypted(String),
+    /// This build has no TLS (cargo feature `tls`).
+    NotBuilt,
 }
 
 impl Client {
@@ -266,19 +309,24 @@ impl Client {
             target,
             opts,
             conn: None,
+            tls: TlsState::Off,
         }
     }
 
-    /// Connects now, with the retry policy.
+    /// Connects now, with the retry policy, and STARTTLS per the TLS policy.
     pub async fn connect(&mut self) -> Result<(), NutError> {
         let mut attempt = 0;
         loop {
-            match connect(&self.target, &self.opts).await {
+            let opened = match connect(&self.target, &self.opts).await {
+                Ok(c) => self.secure(c).await,
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok(c) => {
                     self.conn = Some(c);
                     return Ok(());
                 }
-                Err(e) if attempt < self.opts.retry_count => {
+                Err(e) if is_transport(&e) && attempt < self.opts.retry_count => {
                     log::debug!("{e}; retrying in {} ms", self.opts.retry_delay.as_millis());
                     attempt += 1;
                     sleep(self.opts.retry_delay).await;
@@ -288,8 +336,102 @@ impl Client {
         }
     }
 
+    /// STARTTLS per the TLS policy.
+    async fn secure(&mut self, conn: Connection<Stream>) -> Result<Connection<Stream>, NutError> {
+        let tls = &self.opts.tls;
+        self.tls = TlsState::Off;
+        if tls.mode == TlsMode::Off {
+            return Ok(conn);
+        }
+        if matches!(tls.trust, Trust::Nothing) {
+            if tls.mode == TlsMode::Required {
+                return Err(NutError::new(
+                    ErrorKind::Configuration,
+                    "tls-no-trust",
+                    "TLS is required, but there is no CA file or pinned certificate to verify upsd with",
+                )
+                .hint("give --ca-file FILE or --pin-sha256 HEX"));
+            }
+            self.tls = TlsState::NoTrust;
+            return Ok(conn);
+        }
+        self.starttls(conn).await
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn starttls(&mut self, conn: Connection<Stream>) -> Result<Connection<Stream>, NutError> {
+        if self.opts.tls.mode == TlsMode::Required {
+            return Err(NutError::new(
+                ErrorKind::Configuration,
+                "tls-not-built",
+                "TLS is required, but this build of power-snitch has no TLS (cargo feature `tls`)",
+            ));
+        }
+        self.tls = TlsState::NotBuilt;
+        Ok(conn)
+    }
+
+    #[cfg(feature = "tls")]
+    async fn starttls(
+        &mut self,
+        mut conn: Connection<Stream>,
+    ) -> Result<Connection<Stream>, NutError> {
+        let tls = &self.opts.tls;
+        match conn.request(&Request::StartTls).await {
+            Ok(_) => {}
+            Err(e)
+                if tls.mode == TlsMode::Auto
+                    && matches!(
+                        e.code.as_str(),
+                        "FEATURE-NOT-CONFIGURED" | "FEATURE-NOT-SUPPORTED" | "UNKNOWN-COMMAND"
+                    ) =>
+            {
+                log::info!("{}: upsd offers no TLS ({})", self.target.address(), e.code);
+                self.tls = TlsState::NotOffered(e.code);
+                return Ok(conn);
+            }
+            Err(e) => return Err(e),
+        }
+        let Stream::Plain(tcp) = conn.into_inner()? else {
+            return Err(NutError::new(
+                ErrorKind::Protocol,
+                "bad-reply",
+                "STARTTLS on an encrypted connection",
+            ));
+        };
+        let deadline = self.opts.request_timeout;
+        let stream = timeout(deadline, handshake(tcp, &self.target.host, &tls.trust))
+            .await
+            .map_err(|_| {
+                NutError::new(
+                    ErrorKind::Connection,
+                    "timeout",
+                    "the TLS handshake with upsd timed out",
+                )
+            })??;
+        self.tls = TlsState::Encrypted(stream.tls_version().unwrap_or_default());
+        Ok(Connection::new(stream, self.opts.request_timeout))
+    }
+
     pub fn disconnect(&mut self) {
         self.conn = None;
+    }
+
+    /// A password goes in clear text only to this machine, unless the user allowed more.
+    fn check_password_channel(&self) -> Result<(), NutError> {
+        if password_may_go(
+            &self.target.host,
+            &self.tls,
+            self.opts.tls.allow_plaintext_password,
+        ) {
+            return Ok(());
+        }
+        Err(NutError::new(
+            ErrorKind::Configuration,
+            "plaintext-password",
+            format!("refusing to send the password unencrypted to {}", self.target.host),
+        )
+        .hint("use TLS (configure upsd's certificate and give --ca-file or --pin-sha256), or allow it with --allow-plaintext-password"))
     }
 
     pub async fn request(&mut self, req: &Request) -> Result<Reply, NutError> {
@@ -297,6 +439,9 @@ impl Client {
         loop {
             if self.conn.is_none() {
                 self.connect().await?;
+            }
+            if matches!(req, Request::Password(_)) {
+                self.check_password_channel()?;
             }
             let conn = self.conn.as_mut().expect("connected above");
             match conn.request(req).await {
@@ -349,5 +494,26 @@ impl Client {
                 "LIST UPS: not a list",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_go_in_clear_text_only_to_this_machine() {
+        let plain = TlsState::NotOffered("FEATURE-NOT-CONFIGURED".into());
+        assert!(password_may_go("localhost", &plain, false));
+        assert!(password_may_go("127.0.0.1", &plain, false));
+        assert!(password_may_go("::1", &plain, false));
+        assert!(!password_may_go("nas.example", &plain, false));
+        assert!(!password_may_go("192.0.2.7", &TlsState::NoTrust, false));
+        assert!(password_may_go("192.0.2.7", &plain, true));
+        assert!(password_may_go(
+            "nas.example",
+            &TlsState::Encrypted("TLSv1_3".into()),
+            false
+        ));
     }
 }

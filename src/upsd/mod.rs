@@ -4,3 +4,4 @@ pub mod client;
 pub mod error;
 pub mod proto;
 pub mod target;
+pub mod tls;
