@@ -251,6 +251,45 @@ fn sessions_follow_upsd_rules() {
                 "{user}"
             );
         }
+        // LOGIN without PASSWORD; an unknown command; descriptions and types.
+        let mut c = client(nut);
+        ok(c.request(&Request::Username("mon".into())).await);
+        let e = c.request(&Request::Login("ups1".into())).await.unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.kind),
+            ("PASSWORD-REQUIRED", ErrorKind::Authentication)
+        );
+        let mut c = client(nut);
+        ok(c.request(&Request::Username("admin".into())).await);
+        ok(c.request(&Request::Password("adm pw".into())).await);
+        let e = c
+            .request(&Request::InstCmd("ups1".into(), "no.such.cmd".into(), None))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.kind),
+            ("CMD-NOT-SUPPORTED", ErrorKind::Configuration)
+        );
+        assert_eq!(
+            ok(
+                c.request(&Request::GetType("ups1".into(), "ups.status".into()))
+                    .await
+            ),
+            "TYPE ups1 ups.status RW STRING:32"
+        );
+        assert_eq!(
+            ok(
+                c.request(&Request::GetDesc("ups1".into(), "ups.status".into()))
+                    .await
+            ),
+            "DESC ups1 ups.status UPS status"
+        );
+        let e = c
+            .request(&Request::GetTracking("1".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "FEATURE-NOT-CONFIGURED");
+
         let mut c = client(nut);
         ok(c.request(&Request::Username("admin".into())).await);
         ok(c.request(&Request::Password("adm".into())).await);
@@ -669,6 +708,24 @@ fn starttls_verifies_upsd_by_ca_file_or_pin() {
         a["vars"].as_object().unwrap().keys().collect::<Vec<_>>(),
         b["vars"].as_object().unwrap().keys().collect::<Vec<_>>()
     );
+    // A second STARTTLS on an encrypted connection.
+    rt().block_on(async {
+        let mut opts = quick();
+        opts.tls.mode = power_snitch::upsd::tls::TlsMode::Required;
+        opts.tls.trust =
+            power_snitch::upsd::tls::roots_from_file(std::path::Path::new(pem)).unwrap();
+        let mut c = Client::new(Target::parse(&t).unwrap(), opts);
+        c.connect().await.unwrap();
+        assert!(matches!(
+            c.tls,
+            power_snitch::upsd::client::TlsState::Encrypted(_)
+        ));
+        let e = c.request(&Request::StartTls).await.unwrap_err();
+        assert_eq!(
+            (e.code.as_str(), e.kind),
+            ("ALREADY-SSL-MODE", ErrorKind::Protocol)
+        );
+    });
     // A wrong pin is refused, and so is TLS required without anything to verify with.
     let wrong = "00".repeat(32);
     let (code, v) = json(

@@ -127,8 +127,10 @@ impl<S: Transport> Connection<S> {
             )
             .hint("upsd may be overloaded, or this is not upsd"))
         });
+        // A reply we could not read whole leaves the stream mid-reply: nothing after it can be
+        // trusted. An `ERR` answer, whatever its class, leaves the session as it was.
         if let Err(e) = &result {
-            if is_transport(e) || e.kind == ErrorKind::Protocol {
+            if is_transport(e) || matches!(e.code.as_str(), "bad-reply" | "line-too-long") {
                 self.broken = true;
             }
         }
