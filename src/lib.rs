@@ -5,4 +5,5 @@ pub mod cli;
 pub mod json;
 pub mod nut;
 pub mod report;
+pub mod settings;
 pub mod upsd;

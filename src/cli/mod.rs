@@ -1,6 +1,7 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
 mod logger;
+mod settings;
 mod status;
 mod test_connection;
 mod validate;
@@ -43,6 +44,9 @@ pub struct Common {
     pub ca_file: Option<PathBuf>,
     pub pin_sha256: Option<[u8; 32]>,
     pub allow_plaintext_password: bool,
+    /// settings and sync: which UPS entry, and whether to write.
+    pub ups: Option<String>,
+    pub apply: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +54,8 @@ pub enum Command {
     Validate,
     Status,
     TestConnection,
+    Settings,
+    Sync,
     Help,
     Version,
 }
@@ -72,6 +78,11 @@ Commands:
                            every variable of a UPS, as upsc prints them; without UPS, the UPSes
   test-connection [UPS[@HOST[:PORT]]] [--user U --password-stdin] [--login]
                            check step by step that upsd serves the UPS, and the credentials
+  settings show|set|import|history
+                           Power Snitch's settings: show (password masked); set [--ups NAME]
+                           KEY=VALUE... [--password-stdin]; import [--ups NAME] from NUT's files;
+                           history of changes
+  sync [--apply]           compare the settings with NUT's files; --apply takes NUT's values
   help                     print this text
 
 Options (before or after the command):
@@ -115,6 +126,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         ca_file: None,
         pin_sha256: None,
         allow_plaintext_password: false,
+        ups: None,
+        apply: false,
     };
     let mut positional = Vec::new();
     let mut it = argv.into_iter();
@@ -164,6 +177,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             "--ca-file" => common.ca_file = Some(PathBuf::from(value("a PEM file")?)),
             "--pin-sha256" => common.pin_sha256 = Some(crate::upsd::tls::parse_pin(&value("64 hex digits")?)?),
             "--allow-plaintext-password" => common.allow_plaintext_password = true,
+            "--ups" => common.ups = Some(value("a UPS name")?),
+            "--apply" => common.apply = true,
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -186,6 +201,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "validate" => Command::Validate,
                     "status" => Command::Status,
                     "test-connection" => Command::TestConnection,
+                    "settings" => Command::Settings,
+                    "sync" => Command::Sync,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -217,6 +234,8 @@ pub fn main() -> ExitCode {
         Command::Validate => validate::run(&args),
         Command::Status => status::run(&args),
         Command::TestConnection => test_connection::run(&args),
+        Command::Settings => settings::run(&args),
+        Command::Sync => settings::sync(&args),
     };
     write_stdout(&out);
     ExitCode::from(code)

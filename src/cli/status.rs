@@ -8,8 +8,13 @@ use crate::upsd::target::Target;
 
 pub fn run(args: &Args) -> (u8, String) {
     let format = args.common.format;
+    let mut stored = None;
     let target = match args.positional.as_slice() {
-        [] => Target::localhost(),
+        [] => {
+            let (t, entry) = super::settings::default_target(args);
+            stored = entry;
+            t
+        }
         [t] => match Target::parse(t) {
             Ok(t) => t,
             Err(e) => return usage(format, &e),
@@ -19,7 +24,12 @@ pub fn run(args: &Args) -> (u8, String) {
         }
     };
     let opts = match client_options(&args.common) {
-        Ok(o) => o,
+        Ok(mut o) => {
+            if let Some(u) = &stored {
+                super::settings::apply_entry(&mut o, &args.common, u);
+            }
+            o
+        }
         Err(e) => return usage(format, &e),
     };
     let mut client = Client::new(target.clone(), opts);

@@ -46,8 +46,13 @@ impl Step {
 
 pub fn run(args: &Args) -> (u8, String) {
     let c = &args.common;
+    let mut stored = None;
     let target = match args.positional.as_slice() {
-        [] => Target::localhost(),
+        [] => {
+            let (t, entry) = super::settings::default_target(args);
+            stored = entry;
+            t
+        }
         [t] => match Target::parse(t) {
             Ok(t) => t,
             Err(e) => return usage(c.format, &e),
@@ -77,7 +82,12 @@ pub fn run(args: &Args) -> (u8, String) {
         return usage(c.format, "--login needs --user and --password-stdin");
     }
     let opts = match client_options(c) {
-        Ok(o) => o,
+        Ok(mut o) => {
+            if let Some(u) = &stored {
+                super::settings::apply_entry(&mut o, c, u);
+            }
+            o
+        }
         Err(e) => return usage(c.format, &e),
     };
     let mut client = Client::new(target.clone(), opts);

@@ -98,6 +98,14 @@ codes! {
     WorldReadable = "world-readable": "a file with passwords that every user can read",
     DaemonCannotRead = "daemon-cannot-read": "the NUT daemon's user cannot read the file",
     NutNotInstalled = "nut-not-installed": "no NUT configuration directory",
+    // Power Snitch's settings against NUT's files.
+    SettingsUpsMissing = "settings-ups-missing": "a UPS in the settings that ups.conf does not define",
+    SettingsDriver = "settings-driver": "the settings' driver differs from ups.conf's",
+    SettingsPort = "settings-port": "the settings' port differs from ups.conf's",
+    SettingsUser = "settings-user": "the settings' user is not in upsd.users",
+    SettingsPassword = "settings-password": "the settings' password differs from upsd.users'",
+    SettingsRights = "settings-rights": "the settings' user lacks the upsmon rights the agent needs",
+    SettingsMonitor = "settings-monitor": "upsmon.conf's MONITOR line disagrees with the settings",
 }
 
 impl fmt::Display for Code {

@@ -1,0 +1,307 @@
+//! `power-snitch settings show|set|import|history` and `power-snitch sync [--apply]`.
+
+use std::path::PathBuf;
+
+use super::status::usage;
+use super::{Args, Format};
+use crate::json::Object;
+use crate::nut::drivers::DriverDb;
+use crate::nut::version::NutVersion;
+use crate::nut::{host, validate, Context, Parsed};
+use crate::report::{self, Summary, Validation};
+use crate::settings::model::{Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
+use crate::settings::store::{self, check_dir, load, save, DEFAULT_PATH};
+use crate::settings::sync;
+
+pub fn path(args: &Args) -> PathBuf {
+    args.common
+        .settings
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+pub fn run(args: &Args) -> (u8, String) {
+    let format = args.common.format;
+    match args.positional.first().map(String::as_str) {
+        Some("show") => show(args),
+        Some("set") => set(args),
+        Some("import") => import(args),
+        Some("history") => history(args),
+        Some(other) => usage(
+            format,
+            &format!("unknown settings command `{other}`: show, set, import or history"),
+        ),
+        None => usage(
+            format,
+            "settings needs a command: show, set, import or history",
+        ),
+    }
+}
+
+/// Loads, printing each warning once on stderr.
+fn load_warned(args: &Args) -> store::Loaded {
+    let p = path(args);
+    let loaded = load(&p);
+    for w in &loaded.warnings {
+        eprintln!("power-snitch: warning: {w}");
+    }
+    if let Some(dir) = p.parent().and_then(check_dir) {
+        eprintln!("power-snitch: warning: {dir}");
+    }
+    if let Some(v) = loaded.old_version {
+        eprintln!(
+            "power-snitch: {} is in format version {v}; the next change writes the current one",
+            p.display()
+        );
+    }
+    loaded
+}
+
+fn show(args: &Args) -> (u8, String) {
+    let loaded = load_warned(args);
+    let s = &loaded.settings;
+    match args.common.format {
+        Format::Human => {
+            let mut out = String::new();
+            for k in AGENT_KEYS {
+                out.push_str(&format!("{k}: {}\n", s.show_agent(k)));
+            }
+            for u in &s.ups {
+                out.push_str(&format!("[{}]\n", u.nut_device_name));
+                for k in UPS_KEYS.iter().filter(|k| **k != "nut_device_name") {
+                    out.push_str(&format!("  {k}: {}\n", u.show(k)));
+                }
+            }
+            (0, out)
+        }
+        Format::Json => {
+            let mut ups = String::from("[");
+            for (i, u) in s.ups.iter().enumerate() {
+                if i > 0 {
+                    ups.push(',');
+                }
+                let mut o = Object::new(&mut ups);
+                for k in UPS_KEYS {
+                    o.str(k, &u.show(k));
+                }
+                o.end();
+            }
+            ups.push(']');
+            let mut out = String::new();
+            let mut o = Object::new(&mut out);
+            for k in AGENT_KEYS {
+                o.str(k, &s.show_agent(k));
+            }
+            o.raw("ups", &ups);
+            o.end();
+            (0, out + "\n")
+        }
+    }
+}
+
+/// The entry `--ups` names, or the only one.
+fn entry<'a>(s: &'a mut Settings, ups: Option<&str>) -> Result<&'a mut UpsEntry, String> {
+    match ups {
+        Some(name) => {
+            if !s.ups.iter().any(|u| u.nut_device_name == name) {
+                s.ups.push(UpsEntry::new(name));
+            }
+            Ok(s.ups.iter_mut().find(|u| u.nut_device_name == name).expect("just ensured"))
+        }
+        None => match s.ups.len() {
+            1 => Ok(&mut s.ups[0]),
+            0 => Err("there is no UPS in the settings yet: name one with --ups NAME (or run `settings import`)".into()),
+            _ => Err(format!(
+                "there are {} UPSes in the settings: pick one with --ups NAME",
+                s.ups.len()
+            )),
+        },
+    }
+}
+
+fn set(args: &Args) -> (u8, String) {
+    let format = args.common.format;
+    let pairs = &args.positional[1..];
+    if pairs.is_empty() && !args.common.password_stdin {
+        return usage(
+            format,
+            "settings set needs KEY=VALUE pairs (or --password-stdin)",
+        );
+    }
+    let loaded = load_warned(args);
+    let old = loaded.settings.clone();
+    let mut new = loaded.settings;
+    for pair in pairs {
+        let Some((k, v)) = pair.split_once('=') else {
+            return usage(format, &format!("`{pair}` is not KEY=VALUE"));
+        };
+        let r = if AGENT_KEYS.contains(&k) {
+            new.set_agent(k, v)
+        } else {
+            entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set(k, v))
+        };
+        if let Err(e) = r {
+            return usage(format, &e);
+        }
+    }
+    if args.common.password_stdin {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            return usage(
+                format,
+                &format!("cannot read the password from standard input: {e}"),
+            );
+        }
+        let pw = line.trim_end_matches(['\n', '\r']);
+        if let Err(e) = entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set_password(pw))
+        {
+            return usage(format, &e);
+        }
+    }
+    write(args, &old, &new)
+}
+
+fn write(args: &Args, old: &Settings, new: &Settings) -> (u8, String) {
+    let p = path(args);
+    match save(&p, new) {
+        Ok(false) => (0, format!("{}: unchanged\n", p.display())),
+        Ok(true) => {
+            let changes = store::changes(old, new);
+            if let Err(e) = store::log_changes(&p, &changes) {
+                eprintln!("power-snitch: warning: {e}");
+            }
+            for (f, a, b) in &changes {
+                log::info!("settings: {f}: {a} -> {b}");
+            }
+            (
+                0,
+                format!("{}: {} change(s) written\n", p.display(), changes.len()),
+            )
+        }
+        Err(e) => {
+            eprintln!("power-snitch: {e}");
+            (2, String::new())
+        }
+    }
+}
+
+fn history(args: &Args) -> (u8, String) {
+    let log = store::log_path(&path(args));
+    match std::fs::read_to_string(&log) {
+        Ok(t) => (0, t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, String::new()),
+        Err(e) => {
+            eprintln!("power-snitch: cannot read {}: {e}", log.display());
+            (2, String::new())
+        }
+    }
+}
+
+/// NUT's files as validate reads them.
+fn nut(args: &Args, settings: &Settings) -> Result<(PathBuf, Parsed, NutVersion), String> {
+    let dir = args
+        .common
+        .nut_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&settings.nut_conf_dir));
+    if !dir.is_dir() {
+        return Err(format!(
+            "{} is not a directory: give --nut-dir DIR or set nut_conf_dir",
+            dir.display()
+        ));
+    }
+    let version = args
+        .common
+        .nut_version
+        .or_else(|| host::detect_version().map(|v| v.0))
+        .unwrap_or(NutVersion::NEWEST);
+    let cx = Context {
+        version,
+        drivers: DriverDb::builtin(),
+        host_drivers: None,
+    };
+    let (parsed, _) = validate(&host::snapshot(&dir), &cx);
+    Ok((dir, parsed, version))
+}
+
+fn import(args: &Args) -> (u8, String) {
+    let format = args.common.format;
+    let loaded = load_warned(args);
+    let (_, parsed, _) = match nut(args, &loaded.settings) {
+        Ok(n) => n,
+        Err(e) => return usage(format, &e),
+    };
+    match sync::import(&loaded.settings, &parsed, args.common.ups.as_deref()) {
+        Ok(new) => write(args, &loaded.settings, &new),
+        Err(e) => usage(format, &e),
+    }
+}
+
+pub fn sync(args: &Args) -> (u8, String) {
+    let format = args.common.format;
+    let loaded = load_warned(args);
+    let (dir, parsed, version) = match nut(args, &loaded.settings) {
+        Ok(n) => n,
+        Err(e) => return usage(format, &e),
+    };
+    let settings_path = path(args);
+    let name = settings_path.file_name().map_or_else(
+        || "settings".to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    let mut findings = sync::compare(&loaded.settings, &parsed);
+    for f in &mut findings {
+        f.file = name.clone();
+    }
+    if args.common.apply {
+        let new = sync::apply(&loaded.settings, &parsed);
+        let (code, out) = write(args, &loaded.settings, &new);
+        return (code, out);
+    }
+    let settings_dir = settings_path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let v = Validation {
+        dir: &settings_dir,
+        nut_version: version.to_string(),
+        version_source: format!("against {}", dir.display()),
+        findings: &findings,
+    };
+    let out = match format {
+        Format::Human => report::human(&v),
+        Format::Json => report::json(&v),
+    };
+    (Summary::of(&findings).exit_code(), out)
+}
+
+/// Where `status` and `test-connection` go without a target: the first UPS of the stored
+/// settings (with its retry policy and TLS mode), else localhost:3493.
+pub fn default_target(args: &Args) -> (crate::upsd::target::Target, Option<UpsEntry>) {
+    let loaded = load(&path(args));
+    match loaded.settings.ups.into_iter().next() {
+        Some(u) => (
+            crate::upsd::target::Target {
+                ups: Some(u.nut_device_name.clone()),
+                host: u.upsd_host.clone(),
+                port: u.upsd_port,
+            },
+            Some(u),
+        ),
+        None => (crate::upsd::target::Target::localhost(), None),
+    }
+}
+
+/// Applies a stored entry's retry policy and TLS mode where the command line did not.
+pub fn apply_entry(opts: &mut crate::upsd::client::Options, common: &super::Common, u: &UpsEntry) {
+    use std::time::Duration;
+    if common.retries.is_none() {
+        opts.retry_count = u.nut_retry_count;
+    }
+    if common.retry_delay.is_none() {
+        opts.retry_delay = Duration::from_secs(u64::from(u.nut_retry_delay));
+    }
+    if common.tls.is_none() {
+        opts.tls.mode = u.tls;
+    }
+}

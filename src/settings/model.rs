@@ -1,0 +1,297 @@
+//! The UPS configuration model (the plan's UPSConfig, one entry per UPS) and agent-wide
+//! settings. Domain types only: the stored form is `settings::stored`.
+
+use std::fmt;
+
+use crate::upsd::tls::TlsMode;
+
+/// A password: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"********\""
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "" } else { "********" })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpsEntry {
+    pub nut_device_name: String,
+    pub nut_driver: String,
+    pub nut_port: Option<String>,
+    pub nut_username: Option<String>,
+    pub nut_password: Option<Secret>,
+    pub nut_retry_count: u32,
+    /// Seconds.
+    pub nut_retry_delay: u32,
+    pub upsd_host: String,
+    pub upsd_port: u16,
+    pub tls: TlsMode,
+    /// Seconds between polls.
+    pub poll_interval: u32,
+}
+
+impl UpsEntry {
+    pub fn new(name: &str) -> Self {
+        UpsEntry {
+            nut_device_name: name.to_string(),
+            nut_driver: String::new(),
+            nut_port: None,
+            nut_username: None,
+            nut_password: None,
+            nut_retry_count: 3,
+            nut_retry_delay: 5,
+            upsd_host: "localhost".into(),
+            upsd_port: 3493,
+            tls: TlsMode::Auto,
+            poll_interval: 5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub const ALL: [(&'static str, LogLevel); 5] = [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        LogLevel::ALL
+            .iter()
+            .find(|(_, l)| *l == self)
+            .map_or("warn", |(n, _)| n)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub nut_conf_dir: String,
+    pub log_level: LogLevel,
+    /// The setup page's address; empty: off.
+    pub web_listen: String,
+    pub ups: Vec<UpsEntry>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nut_conf_dir: "/etc/nut".into(),
+            log_level: LogLevel::Warn,
+            web_listen: String::new(),
+            ups: Vec::new(),
+        }
+    }
+}
+
+/// Every key `settings set` takes: agent-wide ones, then per-UPS ones.
+pub const AGENT_KEYS: &[&str] = &["nut_conf_dir", "log_level", "web_listen"];
+pub const UPS_KEYS: &[&str] = &[
+    "nut_device_name",
+    "nut_driver",
+    "nut_port",
+    "nut_username",
+    "nut_password",
+    "nut_retry_count",
+    "nut_retry_delay",
+    "upsd_host",
+    "upsd_port",
+    "tls",
+    "poll_interval",
+];
+
+fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    v: &str,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    v.parse::<T>()
+        .ok()
+        .filter(|n| *n >= min && *n <= max)
+        .ok_or_else(|| format!("{key} is a whole number from {min} to {max}, not `{v}`"))
+}
+
+fn word(key: &str, v: &str, what: &str) -> Result<String, String> {
+    if v.is_empty() || v.len() > 512 || !v.chars().all(|c| ('!'..='~').contains(&c)) {
+        return Err(format!(
+            "{key} is {what}: 1 to 512 printable ASCII characters without spaces"
+        ));
+    }
+    Ok(v.to_string())
+}
+
+impl Settings {
+    /// Sets one agent-wide key.
+    pub fn set_agent(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "nut_conf_dir" => {
+                if !v.starts_with('/') {
+                    return Err(format!(
+                        "nut_conf_dir is an absolute directory path, not `{v}`"
+                    ));
+                }
+                self.nut_conf_dir = v.to_string();
+            }
+            "log_level" => {
+                self.log_level = LogLevel::ALL
+                    .iter()
+                    .find(|(n, _)| *n == v)
+                    .map(|(_, l)| *l)
+                    .ok_or_else(|| {
+                        format!("log_level is error, warn, info, debug or trace, not `{v}`")
+                    })?;
+            }
+            "web_listen" => {
+                if !v.is_empty() && v.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(format!("web_listen is ADDRESS:PORT (e.g. 127.0.0.1:8080) or empty for off, not `{v}`"));
+                }
+                self.web_listen = v.to_string();
+            }
+            _ => return Err(unknown(key)),
+        }
+        Ok(())
+    }
+}
+
+impl UpsEntry {
+    /// Sets one per-UPS key; the password goes through [`UpsEntry::set_password`].
+    pub fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "nut_device_name" => self.nut_device_name = word(key, v, "a ups.conf section name")?,
+            "nut_driver" => self.nut_driver = word(key, v, "a NUT driver name")?,
+            "nut_port" => {
+                self.nut_port = (!v.is_empty())
+                    .then(|| word(key, v, "a port"))
+                    .transpose()?
+            }
+            "nut_username" => {
+                self.nut_username = (!v.is_empty())
+                    .then(|| word(key, v, "a user name"))
+                    .transpose()?
+            }
+            "nut_password" => return Err("the password is set only with --password-stdin".into()),
+            "nut_retry_count" => self.nut_retry_count = number(key, v, 0, 100)?,
+            "nut_retry_delay" => self.nut_retry_delay = number(key, v, 0, 3600)?,
+            "upsd_host" => self.upsd_host = word(key, v, "a host name or address")?,
+            "upsd_port" => self.upsd_port = number(key, v, 1, 65535)?,
+            "tls" => self.tls = TlsMode::parse(v).map_err(|e| format!("tls: {e}"))?,
+            "poll_interval" => self.poll_interval = number(key, v, 1, 3600)?,
+            _ => return Err(unknown(key)),
+        }
+        Ok(())
+    }
+
+    pub fn set_password(&mut self, p: &str) -> Result<(), String> {
+        if p.len() > 512 || p.chars().any(|c| !(' '..='~').contains(&c)) {
+            return Err("nut_password is up to 512 printable ASCII characters".into());
+        }
+        self.nut_password = (!p.is_empty()).then(|| Secret(p.to_string()));
+        Ok(())
+    }
+
+    /// The value of a key as shown to a person (the password masked).
+    pub fn show(&self, key: &str) -> String {
+        match key {
+            "nut_device_name" => self.nut_device_name.clone(),
+            "nut_driver" => self.nut_driver.clone(),
+            "nut_port" => self.nut_port.clone().unwrap_or_default(),
+            "nut_username" => self.nut_username.clone().unwrap_or_default(),
+            "nut_password" => self
+                .nut_password
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            "nut_retry_count" => self.nut_retry_count.to_string(),
+            "nut_retry_delay" => self.nut_retry_delay.to_string(),
+            "upsd_host" => self.upsd_host.clone(),
+            "upsd_port" => self.upsd_port.to_string(),
+            "tls" => match self.tls {
+                TlsMode::Off => "off",
+                TlsMode::Auto => "auto",
+                TlsMode::Required => "required",
+            }
+            .to_string(),
+            "poll_interval" => self.poll_interval.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn show_agent(&self, key: &str) -> String {
+        match key {
+            "nut_conf_dir" => self.nut_conf_dir.clone(),
+            "log_level" => self.log_level.as_str().to_string(),
+            "web_listen" => self.web_listen.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn unknown(key: &str) -> String {
+    format!(
+        "unknown key `{key}`; keys are {} and, per UPS, {}",
+        AGENT_KEYS.join(", "),
+        UPS_KEYS.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_values_out_of_range_naming_the_field() {
+        let mut u = UpsEntry::new("ups");
+        assert_eq!(
+            u.set("nut_retry_count", "101").unwrap_err(),
+            "nut_retry_count is a whole number from 0 to 100, not `101`"
+        );
+        assert!(u
+            .set("upsd_port", "0")
+            .unwrap_err()
+            .starts_with("upsd_port"));
+        assert!(u.set("tls", "maybe").unwrap_err().starts_with("tls"));
+        assert!(u.set("nut_password", "x").is_err());
+        u.set("nut_retry_count", "4").unwrap();
+        assert_eq!(u.nut_retry_count, 4);
+        let mut s = Settings::default();
+        assert!(s.set_agent("web_listen", "nonsense").is_err());
+        s.set_agent("web_listen", "0.0.0.0:8080").unwrap();
+        assert!(s
+            .set_agent("bogus", "1")
+            .unwrap_err()
+            .contains("unknown key"));
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        let mut u = UpsEntry::new("ups");
+        u.set_password("hunter2").unwrap();
+        assert!(!format!("{u:?}").contains("hunter2"));
+        assert_eq!(u.show("nut_password"), "********");
+    }
+}

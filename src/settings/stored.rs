@@ -1,0 +1,272 @@
+//! The settings file's format, sans I/O. Serialization is a compatibility promise, so the
+//! stored form is its own versioned struct, converted to and from the domain types.
+//!
+//! Layout (little-endian): magic `PSNT`, format version (u16), payload length (u32),
+//! CRC-32 of the payload (u32), then the postcard payload.
+//!
+//! **Invariant:** [`decode`] never panics; any input gives settings or a [`DecodeError`].
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{LogLevel, Secret, Settings, UpsEntry};
+use crate::upsd::tls::TlsMode;
+
+pub const MAGIC: &[u8; 4] = b"PSNT";
+pub const VERSION: u16 = 1;
+const HEADER: usize = 4 + 2 + 4 + 4;
+/// A settings file is small; anything larger is not ours.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Format version 1.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct V1 {
+    nut_conf_dir: String,
+    log_level: u8,
+    web_listen: String,
+    ups: Vec<UpsV1>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct UpsV1 {
+    nut_device_name: String,
+    nut_driver: String,
+    nut_port: Option<String>,
+    nut_username: Option<String>,
+    nut_password: Option<String>,
+    nut_retry_count: u32,
+    nut_retry_delay: u32,
+    upsd_host: String,
+    upsd_port: u16,
+    tls: u8,
+    poll_interval: u32,
+}
+
+/// Why a file could not be read as settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    TooShort(usize),
+    BadMagic,
+    UnknownVersion(u16),
+    Truncated { expected: usize, got: usize },
+    TooLong(usize),
+    Checksum,
+    Payload(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::TooShort(n) => write!(f, "{n} bytes is too short for a settings file"),
+            DecodeError::BadMagic => {
+                write!(f, "not a Power Snitch settings file (wrong magic bytes)")
+            }
+            DecodeError::UnknownVersion(v) => write!(
+                f,
+                "format version {v} is newer than this program knows ({VERSION})"
+            ),
+            DecodeError::Truncated { expected, got } => write!(
+                f,
+                "truncated: the payload should be {expected} bytes, the file has {got}"
+            ),
+            DecodeError::TooLong(n) => write!(
+                f,
+                "the payload length {n} is larger than a settings file can be"
+            ),
+            DecodeError::Checksum => write!(f, "the checksum does not match: the file is damaged"),
+            DecodeError::Payload(e) => write!(f, "the content cannot be read: {e}"),
+        }
+    }
+}
+
+/// CRC-32 (IEEE 802.3, as zlib).
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn tls_code(t: TlsMode) -> u8 {
+    match t {
+        TlsMode::Off => 0,
+        TlsMode::Auto => 1,
+        TlsMode::Required => 2,
+    }
+}
+
+fn level_code(l: LogLevel) -> u8 {
+    LogLevel::ALL.iter().position(|(_, x)| *x == l).unwrap_or(1) as u8
+}
+
+pub fn encode(s: &Settings) -> Vec<u8> {
+    let v1 = V1 {
+        nut_conf_dir: s.nut_conf_dir.clone(),
+        log_level: level_code(s.log_level),
+        web_listen: s.web_listen.clone(),
+        ups: s
+            .ups
+            .iter()
+            .map(|u| UpsV1 {
+                nut_device_name: u.nut_device_name.clone(),
+                nut_driver: u.nut_driver.clone(),
+                nut_port: u.nut_port.clone(),
+                nut_username: u.nut_username.clone(),
+                nut_password: u.nut_password.as_ref().map(|p| p.0.clone()),
+                nut_retry_count: u.nut_retry_count,
+                nut_retry_delay: u.nut_retry_delay,
+                upsd_host: u.upsd_host.clone(),
+                upsd_port: u.upsd_port,
+                tls: tls_code(u.tls),
+                poll_interval: u.poll_interval,
+            })
+            .collect(),
+    };
+    let payload =
+        postcard::to_allocvec(&v1).expect("serializing plain data into memory cannot fail");
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Reads a settings file. Also returns the format version it was written in.
+pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
+    if bytes.len() < HEADER {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    let len = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
+    let crc = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]);
+    if version == 0 || version > VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    if len > MAX_PAYLOAD {
+        return Err(DecodeError::TooLong(len));
+    }
+    let payload = &bytes[HEADER..];
+    if payload.len() != len {
+        return Err(DecodeError::Truncated {
+            expected: len,
+            got: payload.len(),
+        });
+    }
+    if crc32(payload) != crc {
+        return Err(DecodeError::Checksum);
+    }
+    // Version 1 is the only one so far; a later version adds its struct and a conversion here.
+    let v1: V1 = postcard::from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))?;
+    let tls = |c: u8| match c {
+        0 => Ok(TlsMode::Off),
+        1 => Ok(TlsMode::Auto),
+        2 => Ok(TlsMode::Required),
+        _ => Err(DecodeError::Payload(format!("unknown TLS mode {c}"))),
+    };
+    let ups = v1
+        .ups
+        .into_iter()
+        .map(|u| {
+            Ok(UpsEntry {
+                nut_device_name: u.nut_device_name,
+                nut_driver: u.nut_driver,
+                nut_port: u.nut_port,
+                nut_username: u.nut_username,
+                nut_password: u.nut_password.map(Secret),
+                nut_retry_count: u.nut_retry_count,
+                nut_retry_delay: u.nut_retry_delay,
+                upsd_host: u.upsd_host,
+                upsd_port: u.upsd_port,
+                tls: tls(u.tls)?,
+                poll_interval: u.poll_interval,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let log_level = LogLevel::ALL
+        .get(usize::from(v1.log_level))
+        .map(|(_, l)| *l)
+        .ok_or_else(|| DecodeError::Payload(format!("unknown log level {}", v1.log_level)))?;
+    Ok((
+        Settings {
+            nut_conf_dir: v1.nut_conf_dir,
+            log_level,
+            web_listen: v1.web_listen,
+            ups,
+        },
+        version,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(n: usize) -> Settings {
+        let mut s = Settings::default();
+        for i in 0..n {
+            let mut u = UpsEntry::new(&format!("ups{i}"));
+            u.nut_driver = "usbhid-ups".into();
+            u.nut_port = Some("auto".into());
+            u.nut_username = Some("monuser".into());
+            u.set_password("a-long-password-1").unwrap();
+            s.ups.push(u);
+        }
+        s
+    }
+
+    #[test]
+    fn round_trips_and_stays_small() {
+        for n in [0, 1, 8] {
+            let s = sample(n);
+            let bytes = encode(&s);
+            assert_eq!(decode(&bytes).unwrap(), (s, VERSION));
+            if n == 1 {
+                assert!(bytes.len() <= 256, "one UPS takes {} bytes", bytes.len());
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_refused() {
+        let bytes = encode(&sample(1));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        for i in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(decode(&b).is_err(), "bit {i} flipped");
+        }
+    }
+
+    /// Writes the committed fixture of format version 1 when asked (`WRITE_V1_FIXTURE=1`).
+    #[test]
+    fn version_1_fixture_matches_this_encoder() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures-settings/v1-one-ups.bin"
+        );
+        if std::env::var_os("WRITE_V1_FIXTURE").is_some() {
+            std::fs::write(path, encode(&sample(1))).unwrap();
+        }
+        // While version 1 is current, the encoder still writes exactly the fixture.
+        assert_eq!(std::fs::read(path).unwrap(), encode(&sample(1)));
+    }
+
+    #[test]
+    fn known_crc() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+}

@@ -1,0 +1,456 @@
+//! The settings file as a user and a power cut meet it: real `power-snitch settings` processes,
+//! SIGKILLed mid-write; damaged files; sync with NUT's files.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use power_snitch::settings::model::{Settings, UpsEntry};
+use power_snitch::settings::stored::{decode, encode};
+use serde_json::Value;
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ps-settings-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn show(file: &Path) -> (Output, Value) {
+    let o = bin(&[
+        "settings",
+        "show",
+        "--format",
+        "json",
+        "--settings",
+        file.to_str().unwrap(),
+    ]);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (o, v)
+}
+
+fn retry_count(v: &Value) -> String {
+    v["ups"][0]["nut_retry_count"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_write_killed_at_any_moment_leaves_the_old_or_the_new_value() {
+    let dir = temp("kill");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "nut_retry_count=0"
+    ])
+    .status
+    .success());
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut killed_mid_way = 0;
+    for i in 1..=1000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (_, before) = show(&file);
+        let old = retry_count(&before);
+        let new = (i % 100).to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+            .args([
+                "settings",
+                "set",
+                "--settings",
+                f,
+                "--ups",
+                "ups1",
+                &format!("nut_retry_count={new}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(seed % 3000));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.code().is_none() {
+            killed_mid_way += 1;
+        }
+        let (o, after) = show(&file);
+        assert!(
+            o.status.success(),
+            "run {i}: show failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.stderr.is_empty(),
+            "run {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = retry_count(&after);
+        assert!(
+            got == old || got == new,
+            "run {i}: {got} is neither {old} nor {new}"
+        );
+    }
+    assert!(
+        killed_mid_way > 100,
+        "only {killed_mid_way} of 1000 runs were killed before finishing"
+    );
+}
+
+fn one_ups() -> Settings {
+    let mut s = Settings::default();
+    let mut u = UpsEntry::new("ups0");
+    u.nut_driver = "usbhid-ups".into();
+    u.nut_port = Some("auto".into());
+    u.nut_username = Some("monuser".into());
+    u.set_password("a-long-password-1").unwrap();
+    s.ups.push(u);
+    s
+}
+
+#[test]
+fn a_damaged_file_falls_back_to_the_previous_good_one_and_is_kept() {
+    let dir = temp("damage");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "nut_retry_count=7"
+    ])
+    .status
+    .success());
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "nut_retry_count=8"
+    ])
+    .status
+    .success());
+    let good = fs::read(&file).unwrap();
+    // Truncation at every offset, and every single-bit flip: the previous value (7), with a warning.
+    let mut damaged: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+    for bit in (0..good.len() * 8).step_by(3) {
+        let mut b = good.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        damaged.push(b);
+    }
+    for bytes in &damaged {
+        fs::write(&file, bytes).unwrap();
+        let (o, v) = show(&file);
+        assert!(o.status.success());
+        assert_eq!(
+            retry_count(&v),
+            "7",
+            "fell back to the previous good version"
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("using the previous good settings"), "{err}");
+    }
+    // The next write keeps the damaged file aside.
+    fs::write(&file, &good[..good.len() / 2]).unwrap();
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "nut_retry_count=9"
+    ])
+    .status
+    .success());
+    assert_eq!(
+        fs::read(dir.join("settings.bin.damaged")).unwrap(),
+        &good[..good.len() / 2]
+    );
+    assert_eq!(retry_count(&show(&file).1), "9");
+}
+
+#[test]
+fn nothing_valid_left_means_defaults_and_a_clear_message() {
+    let dir = temp("nothing");
+    let file = dir.join("settings.bin");
+    fs::write(&file, b"").unwrap();
+    let (o, v) = show(&file);
+    assert!(o.status.success());
+    assert_eq!(v["ups"].as_array().unwrap().len(), 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("0 bytes is too short") && err.contains("starting from defaults"),
+        "{err}"
+    );
+    // A directory in its place: reading says so, writing fails and changes nothing.
+    let d2 = temp("dir-in-place");
+    let file = d2.join("settings.bin");
+    fs::create_dir(&file).unwrap();
+    let (o, _) = show(&file);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("settings.bin"));
+    let o = bin(&[
+        "settings",
+        "set",
+        "--settings",
+        file.to_str().unwrap(),
+        "--ups",
+        "u",
+        "poll_interval=9",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(file.is_dir());
+    // A parent that is a file.
+    let d3 = temp("parent-file");
+    fs::write(d3.join("notadir"), b"x").unwrap();
+    let file = d3.join("notadir/settings.bin");
+    let o = bin(&[
+        "settings",
+        "set",
+        "--settings",
+        file.to_str().unwrap(),
+        "--ups",
+        "u",
+        "poll_interval=9",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("notadir"));
+}
+
+#[test]
+fn an_unchanged_set_does_not_touch_the_file() {
+    let dir = temp("unchanged");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "poll_interval=9"
+    ])
+    .status
+    .success());
+    let before = fs::metadata(&file).unwrap();
+    let log_before = fs::read_to_string(dir.join("settings.bin.log")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let o = bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "poll_interval=9",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unchanged"));
+    let after = fs::metadata(&file).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        (after.ino(), after.mtime(), after.mtime_nsec())
+    );
+    assert_eq!(after.mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::read_to_string(dir.join("settings.bin.log")).unwrap(),
+        log_before
+    );
+}
+
+#[test]
+fn sizes_for_one_and_eight_ups() {
+    let one = encode(&one_ups());
+    let mut eight = one_ups();
+    for i in 2..=8 {
+        let mut u = eight.ups[0].clone();
+        u.nut_device_name = format!("ups{i}");
+        eight.ups.push(u);
+    }
+    let eight = encode(&eight);
+    assert!(one.len() <= 256, "one UPS: {} bytes", one.len());
+    println!(
+        "settings file: one UPS {} bytes, eight UPSes {} bytes",
+        one.len(),
+        eight.len()
+    );
+}
+
+/// Each released format version has a committed file; it must read, and be rewritten in the
+/// current version on the next change.
+#[test]
+fn files_of_every_released_version_still_read() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures-settings");
+    let v1 = fs::read(dir.join("v1-one-ups.bin")).expect("the version 1 fixture");
+    let (s, version) = decode(&v1).unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(s, one_ups());
+}
+
+#[test]
+fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
+    let nut = common::fixtures_dir().join("valid-full");
+    let n = nut.to_str().unwrap();
+    let dir = temp("sync");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    let sync = |extra: &[&str]| {
+        let mut a = vec![
+            "sync",
+            "--format",
+            "json",
+            "--nut-version",
+            "2.8.0",
+            "--nut-dir",
+            n,
+            "--settings",
+            f,
+        ];
+        a.extend_from_slice(extra);
+        bin(&a)
+    };
+    assert!(bin(&[
+        "settings",
+        "import",
+        "--nut-dir",
+        n,
+        "--nut-version",
+        "2.8.0",
+        "--settings",
+        f
+    ])
+    .status
+    .success());
+    let o = sync(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Make every kind of difference.
+    for kv in [
+        "nut_driver=blazer_usb",
+        "nut_port=/dev/ttyS9",
+        "upsd_port=4000",
+    ] {
+        assert!(
+            bin(&["settings", "set", "--settings", f, "--ups", "ups1", kv])
+                .status
+                .success()
+        );
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args([
+            "settings",
+            "set",
+            "--settings",
+            f,
+            "--ups",
+            "ups1",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"not-the-password\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ghost",
+        "nut_driver=dummy-ups"
+    ])
+    .status
+    .success());
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "usb",
+        "nut_username=nobody"
+    ])
+    .status
+    .success());
+    let o = sync(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut codes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            "settings-driver",
+            "settings-monitor",
+            "settings-password",
+            "settings-port",
+            "settings-ups-missing",
+            "settings-user"
+        ]
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("not-the-password"));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("secret"));
+    // Apply: NUT's values, one write; the unknown UPS and user stay (nothing in NUT to take).
+    let o = sync(&["--apply"]);
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&sync(&[]).stdout).unwrap();
+    let mut codes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, ["settings-ups-missing", "settings-user"]);
+    let history = String::from_utf8(bin(&["settings", "history", "--settings", f]).stdout).unwrap();
+    assert!(
+        history.contains("nut_driver[ups1]: blazer_usb -> dummy-ups"),
+        "{history}"
+    );
+    assert!(!history.contains("not-the-password") && !history.contains("secret"));
+}
