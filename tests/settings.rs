@@ -420,6 +420,7 @@ fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
         .unwrap()
         .iter()
         .map(|f| f["code"].as_str().unwrap())
+        .filter(|c| *c != "changed-since-last-check")
         .collect();
     codes.sort();
     assert_eq!(
@@ -433,6 +434,9 @@ fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
             "settings-user"
         ]
     );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("settings.bin changed since the last check")
+    );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("not-the-password"));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("secret"));
     // Apply: NUT's values, one write; the unknown UPS and user stay (nothing in NUT to take).
@@ -444,6 +448,7 @@ fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
         .unwrap()
         .iter()
         .map(|f| f["code"].as_str().unwrap())
+        .filter(|c| *c != "changed-since-last-check")
         .collect();
     codes.sort();
     assert_eq!(codes, ["settings-ups-missing", "settings-user"]);
@@ -453,4 +458,119 @@ fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
         "{history}"
     );
     assert!(!history.contains("not-the-password") && !history.contains("secret"));
+}
+
+/// A small tmpfs mounted for the test (needs root, as the README's test command runs).
+struct Mount(PathBuf);
+
+impl Mount {
+    fn new(name: &str, size: &str) -> Mount {
+        let dir = temp(name);
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            o.status.success(),
+            "mount a tmpfs (needs root): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Mount(dir)
+    }
+
+    fn remount_read_only(&self) {
+        let o = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_or_a_read_only_directory_loses_nothing() {
+    let m = Mount::new("full", "16k");
+    let file = m.0.join("settings.bin");
+    let f = file.to_str().unwrap();
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "poll_interval=7"
+    ])
+    .status
+    .success());
+    // Fill the disk.
+    let mut n = 0;
+    while fs::write(m.0.join(format!("filler{n}")), vec![0u8; 1024]).is_ok() {
+        n += 1;
+        assert!(n < 1000);
+    }
+    let o = bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "poll_interval=8",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("No space left on device") && err.contains("the file is unchanged"),
+        "{err}"
+    );
+    let (o, v) = show(&file);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(v["ups"][0]["poll_interval"], "7");
+
+    let ro = Mount::new("readonly", "64k");
+    let file = ro.0.join("settings.bin");
+    let f = file.to_str().unwrap();
+    assert!(bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "poll_interval=7"
+    ])
+    .status
+    .success());
+    ro.remount_read_only();
+    let o = bin(&[
+        "settings",
+        "set",
+        "--settings",
+        f,
+        "--ups",
+        "ups1",
+        "poll_interval=8",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
+    assert_eq!(show(&file).1["ups"][0]["poll_interval"], "7");
 }

@@ -237,6 +237,43 @@ fn import(args: &Args) -> (u8, String) {
     }
 }
 
+/// Compares the fingerprints of NUT's files and of the settings with the last check's, and
+/// remembers the new ones.
+fn track_changes(
+    settings: &std::path::Path,
+    nut_dir: &std::path::Path,
+    name: &str,
+) -> Vec<crate::nut::diag::Finding> {
+    use crate::settings::fingerprint;
+    let seen_path = {
+        let mut s = settings.as_os_str().to_owned();
+        s.push(".seen");
+        PathBuf::from(s)
+    };
+    let mut now: Vec<_> = [
+        crate::nut::NUT_CONF,
+        crate::nut::UPS_CONF,
+        crate::nut::UPSD_CONF,
+        crate::nut::UPSD_USERS,
+        crate::nut::UPSMON_CONF,
+    ]
+    .iter()
+    .filter_map(|f| fingerprint::of(f, &nut_dir.join(f)))
+    .collect();
+    now.extend(fingerprint::of(name, settings));
+    let found = match std::fs::read_to_string(&seen_path) {
+        Ok(text) => fingerprint::changes(&fingerprint::parse(&text), &now, name),
+        Err(_) => Vec::new(),
+    };
+    if let Err(e) = std::fs::write(&seen_path, fingerprint::format(&now)) {
+        eprintln!(
+            "power-snitch: warning: cannot remember the files' fingerprints in {}: {e}",
+            seen_path.display()
+        );
+    }
+    found
+}
+
 pub fn sync(args: &Args) -> (u8, String) {
     let format = args.common.format;
     let loaded = load_warned(args);
@@ -253,6 +290,7 @@ pub fn sync(args: &Args) -> (u8, String) {
     for f in &mut findings {
         f.file = name.clone();
     }
+    findings.extend(track_changes(&settings_path, &dir, &name));
     if args.common.apply {
         let new = sync::apply(&loaded.settings, &parsed);
         let (code, out) = write(args, &loaded.settings, &new);

@@ -106,6 +106,7 @@ codes! {
     SettingsPassword = "settings-password": "the settings' password differs from upsd.users'",
     SettingsRights = "settings-rights": "the settings' user lacks the upsmon rights the agent needs",
     SettingsMonitor = "settings-monitor": "upsmon.conf's MONITOR line disagrees with the settings",
+    ChangedSinceLastCheck = "changed-since-last-check": "a NUT file or the settings changed since the last check",
 }
 
 impl fmt::Display for Code {

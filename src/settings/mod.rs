@@ -1,6 +1,7 @@
 //! Power Snitch's own settings: the model, its stored form, the crash-safe file, and the sync
 //! with NUT's files.
 
+pub mod fingerprint;
 pub mod model;
 pub mod store;
 pub mod stored;
