@@ -8,31 +8,11 @@ use crate::upsd::target::Target;
 
 pub fn run(args: &Args) -> (u8, String) {
     let format = args.common.format;
-    let mut stored = None;
-    let target = match args.positional.as_slice() {
-        [] => {
-            let (t, entry) = super::settings::default_target(args);
-            stored = entry;
-            t
-        }
-        [t] => match Target::parse(t) {
-            Ok(t) => t,
-            Err(e) => return usage(format, &e),
-        },
-        [_, extra, ..] => {
-            return usage(format, &format!("status takes one UPS, not also `{extra}`"))
-        }
+    let mut client = match client_for(args, "status") {
+        Ok(c) => c,
+        Err(e) => return e,
     };
-    let opts = match client_options(&args.common) {
-        Ok(mut o) => {
-            if let Some(u) = &stored {
-                super::settings::apply_entry(&mut o, &args.common, u);
-            }
-            o
-        }
-        Err(e) => return usage(format, &e),
-    };
-    let mut client = Client::new(target.clone(), opts);
+    let target = client.target.clone();
     let result = runtime().block_on(async {
         match &target.ups {
             Some(ups) => client.vars(ups).await.map(|v| render_vars(format, ups, &v)),
@@ -114,6 +94,32 @@ pub fn error_json(e: &NutError) -> String {
     o.raw("error", &inner);
     o.end();
     out + "\n"
+}
+
+/// The client for `status` and `test-connection`: the target on the command line, else the
+/// stored settings' first UPS (with its retry policy and TLS mode), else localhost:3493.
+pub fn client_for(args: &Args, command: &str) -> Result<Client, (u8, String)> {
+    let format = args.common.format;
+    let mut stored = None;
+    let target = match args.positional.as_slice() {
+        [] => {
+            let (t, entry) = super::settings::default_target(args);
+            stored = entry;
+            t
+        }
+        [t] => Target::parse(t).map_err(|e| usage(format, &e))?,
+        [_, extra, ..] => {
+            return Err(usage(
+                format,
+                &format!("{command} takes one UPS, not also `{extra}`"),
+            ))
+        }
+    };
+    let mut opts = client_options(&args.common).map_err(|e| usage(format, &e))?;
+    if let Some(u) = &stored {
+        super::settings::apply_entry(&mut opts, &args.common, u);
+    }
+    Ok(Client::new(target, opts))
 }
 
 pub fn usage(format: Format, message: &str) -> (u8, String) {

@@ -4,8 +4,8 @@
 
 use std::io::BufRead;
 
-use super::status::usage;
-use super::{client_options, runtime, Args, Format};
+use super::status::{client_for, usage};
+use super::{runtime, Args, Format};
 use crate::json::Object;
 use crate::upsd::client::{Client, Reply, TlsState};
 use crate::upsd::error::{ErrorKind, NutError};
@@ -46,24 +46,6 @@ impl Step {
 
 pub fn run(args: &Args) -> (u8, String) {
     let c = &args.common;
-    let mut stored = None;
-    let target = match args.positional.as_slice() {
-        [] => {
-            let (t, entry) = super::settings::default_target(args);
-            stored = entry;
-            t
-        }
-        [t] => match Target::parse(t) {
-            Ok(t) => t,
-            Err(e) => return usage(c.format, &e),
-        },
-        [_, extra, ..] => {
-            return usage(
-                c.format,
-                &format!("test-connection takes one UPS, not also `{extra}`"),
-            )
-        }
-    };
     let credentials = match (&c.user, c.password_stdin) {
         (None, false) => None,
         (Some(u), true) => match read_password() {
@@ -81,16 +63,11 @@ pub fn run(args: &Args) -> (u8, String) {
     if c.login && credentials.is_none() {
         return usage(c.format, "--login needs --user and --password-stdin");
     }
-    let opts = match client_options(c) {
-        Ok(mut o) => {
-            if let Some(u) = &stored {
-                super::settings::apply_entry(&mut o, c, u);
-            }
-            o
-        }
-        Err(e) => return usage(c.format, &e),
+    let mut client = match client_for(args, "test-connection") {
+        Ok(c) => c,
+        Err(e) => return e,
     };
-    let mut client = Client::new(target.clone(), opts);
+    let target = client.target.clone();
     let steps = runtime().block_on(steps(&mut client, credentials, c.login));
     let ok = steps.iter().all(|s| s.ok);
     let out = match c.format {
