@@ -802,3 +802,67 @@ fn starttls_verifies_upsd_by_ca_file_or_pin() {
         "{v}"
     );
 }
+
+#[test]
+fn sync_asks_upsd_whether_the_stored_password_is_right() {
+    let nut = shared();
+    let dir = std::env::temp_dir().join(format!("ps-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    let port = format!("upsd_port={}", nut.port);
+    let set = |args: &[&str], stdin: Option<&str>| {
+        let mut a = vec!["settings", "set", "--settings", f, "--ups", "ups1"];
+        a.extend_from_slice(args);
+        assert!(bin(&a, stdin).status.success());
+    };
+    set(
+        &[
+            "upsd_host=127.0.0.1",
+            &port,
+            "nut_username=setter",
+            "nut_driver=dummy-ups",
+            "nut_port=ups1.dev",
+        ],
+        None,
+    );
+    set(&["--password-stdin"], Some("s=t#1\n"));
+    let sync = || {
+        let o = bin(
+            &[
+                "sync",
+                "--format",
+                "json",
+                "--nut-version",
+                "2.8.0",
+                "--settings",
+                f,
+                "--nut-dir",
+                nut.dir.to_str().unwrap(),
+            ],
+            None,
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code().unwrap(), v)
+    };
+    // Right password: no error (a warning: `setter` has no upsmon role, which the agent needs).
+    let (code, v) = sync();
+    assert_eq!((code, v["summary"]["errors"].clone()), (1, Value::from(0)), "{v}");
+    set(&["--password-stdin"], Some("nope\n"));
+    let (code, v) = sync();
+    assert_eq!(code, 2, "{v}");
+    let messages: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("upsd refuses the settings' password for `setter`")),
+        "{messages:?}"
+    );
+    assert!(!v.to_string().contains("nope"));
+}

@@ -237,6 +237,108 @@ fn import(args: &Args) -> (u8, String) {
     }
 }
 
+/// Asks upsd itself whether each entry's user name and password are right, with the SET probe
+/// that changes nothing (see test-connection). Where only LOGIN could tell, or upsd does not
+/// answer, says so as info.
+async fn live_credentials(
+    settings: &Settings,
+    parsed: &Parsed,
+    file: &str,
+) -> Vec<crate::nut::diag::Finding> {
+    use crate::nut::diag::{Code, Finding, Severity};
+    use crate::nut::lexer::Pos;
+    use crate::upsd::client::{Client, Options};
+    use crate::upsd::proto::Request;
+    use std::time::Duration;
+    let mut out = Vec::new();
+    for u in &settings.ups {
+        let (Some(user), Some(pw)) = (&u.nut_username, &u.nut_password) else {
+            continue;
+        };
+        let target = crate::upsd::target::Target {
+            ups: Some(u.nut_device_name.clone()),
+            host: u.upsd_host.clone(),
+            port: u.upsd_port,
+        };
+        let mut opts = Options {
+            retry_count: 0,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(2),
+            ..Options::default()
+        };
+        opts.tls.mode = u.tls;
+        let mut c = Client::new(target.clone(), opts);
+        let name = &u.nut_device_name;
+        let mut say =
+            |sev, code, m: String| out.push(Finding::new(sev, code, file, Pos::new(0, 0), m));
+        let mut result = Ok(());
+        for req in [
+            Request::Username(user.clone()),
+            Request::Password(pw.0.clone()),
+        ] {
+            if let Err(e) = c.request(&req).await {
+                result = Err(e);
+                break;
+            }
+        }
+        if let Err(e) = result {
+            say(
+                Severity::Info,
+                Code::SettingsPassword,
+                format!(
+                    "UPS `{name}`: could not check the credentials with upsd at {}: {}",
+                    target.address(),
+                    e.message
+                ),
+            );
+            continue;
+        }
+        let probe = Request::SetVar(
+            name.clone(),
+            "power-snitch.credential-probe".into(),
+            "x".into(),
+        );
+        match c.request(&probe).await {
+            Err(e) if e.code == "VAR-NOT-SUPPORTED" || e.code == "VAR-UNKNOWN" => {}
+            Err(e) if e.code == "ACCESS-DENIED" => {
+                // upsd.users says whether the user may SET: then a refusal means the password.
+                let may_set = parsed
+                    .users
+                    .as_ref()
+                    .and_then(|us| us.user(user))
+                    .is_some_and(|nu| nu.actions.iter().any(|a| a == "SET"));
+                if may_set {
+                    say(
+                        Severity::Error,
+                        Code::SettingsPassword,
+                        format!("UPS `{name}`: upsd refuses the settings' password for `{user}`"),
+                    );
+                } else {
+                    say(Severity::Info, Code::SettingsPassword, format!("UPS `{name}`: upsd refused the SET probe for `{user}`, who has no SET rights, so only LOGIN can tell: `power-snitch test-connection --login`"));
+                }
+            }
+            Err(e) if e.code == "UNKNOWN-UPS" => say(
+                Severity::Error,
+                Code::SettingsUpsMissing,
+                format!(
+                    "UPS `{name}`: upsd at {} does not serve it",
+                    target.address()
+                ),
+            ),
+            Err(e) => say(
+                Severity::Info,
+                Code::SettingsPassword,
+                format!(
+                    "UPS `{name}`: could not check the credentials with upsd: {}",
+                    e.message
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+    out
+}
+
 /// Compares the fingerprints of NUT's files and of the settings with the last check's, and
 /// remembers the new ones.
 fn track_changes(
@@ -291,6 +393,13 @@ pub fn sync(args: &Args) -> (u8, String) {
         f.file = name.clone();
     }
     findings.extend(track_changes(&settings_path, &dir, &name));
+    if !args.common.apply {
+        findings.extend(super::runtime().block_on(live_credentials(
+            &loaded.settings,
+            &parsed,
+            &name,
+        )));
+    }
     if args.common.apply {
         let new = sync::apply(&loaded.settings, &parsed);
         let (code, out) = write(args, &loaded.settings, &new);
