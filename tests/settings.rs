@@ -21,6 +21,11 @@ fn bin(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `settings set --settings FILE --ups UPS KEY=VALUE`.
+fn set(file: &str, ups: &str, kv: &str) -> Output {
+    bin(&["settings", "set", "--settings", file, "--ups", ups, kv])
+}
+
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ps-settings-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
@@ -53,17 +58,7 @@ fn a_write_killed_at_any_moment_leaves_the_old_or_the_new_value() {
     let dir = temp("kill");
     let file = dir.join("settings.bin");
     let f = file.to_str().unwrap();
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "nut_retry_count=0"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ups1", "nut_retry_count=0").status.success());
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut killed_mid_way = 0;
     for i in 1..=1000u32 {
@@ -133,28 +128,8 @@ fn a_damaged_file_falls_back_to_the_previous_good_one_and_is_kept() {
     let dir = temp("damage");
     let file = dir.join("settings.bin");
     let f = file.to_str().unwrap();
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "nut_retry_count=7"
-    ])
-    .status
-    .success());
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "nut_retry_count=8"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ups1", "nut_retry_count=7").status.success());
+    assert!(set(f, "ups1", "nut_retry_count=8").status.success());
     let good = fs::read(&file).unwrap();
     // Truncation at every offset, and every single-bit flip: the previous value (7), with a warning.
     let mut damaged: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
@@ -177,17 +152,7 @@ fn a_damaged_file_falls_back_to_the_previous_good_one_and_is_kept() {
     }
     // The next write keeps the damaged file aside.
     fs::write(&file, &good[..good.len() / 2]).unwrap();
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "nut_retry_count=9"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ups1", "nut_retry_count=9").status.success());
     assert_eq!(
         fs::read(dir.join("settings.bin.damaged")).unwrap(),
         &good[..good.len() / 2]
@@ -214,15 +179,7 @@ fn nothing_valid_left_means_defaults_and_a_clear_message() {
     fs::create_dir(&file).unwrap();
     let (o, _) = show(&file);
     assert!(String::from_utf8_lossy(&o.stderr).contains("settings.bin"));
-    let o = bin(&[
-        "settings",
-        "set",
-        "--settings",
-        file.to_str().unwrap(),
-        "--ups",
-        "u",
-        "poll_interval=9",
-    ]);
+    let o = set(file.to_str().unwrap(), "u", "poll_interval=9");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("cannot"),
@@ -234,15 +191,7 @@ fn nothing_valid_left_means_defaults_and_a_clear_message() {
     let d3 = temp("parent-file");
     fs::write(d3.join("notadir"), b"x").unwrap();
     let file = d3.join("notadir/settings.bin");
-    let o = bin(&[
-        "settings",
-        "set",
-        "--settings",
-        file.to_str().unwrap(),
-        "--ups",
-        "u",
-        "poll_interval=9",
-    ]);
+    let o = set(file.to_str().unwrap(), "u", "poll_interval=9");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("notadir"));
 }
@@ -252,29 +201,11 @@ fn an_unchanged_set_does_not_touch_the_file() {
     let dir = temp("unchanged");
     let file = dir.join("settings.bin");
     let f = file.to_str().unwrap();
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "poll_interval=9"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ups1", "poll_interval=9").status.success());
     let before = fs::metadata(&file).unwrap();
     let log_before = fs::read_to_string(dir.join("settings.bin.log")).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    let o = bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "poll_interval=9",
-    ]);
+    let o = set(f, "ups1", "poll_interval=9");
     assert!(String::from_utf8_lossy(&o.stdout).contains("unchanged"));
     let after = fs::metadata(&file).unwrap();
     assert_eq!(
@@ -364,11 +295,7 @@ fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
         "nut_port=/dev/ttyS9",
         "upsd_port=4000",
     ] {
-        assert!(
-            bin(&["settings", "set", "--settings", f, "--ups", "ups1", kv])
-                .status
-                .success()
-        );
+        assert!(set(f, "ups1", kv).status.success());
     }
     let mut c = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
         .args([
@@ -390,28 +317,8 @@ fn sync_reports_each_mismatch_and_apply_takes_nut_s_values() {
         .write_all(b"not-the-password\n")
         .unwrap();
     assert!(c.wait().unwrap().success());
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ghost",
-        "nut_driver=dummy-ups"
-    ])
-    .status
-    .success());
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "usb",
-        "nut_username=nobody"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ghost", "nut_driver=dummy-ups").status.success());
+    assert!(set(f, "usb", "nut_username=nobody").status.success());
     let o = sync(&[]);
     assert_eq!(o.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -506,32 +413,14 @@ fn a_full_disk_or_a_read_only_directory_loses_nothing() {
     let m = Mount::new("full", "16k");
     let file = m.0.join("settings.bin");
     let f = file.to_str().unwrap();
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "poll_interval=7"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ups1", "poll_interval=7").status.success());
     // Fill the disk.
     let mut n = 0;
     while fs::write(m.0.join(format!("filler{n}")), vec![0u8; 1024]).is_ok() {
         n += 1;
         assert!(n < 1000);
     }
-    let o = bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "poll_interval=8",
-    ]);
+    let o = set(f, "ups1", "poll_interval=8");
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -549,27 +438,9 @@ fn a_full_disk_or_a_read_only_directory_loses_nothing() {
     let ro = Mount::new("readonly", "64k");
     let file = ro.0.join("settings.bin");
     let f = file.to_str().unwrap();
-    assert!(bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "poll_interval=7"
-    ])
-    .status
-    .success());
+    assert!(set(f, "ups1", "poll_interval=7").status.success());
     ro.remount_read_only();
-    let o = bin(&[
-        "settings",
-        "set",
-        "--settings",
-        f,
-        "--ups",
-        "ups1",
-        "poll_interval=8",
-    ]);
+    let o = set(f, "ups1", "poll_interval=8");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
     assert_eq!(show(&file).1["ups"][0]["poll_interval"], "7");

@@ -848,7 +848,11 @@ fn sync_asks_upsd_whether_the_stored_password_is_right() {
     };
     // Right password: no error (a warning: `setter` has no upsmon role, which the agent needs).
     let (code, v) = sync();
-    assert_eq!((code, v["summary"]["errors"].clone()), (1, Value::from(0)), "{v}");
+    assert_eq!(
+        (code, v["summary"]["errors"].clone()),
+        (1, Value::from(0)),
+        "{v}"
+    );
     set(&["--password-stdin"], Some("nope\n"));
     let (code, v) = sync();
     assert_eq!(code, 2, "{v}");
