@@ -204,9 +204,30 @@ pub fn section_name(w: &Word) -> Option<&str> {
     (t.len() >= 2 && t.starts_with('[') && t.ends_with(']')).then(|| &t[1..t.len() - 1])
 }
 
+/// Does this setting hold a secret (SNMP community, passwords, keys)? Its value is never echoed.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["pass", "community", "secret", "key"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
 /// Reports words NUT ignores after a value.
 pub fn report_extra(sink: &mut Sink, name: &Word, extra: &[Word]) {
     if let Some(first) = extra.first() {
+        if is_secret_name(&name.text) {
+            sink.warning(
+                Code::ExtraWords,
+                first.pos,
+                format!(
+                    "NUT ignores the {} word(s) after the value of `{}`",
+                    extra.len(),
+                    name.text
+                ),
+            )
+            .with_hint("put the whole value in double quotes");
+            return;
+        }
         let ignored: Vec<&str> = extra
             .iter()
             .map(|w| {
@@ -316,5 +337,26 @@ mod tests {
         assert_eq!(format_word("1=2"), "\"1=2\"");
         assert_eq!(format_word("a#\"\\"), "\"a\\#\\\"\\\\\"");
         assert_eq!(format_word(""), "\"\"");
+    }
+
+    #[test]
+    fn secrets_are_not_echoed_when_words_are_ignored() {
+        let mut sink = Sink::new("ups.conf");
+        let lines = read_lines(
+            b"authPassword = my secret words\n",
+            Dialect::HashInQuotesIsLiteral,
+            &mut sink,
+        );
+        if let Setting::Value { name, extra, .. } = setting(&lines[0]) {
+            report_extra(&mut sink, name, extra);
+        }
+        let f = sink.findings.last().unwrap();
+        assert_eq!(f.code, Code::ExtraWords);
+        assert!(
+            !f.message.contains("secret") && !f.message.contains("words"),
+            "{}",
+            f.message
+        );
+        assert!(is_secret_name("community") && !is_secret_name("desc"));
     }
 }

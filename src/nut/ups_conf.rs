@@ -113,13 +113,19 @@ pub fn parse(lines: &[Line], sink: &mut Sink) -> UpsConf {
                     .with_hint("write the name without spaces, e.g. `[rack-ups]`");
                 } else {
                     let w = &line.words;
+                    // The value of a secret (an SNMP community) is not echoed.
+                    let value = if super::conf::is_secret_name(&w[0].text) {
+                        "VALUE"
+                    } else {
+                        w[1].text.as_str()
+                    };
                     sink.warning(
                         Code::NotASetting,
                         first.pos,
                         "NUT ignores this line: it is neither a `[section]` nor `name = value`"
                             .into(),
                     )
-                    .with_hint(format!("write `{} = {}`", w[0].text, w[1].text));
+                    .with_hint(format!("write `{} = {value}`", w[0].text));
                 }
                 continue;
             }
