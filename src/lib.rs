@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod json;
 pub mod nut;
+pub mod probe;
 pub mod report;
 pub mod settings;
 pub mod upsd;

@@ -107,6 +107,24 @@ codes! {
     SettingsRights = "settings-rights": "the settings' user lacks the upsmon rights the agent needs",
     SettingsMonitor = "settings-monitor": "upsmon.conf's MONITOR line disagrees with the settings",
     ChangedSinceLastCheck = "changed-since-last-check": "a NUT file or the settings changed since the last check",
+    // Hardware against ups.conf, and what upsd serves.
+    DriverMismatch = "driver-mismatch": "the section's driver cannot serve the device it selects",
+    PortMissing = "port-missing": "a serial port that does not exist",
+    PortUnstable = "port-unstable": "a USB serial port name that can change, where a stable by-id name exists",
+    PortInUse = "port-in-use": "a serial port that was not probed: in use, locked or the console",
+    MatcherNoMatch = "matcher-no-match": "USB matchers that select no connected device",
+    MatcherAmbiguous = "matcher-ambiguous": "USB matchers that select several devices",
+    MatcherUnstable = "matcher-unstable": "a USB matcher on a number that changes on replug or reboot",
+    DeviceClaimedTwice = "device-claimed-twice": "two sections select the same device",
+    UpsAbsent = "ups-absent": "a configured UPS that is not connected or does not answer",
+    UpsUnconfigured = "ups-unconfigured": "a connected UPS that no section serves",
+    DevicePermission = "device-permission": "the driver's user cannot open the device node",
+    ProbeProblem = "probe-problem": "a device or port that could not be read while probing",
+    NotServed = "not-served": "a section that upsd does not serve",
+    DriverNotConnected = "driver-not-connected": "upsd serves the UPS but its driver is not connected",
+    DataStale = "data-stale": "upsd's data for the UPS is stale",
+    LiveMismatch = "live-mismatch": "what upsd serves disagrees with ups.conf or the device",
+    UpsdUnreachable = "upsd-unreachable": "upsd could not be asked",
 }
 
 impl fmt::Display for Code {
