@@ -68,9 +68,35 @@ impl<'a> Object<'a> {
         self
     }
 
+    pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
+        self.raw(k, if v { "true" } else { "false" })
+    }
+
     pub fn end(self) {
         self.out.push('}');
     }
+}
+
+/// A JSON array of values already in JSON form.
+pub fn array<I: IntoIterator<Item = String>>(items: I) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&item);
+    }
+    out.push(']');
+    out
+}
+
+/// A JSON array of strings.
+pub fn strings<'a, I: IntoIterator<Item = &'a str>>(items: I) -> String {
+    array(items.into_iter().map(|s| {
+        let mut out = String::new();
+        string(&mut out, s);
+        out
+    }))
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub fn human(v: &Validation) -> String {
             f.message
         ));
         if let Some(h) = &f.hint {
-            out.push_str(&format!("    hint: {h}\n"));
+            out.push_str(&format!("    hint: {}\n", h.replace('\n', "\n          ")));
         }
     }
     let s = Summary::of(v.findings);
@@ -89,6 +89,11 @@ pub fn human(v: &Validation) -> String {
 }
 
 pub fn json(v: &Validation) -> String {
+    json_with(v, &[])
+}
+
+/// The JSON report with more top-level fields (already JSON) after the findings.
+pub fn json_with(v: &Validation, extra: &[(&str, String)]) -> String {
     let mut out = String::new();
     let mut findings = String::from("[");
     for (i, f) in v.findings.iter().enumerate() {
@@ -122,6 +127,9 @@ pub fn json(v: &Validation) -> String {
         .raw("findings", &findings)
         .raw("summary", &summary)
         .num("exit_code", s.exit_code().into());
+    for (k, raw) in extra {
+        o.raw(k, raw);
+    }
     o.end();
     out.push('\n');
     out

@@ -1,6 +1,8 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
+mod check;
 mod logger;
+mod probe;
 mod settings;
 mod status;
 mod test_connection;
@@ -47,6 +49,13 @@ pub struct Common {
     /// settings and sync: which UPS entry, and whether to write.
     pub ups: Option<String>,
     pub apply: bool,
+    /// probe and check: where sysfs is, serial ports to probe, printing sections.
+    pub sysfs_root: Option<PathBuf>,
+    pub serial_ports: Vec<String>,
+    pub ups_conf: bool,
+    /// check: which upsd to ask, or none.
+    pub upsd: Option<String>,
+    pub no_upsd: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +65,8 @@ pub enum Command {
     TestConnection,
     Settings,
     Sync,
+    Probe,
+    Check,
     Help,
     Version,
 }
@@ -73,6 +84,12 @@ power-snitch: keeps a UPS + Network UPS Tools setup correct and observable
 Usage: power-snitch COMMAND [OPTIONS]
 
 Commands:
+  check [--upsd HOST[:PORT] | --no-upsd]
+                           everything at once: validate, probe, cross-check the hardware against
+                           ups.conf, ask upsd, compare the settings
+  probe [--serial-port PATH]... [--ups-conf]
+                           the UPS hardware found on USB and serial ports; --ups-conf prints
+                           ready ups.conf sections
   validate                 check NUT's files (ups.conf, upsd.conf, upsd.users, upsmon.conf, nut.conf)
   status [UPS[@HOST[:PORT]]]
                            every variable of a UPS, as upsc prints them; without UPS, the UPSes
@@ -90,6 +107,10 @@ Options (before or after the command):
   --settings FILE        Power Snitch's settings file (default: /var/lib/power-snitch/settings.bin)
   --format human|json    output for people (default) or for programs
   --nut-version X.Y.Z    check against this NUT release instead of the installed one
+  --sysfs-root DIR       read USB devices and ports from this sysfs tree (default /sys); device
+                         nodes are then under DIR/../dev
+  --serial-port PATH     probe this serial port too (repeatable); ports ups.conf names and
+                         USB-serial adapters are probed anyway
   --timeout SECS         upsd: time for connecting and for each request (default 5)
   --retries N            upsd: retries of a failed connection (default 3)
   --retry-delay SECS     upsd: pause between retries (default 5)
@@ -103,7 +124,7 @@ Options (before or after the command):
   -h, --help             print this text
   -V, --version          print the version
 
-Exit codes (validate): 0 nothing above info, 1 warnings, 2 errors, 3 the check could not run.
+Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the check could not run.
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 ";
 
@@ -128,6 +149,11 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         allow_plaintext_password: false,
         ups: None,
         apply: false,
+        sysfs_root: None,
+        serial_ports: Vec::new(),
+        ups_conf: false,
+        upsd: None,
+        no_upsd: false,
     };
     let mut positional = Vec::new();
     let mut it = argv.into_iter();
@@ -179,6 +205,11 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             "--allow-plaintext-password" => common.allow_plaintext_password = true,
             "--ups" => common.ups = Some(value("a UPS name")?),
             "--apply" => common.apply = true,
+            "--sysfs-root" => common.sysfs_root = Some(PathBuf::from(value("a directory")?)),
+            "--serial-port" => common.serial_ports.push(value("a path")?),
+            "--ups-conf" => common.ups_conf = true,
+            "--upsd" => common.upsd = Some(value("HOST[:PORT]")?),
+            "--no-upsd" => common.no_upsd = true,
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -203,6 +234,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "test-connection" => Command::TestConnection,
                     "settings" => Command::Settings,
                     "sync" => Command::Sync,
+                    "probe" => Command::Probe,
+                    "check" => Command::Check,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -236,6 +269,8 @@ pub fn main() -> ExitCode {
         Command::TestConnection => test_connection::run(&args),
         Command::Settings => settings::run(&args),
         Command::Sync => settings::sync(&args),
+        Command::Probe => probe::run(&args),
+        Command::Check => check::run(&args),
     };
     write_stdout(&out);
     ExitCode::from(code)

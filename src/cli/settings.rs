@@ -376,6 +376,33 @@ fn track_changes(
     found
 }
 
+/// The settings against NUT's files: the comparison, what changed since the last check, and
+/// upsd's word on the stored credentials. Findings name the settings file.
+pub fn compare(
+    args: &Args,
+    settings: &Settings,
+    parsed: &Parsed,
+    nut_dir: &std::path::Path,
+) -> Vec<crate::nut::diag::Finding> {
+    let settings_path = path(args);
+    let name = settings_path.file_name().map_or_else(
+        || "settings".to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    let mut findings = sync::compare(settings, parsed);
+    for f in &mut findings {
+        f.file = name.clone();
+    }
+    findings.extend(track_changes(&settings_path, nut_dir, &name));
+    findings.extend(super::runtime().block_on(live_credentials(settings, parsed, &name)));
+    findings
+}
+
+/// The stored settings for `check`, when there are any (warnings on stderr).
+pub fn stored(args: &Args) -> Option<Settings> {
+    path(args).exists().then(|| load_warned(args).settings)
+}
+
 pub fn sync(args: &Args) -> (u8, String) {
     let format = args.common.format;
     let loaded = load_warned(args);
@@ -383,28 +410,13 @@ pub fn sync(args: &Args) -> (u8, String) {
         Ok(n) => n,
         Err(e) => return usage(format, &e),
     };
-    let settings_path = path(args);
-    let name = settings_path.file_name().map_or_else(
-        || "settings".to_string(),
-        |n| n.to_string_lossy().to_string(),
-    );
-    let mut findings = sync::compare(&loaded.settings, &parsed);
-    for f in &mut findings {
-        f.file = name.clone();
-    }
-    findings.extend(track_changes(&settings_path, &dir, &name));
-    if !args.common.apply {
-        findings.extend(super::runtime().block_on(live_credentials(
-            &loaded.settings,
-            &parsed,
-            &name,
-        )));
-    }
     if args.common.apply {
         let new = sync::apply(&loaded.settings, &parsed);
         let (code, out) = write(args, &loaded.settings, &new);
         return (code, out);
     }
+    let settings_path = path(args);
+    let findings = compare(args, &loaded.settings, &parsed, &dir);
     let settings_dir = settings_path
         .parent()
         .map(PathBuf::from)

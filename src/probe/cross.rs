@@ -71,6 +71,8 @@ pub struct Input<'a> {
 pub enum Claim {
     /// The detected UPS (index into [`Inventory::ups`]) it selects.
     Ups(usize),
+    /// Several: the driver takes one of them, no telling which.
+    Several(Vec<usize>),
     Nothing,
 }
 
@@ -84,6 +86,7 @@ pub struct Outcome {
 pub fn check(input: &Input) -> Outcome {
     let mut sink = Sink::new(UPS_CONF);
     let mut claims: Vec<(String, usize, Pos)> = Vec::new();
+    let mut covered: Vec<usize> = Vec::new();
     for section in &input.conf.sections {
         let Some(driver) = section.value("driver") else {
             continue;
@@ -94,7 +97,9 @@ pub fn check(input: &Input) -> Outcome {
             Some(Bus::Serial) => serial_section(input, section, driver, port, &mut sink),
             None => Claim::Nothing,
         };
-        if let Claim::Ups(i) = claim {
+        if let Claim::Several(all) = claim {
+            covered.extend(all);
+        } else if let Claim::Ups(i) = claim {
             if let Some((first, _, _)) = claims.iter().find(|(_, j, _)| *j == i) {
                 let what = describe(input.inv, &input.inv.ups[i]);
                 sink.error(
@@ -109,7 +114,7 @@ pub fn check(input: &Input) -> Outcome {
         }
     }
     for (i, ups) in input.inv.ups.iter().enumerate() {
-        if claims.iter().any(|(_, j, _)| *j == i) {
+        if claims.iter().any(|(_, j, _)| *j == i) || covered.contains(&i) {
             continue;
         }
         let section = paste_section(input, ups);
@@ -342,7 +347,7 @@ fn usb_section(input: &Input, section: &UpsSection, driver: &str, sink: &mut Sin
                 driver,
                 &served.iter().map(|&i| dev(i)).collect::<Vec<_>>(),
             ));
-            Claim::Ups(served[0])
+            Claim::Several(served)
         }
     }
 }
@@ -425,11 +430,9 @@ fn permission_usb(input: &Input, d: &UsbDevice, section: Option<&UpsSection>, si
     }
     let who = input.driver_user;
     let message = format!(
-        "{} is {:04o} {}:{} — the driver's user {who} cannot open it, so the driver will fail with \"Permission denied\"{}",
+        "{} is {} — the driver's user {who} cannot open it, so the driver will fail with \"Permission denied\"{}",
         node.path,
-        meta.mode,
-        meta.uid,
-        meta.gid,
+        node.describe_access(),
         section.map(|s| format!(" for [{}]", s.name)).unwrap_or_default()
     );
     let hint = format!(
@@ -516,8 +519,10 @@ fn serial_section(
                     Code::DevicePermission,
                     port_pos,
                     format!(
-                        "{} is {:04o} {}:{} — the driver's user {} cannot open it",
-                        node.path, meta.mode, meta.uid, meta.gid, input.driver_user
+                        "{} is {} — the driver's user {} cannot open it",
+                        node.path,
+                        node.describe_access(),
+                        input.driver_user
                     ),
                 )
                 .with_hint(format!(

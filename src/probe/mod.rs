@@ -24,6 +24,21 @@ use crate::nut::FileMeta;
 pub struct Node {
     pub path: String,
     pub meta: Option<FileMeta>,
+    /// The owner's and group's names on this system, when they have one.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+impl Node {
+    /// `0664 root:nut`, or with numbers where names are unknown.
+    pub fn describe_access(&self) -> String {
+        let Some(m) = self.meta else {
+            return "(metadata unreadable)".to_string();
+        };
+        let owner = self.owner.clone().unwrap_or_else(|| m.uid.to_string());
+        let group = self.group.clone().unwrap_or_else(|| m.gid.to_string());
+        format!("{:04o} {owner}:{group}", m.mode)
+    }
 }
 
 /// One interface of a USB device.
@@ -49,6 +64,8 @@ pub struct UsbDevice {
     pub name: String,
     pub vendor_id: u16,
     pub product_id: u16,
+    /// bDeviceClass: 0x09 for a hub, 0 when each interface says.
+    pub class: u8,
     pub manufacturer: Option<String>,
     pub product: Option<String>,
     pub serial: Option<String>,
@@ -266,6 +283,7 @@ pub fn identify(inv: &mut Inventory, know: &table::Knowledge) {
                 None,
                 None,
             ),
+            (None, _) if d.class == 0x09 => continue,
             (None, h) => {
                 let why = match h {
                     Some(h) => format!("{}, not a power device", h.kind()),
@@ -318,4 +336,54 @@ pub fn identify(inv: &mut Inventory, know: &table::Knowledge) {
             identified_by: IdentifiedBy::Dialogue(*proto),
         });
     }
+}
+
+/// NUT's udev rules as packages install them, relative to a system root.
+const RULES: [&str; 3] = [
+    "etc/udev/rules.d/62-nut-usbups.rules",
+    "lib/udev/rules.d/62-nut-usbups.rules",
+    "usr/lib/udev/rules.d/62-nut-usbups.rules",
+];
+
+/// Our table, plus NUT's udev rules found under the root's base (`/` for the system).
+pub fn knowledge(root: &Root) -> table::Knowledge {
+    let base = root.sys.parent().unwrap_or(std::path::Path::new("/"));
+    let know = table::Knowledge::builtin();
+    for rel in RULES {
+        let path = base.join(rel);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return know.with_host_rules(&path.display().to_string(), &text);
+        }
+    }
+    know
+}
+
+/// What to look at, and whether serial ports may be talked to.
+pub struct Scan<'a> {
+    pub root: &'a Root,
+    /// Serial ports named by ups.conf or the user.
+    pub asked: &'a [String],
+    pub talk: bool,
+    /// Hears the path of each serial port as its dialogue starts.
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+/// Reads the USB devices, lists and probes the serial ports, and identifies the UPSes.
+pub fn scan(s: &Scan, know: &table::Knowledge) -> Inventory {
+    let (usb, problems) = sysfs::usb_devices(s.root);
+    let plan = serial::Plan {
+        root: s.root,
+        asked: s.asked,
+        talk: s.talk,
+    };
+    let mut ports = serial::ports(&plan, &usb, know);
+    serial::probe(s.root, &mut ports, s.progress);
+    let mut inv = Inventory {
+        usb,
+        serial: ports,
+        problems,
+        ..Inventory::default()
+    };
+    identify(&mut inv, know);
+    inv
 }

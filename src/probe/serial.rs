@@ -55,7 +55,11 @@ pub fn ports(plan: &Plan, usb: &[UsbDevice], know: &Knowledge) -> Vec<SerialPort
                     path: path.clone(),
                     by_id: Vec::new(),
                     usb_parent: None,
-                    node: None,
+                    node: real.as_ref().map(|_| {
+                        let mut n = sysfs::node_at(&root.dev_path(path).display().to_string());
+                        n.path = path.clone();
+                        n
+                    }),
                     console: false,
                     skipped: None,
                     answer: None,

@@ -74,13 +74,32 @@ fn link_name(path: &Path) -> Option<String> {
 
 /// Owner, group and mode of a device node under the root.
 pub fn node(root: &Root, devname: &str) -> Node {
-    let system = format!("/dev/{devname}");
-    let meta = fs::metadata(root.dev.join(devname)).ok().map(|m| FileMeta {
+    let mut n = node_at(&root.dev.join(devname).display().to_string());
+    n.path = format!("/dev/{devname}");
+    n
+}
+
+/// Owner, group and mode of the file at a path (following links).
+pub fn node_at(path: &str) -> Node {
+    let system = path.to_string();
+    let meta = fs::metadata(path).ok().map(|m| FileMeta {
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
     });
-    Node { path: system, meta }
+    use nix::unistd::{Gid, Group, Uid, User};
+    let owner = meta
+        .and_then(|m| User::from_uid(Uid::from_raw(m.uid)).ok().flatten())
+        .map(|u| u.name);
+    let group = meta
+        .and_then(|m| Group::from_gid(Gid::from_raw(m.gid)).ok().flatten())
+        .map(|g| g.name);
+    Node {
+        path: system,
+        meta,
+        owner,
+        group,
+    }
 }
 
 /// A USB device's name (`1-1.3`) rather than a root hub (`usb1`) or interface (`1-1.3:1.0`).
@@ -167,6 +186,7 @@ pub fn usb_device(root: &Root, dir: &Path, name: &str) -> io::Result<Option<UsbD
         name: name.to_string(),
         vendor_id,
         product_id,
+        class: hex_attr(dir, "bDeviceClass")?.unwrap_or(0) as u8,
         manufacturer: string_attr(dir, "manufacturer")?,
         product: string_attr(dir, "product")?,
         serial: string_attr(dir, "serial")?,

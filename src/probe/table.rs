@@ -111,6 +111,12 @@ pub fn parse_udev_rules(text: &str) -> Vec<Known> {
         if !started {
             continue;
         }
+        // Vendor blocks end at a blank line; rules after one without a header have no vendor.
+        if line.is_empty() {
+            vendor.clear();
+            comment = None;
+            continue;
+        }
         if let Some(rest) = line.strip_prefix('#') {
             if rest.starts_with("  ") {
                 let rest = rest.trim();

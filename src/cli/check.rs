@@ -1,0 +1,224 @@
+//! `power-snitch check`: everything at once — NUT's files, the hardware, the cross-check, the
+//! live upsd and the settings — as one findings report in `validate`'s shape.
+
+use std::time::Duration;
+
+use super::{client_options, probe, runtime, settings, validate, Args, Format};
+use crate::json;
+use crate::nut::diag::{Code, Finding, Severity};
+use crate::nut::drivers::DriverDb;
+use crate::nut::lexer::Pos;
+use crate::nut::{host, Parsed};
+use crate::probe::cross::{self, Live, LiveUps, PathState};
+use crate::probe::{Bus, Inventory, Root};
+use crate::upsd::client::Client;
+use crate::upsd::error::NutError;
+use crate::upsd::target::Target;
+
+pub fn run(args: &Args) -> (u8, String) {
+    let common = &args.common;
+    if let Some(extra) = args.positional.first() {
+        return validate::fail(common.format, &format!("check takes no argument `{extra}`"));
+    }
+    if common.no_upsd && common.upsd.is_some() {
+        return validate::fail(common.format, "give --upsd or --no-upsd, not both");
+    }
+    let nut = match validate::Nut::resolve(common) {
+        Ok(n) => n,
+        Err(e) => return validate::fail(common.format, &e),
+    };
+    let stored = settings::stored(args);
+    let target = match upsd_target(args, stored.as_ref()) {
+        Ok(t) => t,
+        Err(e) => return validate::fail(common.format, &e),
+    };
+    let (parsed, mut findings) = nut.validate();
+    let root = probe::root(common);
+    let inv = probe::hardware(common, &root, parsed.ups.as_ref());
+
+    let live = target.map(|t| ask_upsd(args, t));
+    let live = match live {
+        Some(Ok(l)) => Some(l),
+        Some(Err((t, e))) => {
+            findings.push(unreachable(&parsed, &t, &e));
+            None
+        }
+        None => None,
+    };
+    let conf = parsed.ups.clone().unwrap_or_default();
+    let paths = path_states(&root, &conf);
+    let user = conf.global("user").unwrap_or("nut").to_string();
+    let account = host::account(&user);
+    let outcome = cross::check(&cross::Input {
+        conf: &conf,
+        inv: &inv,
+        paths: &paths,
+        driver_user: &user,
+        driver_account: account.as_ref(),
+        live: live.as_ref(),
+        db: DriverDb::builtin(),
+        version: nut.version,
+    });
+    findings.extend(outcome.findings);
+    if let Some(s) = &stored {
+        findings.extend(settings::compare(args, s, &parsed, &nut.dir));
+    }
+    crate::nut::sort(&mut findings);
+
+    let devices = json::array(inv.ups.iter().enumerate().map(|(i, u)| {
+        let section = outcome
+            .claims
+            .iter()
+            .find(|(_, j)| *j == i)
+            .map(|(n, _)| n.as_str());
+        let mut d = probe::device_json(&inv, u, None);
+        d.pop();
+        d.push_str(",\"section\":");
+        match section {
+            Some(n) => {
+                json::string(&mut d, n);
+            }
+            None => d.push_str("null"),
+        }
+        d.push('}');
+        d
+    }));
+    let (code, report) = nut.report(common.format, &findings, &[("devices", devices)]);
+    let out = match common.format {
+        Format::Human => format!("{}{report}", found(&inv, &outcome.claims)),
+        Format::Json => report,
+    };
+    (code, out)
+}
+
+/// One line per UPS found and the section that serves it.
+fn found(inv: &Inventory, claims: &[(String, usize)]) -> String {
+    let mut out = String::new();
+    for (i, u) in inv.ups.iter().enumerate() {
+        let by = match claims.iter().find(|(_, j)| *j == i) {
+            Some((n, _)) => format!("[{n}]"),
+            None => "no section".to_string(),
+        };
+        out.push_str(&format!("found: {} -> {by}\n", cross::describe(inv, u)));
+    }
+    out
+}
+
+/// Which upsd to ask: `--upsd`, else the first stored UPS's, else localhost; none with
+/// `--no-upsd`.
+fn upsd_target(
+    args: &Args,
+    stored: Option<&crate::settings::model::Settings>,
+) -> Result<Option<Target>, String> {
+    let common = &args.common;
+    if common.no_upsd {
+        return Ok(None);
+    }
+    if let Some(t) = &common.upsd {
+        let spec = if t.contains('@') {
+            t.clone()
+        } else {
+            format!("@{t}")
+        };
+        let mut target = Target::parse(&spec).map_err(|e| format!("--upsd: {e}"))?;
+        target.ups = None;
+        return Ok(Some(target));
+    }
+    Ok(Some(match stored.and_then(|s| s.ups.first()) {
+        Some(u) => Target {
+            ups: None,
+            host: u.upsd_host.clone(),
+            port: u.upsd_port,
+        },
+        None => Target::localhost(),
+    }))
+}
+
+/// Asks upsd which UPSes it serves and, for each, the variables the cross-check compares.
+fn ask_upsd(args: &Args, target: Target) -> Result<Live, (Target, NutError)> {
+    let mut opts = match client_options(&args.common) {
+        Ok(o) => o,
+        Err(e) => {
+            return Err((
+                target,
+                NutError::new(crate::upsd::error::ErrorKind::Configuration, "options", e),
+            ))
+        }
+    };
+    // A check should not wait long for a upsd that is not there.
+    if args.common.timeout.is_none() {
+        opts.connect_timeout = Duration::from_secs(2);
+        opts.request_timeout = Duration::from_secs(2);
+    }
+    if args.common.retries.is_none() {
+        opts.retry_count = 0;
+    }
+    let mut client = Client::new(target.clone(), opts);
+    let address = target.address();
+    let result = runtime().block_on(async {
+        let list = client.list_ups().await?;
+        let mut ups = Vec::new();
+        for (name, _) in list {
+            let state = match client.vars(&name).await {
+                Ok(vars) => {
+                    let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                    LiveUps::Vars {
+                        driver: get("driver.name"),
+                        vendor_id: get("ups.vendorid"),
+                        product_id: get("ups.productid"),
+                        status: get("ups.status"),
+                    }
+                }
+                Err(e) if crate::upsd::client::is_transport(&e) => return Err(e),
+                Err(e) => LiveUps::Error(e.code.clone()),
+            };
+            ups.push((name, state));
+        }
+        client.disconnect();
+        Ok(ups)
+    });
+    match result {
+        Ok(ups) => Ok(Live {
+            target: address,
+            ups,
+        }),
+        Err(e) => Err((target, e)),
+    }
+}
+
+/// upsd did not answer: an error where nut.conf's MODE runs upsd here, else information.
+fn unreachable(parsed: &Parsed, target: &Target, e: &NutError) -> Finding {
+    use crate::nut::nut_conf::Mode;
+    let mode = parsed.nut.as_ref().and_then(|n| n.mode).map(|m| m.0);
+    let serves = matches!(mode, Some(Mode::Standalone) | Some(Mode::NetServer));
+    let severity = if serves {
+        Severity::Error
+    } else {
+        Severity::Info
+    };
+    let mut f = Finding::new(
+        severity,
+        Code::UpsdUnreachable,
+        "",
+        Pos::new(0, 0),
+        format!("cannot ask upsd at {}: {}", target.address(), e.message),
+    );
+    f.hint = Some(e.hint.clone().unwrap_or_else(|| {
+        "start it (systemctl start nut-server), or give --upsd HOST:PORT, or --no-upsd".to_string()
+    }));
+    f
+}
+
+/// Whether each serial port ups.conf names exists.
+fn path_states(root: &Root, conf: &crate::nut::ups_conf::UpsConf) -> Vec<PathState> {
+    conf.sections
+        .iter()
+        .filter_map(|s| {
+            let port = s.value("port")?;
+            (cross::kind(s.value("driver")?, port) == Some(Bus::Serial)).then(|| PathState {
+                path: port.to_string(),
+                exists: std::fs::metadata(root.dev_path(port)).is_ok(),
+            })
+        })
+        .collect()
+}
