@@ -22,8 +22,13 @@ pub fn fixtures() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = fs::read_dir(fixtures_dir())
         .expect("tests/fixtures exists")
         .map(|e| e.expect("readable entry").path())
-        // usb/ holds captured sysfs trees, not NUT configurations.
-        .filter(|p| p.is_dir() && !p.ends_with("usb"))
+        // usb/ holds captured sysfs trees and usb-checks/ configurations checked against them.
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("usb"))
+        })
         .collect();
     dirs.sort();
     dirs
