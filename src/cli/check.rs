@@ -36,13 +36,14 @@ pub fn run(args: &Args) -> (u8, String) {
     let root = probe::root(common);
     let inv = probe::hardware(common, &root, parsed.ups.as_ref());
 
-    let live = target.map(|t| ask_upsd(args, t));
-    let live = match live {
-        Some(Ok(l)) => Some(l),
-        Some(Err((t, e))) => {
-            findings.push(unreachable(&parsed, &t, &e));
-            None
-        }
+    let live = match &target {
+        Some(t) => match ask_upsd(args, t) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                findings.push(unreachable(&parsed, t, &e));
+                None
+            }
+        },
         None => None,
     };
     let conf = parsed.ups.clone().unwrap_or_default();
@@ -135,13 +136,14 @@ fn upsd_target(
 }
 
 /// Asks upsd which UPSes it serves and, for each, the variables the cross-check compares.
-fn ask_upsd(args: &Args, target: Target) -> Result<Live, (Target, NutError)> {
+fn ask_upsd(args: &Args, target: &Target) -> Result<Live, NutError> {
     let mut opts = match client_options(&args.common) {
         Ok(o) => o,
         Err(e) => {
-            return Err((
-                target,
-                NutError::new(crate::upsd::error::ErrorKind::Configuration, "options", e),
+            return Err(NutError::new(
+                crate::upsd::error::ErrorKind::Configuration,
+                "options",
+                e,
             ))
         }
     };
@@ -182,7 +184,7 @@ fn ask_upsd(args: &Args, target: Target) -> Result<Live, (Target, NutError)> {
             target: address,
             ups,
         }),
-        Err(e) => Err((target, e)),
+        Err(e) => Err(e),
     }
 }
 
