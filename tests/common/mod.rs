@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod nut;
+pub mod sim;
 
 use std::fs;
 use std::path::{Path, PathBuf};

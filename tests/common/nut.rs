@@ -55,17 +55,25 @@ pub fn supervised(dir: &Path, program: &str, args: &[&str]) -> Child {
 impl Nut {
     /// Writes the files; `ups` is `(name, port file, port file's content)`.
     pub fn new(name: &str, ups: &[(&str, &str, &str)], users: &str, upsd_extra: &str) -> Nut {
+        let mut ups_conf = String::new();
+        for (n, file, _) in ups {
+            ups_conf.push_str(&format!(
+                "[{n}]\n\tdriver = dummy-ups\n\tport = {file}\n\tdesc = \"UPS {n}\"\n"
+            ));
+        }
+        let nut = Nut::with_ups_conf(name, &ups_conf, users, upsd_extra);
+        for (_, file, content) in ups {
+            fs::write(nut.dir.join(file), content).unwrap();
+        }
+        nut
+    }
+
+    /// Writes the files, with `ups_conf` as ups.conf word for word (any drivers and ports).
+    pub fn with_ups_conf(name: &str, ups_conf: &str, users: &str, upsd_extra: &str) -> Nut {
         let dir = std::env::temp_dir().join(format!("ps-nut-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let mut ups_conf = String::new();
-        for (n, file, content) in ups {
-            ups_conf.push_str(&format!(
-                "[{n}]\n\tdriver = dummy-ups\n\tport = {file}\n\tdesc = \"UPS {n}\"\n"
-            ));
-            fs::write(dir.join(file), content).unwrap();
-        }
         fs::write(dir.join("ups.conf"), ups_conf).unwrap();
         fs::write(
             dir.join("upsd.conf"),
@@ -85,6 +93,16 @@ impl Nut {
         let child = supervised(
             &self.dir,
             &format!("{LIBEXEC}/dummy-ups"),
+            &["-a", ups, "-F", "-u", "root"],
+        );
+        self.drivers.push((ups.to_string(), child));
+    }
+
+    /// Starts `driver` (a program in /lib/nut) for the ups.conf section `ups`.
+    pub fn start_driver_program(&mut self, ups: &str, driver: &str) {
+        let child = supervised(
+            &self.dir,
+            &format!("{LIBEXEC}/{driver}"),
             &["-a", ups, "-F", "-u", "root"],
         );
         self.drivers.push((ups.to_string(), child));
@@ -150,6 +168,37 @@ impl Nut {
                 "{ups} never became ready (last: {status:?})"
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Nut {
+    /// `upsc UPS VAR`: the value, or `None` if upsc fails or has none.
+    pub fn var(&self, ups: &str, var: &str) -> Option<String> {
+        let out = Command::new("upsc")
+            .arg(self.target(ups))
+            .arg(var)
+            .stderr(Stdio::null())
+            .output()
+            .expect("upsc runs");
+        let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !value.is_empty()).then_some(value)
+    }
+
+    /// Waits until upsd serves `want` for `ups`'s `var`; panics with the last value after
+    /// `timeout`.
+    pub fn wait_var(&self, ups: &str, var: &str, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.var(ups, var);
+            if got.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ups}: {var} is {got:?}, not {want:?}, after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
