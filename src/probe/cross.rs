@@ -24,6 +24,19 @@ const USB_DRIVERS: &[&str] = &[
 ];
 /// Drivers that talk USB when `port = auto` and serial otherwise.
 const DUAL_DRIVERS: &[&str] = &["nutdrv_qx", "apc_modbus"];
+/// Drivers whose `port` is a file, a host or another UPS, never a serial device.
+const NOT_SERIAL: &[&str] = &[
+    "dummy-ups",
+    "clone",
+    "clone-outlet",
+    "snmp-ups",
+    "netxml-ups",
+    "apcupsd-ups",
+    "nut-ipmipsu",
+    "powerman-pdu",
+    "generic_gpio",
+    "macosx-ups",
+];
 
 /// What upsd says about one UPS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,7 +165,8 @@ pub fn check(input: &Input) -> Outcome {
     }
 }
 
-/// Whether a section's driver talks USB or serial, or neither (network and dummy drivers).
+/// Whether a section's driver talks USB or serial (a device path, `/dev/...` or a link to
+/// one), or neither (network and dummy drivers).
 pub fn kind(driver: &str, port: &str) -> Option<Bus> {
     if USB_DRIVERS.contains(&driver) {
         return Some(Bus::Usb);
@@ -160,7 +174,7 @@ pub fn kind(driver: &str, port: &str) -> Option<Bus> {
     if DUAL_DRIVERS.contains(&driver) && (port == "auto" || port.is_empty()) {
         return Some(Bus::Usb);
     }
-    port.starts_with("/dev/").then_some(Bus::Serial)
+    (port.starts_with('/') && !NOT_SERIAL.contains(&driver)).then_some(Bus::Serial)
 }
 
 /// A detected UPS in a few words: `CPS CP1500PFCLCD (0764:0501, serial CTHJV2002919, USB 1-1.3)`.

@@ -221,15 +221,12 @@ pub struct Inventory {
     pub problems: Vec<String>,
 }
 
-/// Where the probe looks: a system root's sysfs, device nodes, lock directories and /proc.
-/// For the real system these are `/sys`, `/dev`, `/run/lock`, `/var/lock` and `/proc`; a
-/// captured tree `DIR/sys` has its nodes in `DIR/dev` and so on.
+/// Where the probe looks: a system root's sysfs and device nodes. For the real system these
+/// are `/sys` and `/dev`; a captured tree `DIR/sys` has its nodes in `DIR/dev`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Root {
     pub sys: PathBuf,
     pub dev: PathBuf,
-    pub locks: Vec<PathBuf>,
-    pub proc: PathBuf,
 }
 
 impl Root {
@@ -244,8 +241,6 @@ impl Root {
             .unwrap_or_else(|| PathBuf::from("/"));
         Root {
             dev: base.join("dev"),
-            locks: vec![base.join("run/lock"), base.join("var/lock")],
-            proc: base.join("proc"),
             sys,
         }
     }

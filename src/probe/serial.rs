@@ -5,6 +5,9 @@
 //! a UUCP lock file of a live process, or a port some process (a running NUT driver) holds open;
 //! only to character devices; and it puts the port's settings back afterwards. Ports are probed
 //! in parallel, each within a bounded time.
+//!
+//! Only real devices are ever talked to, so the lock files and open files checked are always
+//! this system's (`/run/lock`, `/var/lock`, `/proc`), whatever root the ports were listed from.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -51,7 +54,7 @@ pub fn ports(plan: &Plan, usb: &[UsbDevice], know: &Knowledge) -> Vec<SerialPort
             Some(i) => i,
             None => {
                 ports.push(SerialPort {
-                    name: path.clone(),
+                    name: real_name.clone().unwrap_or_else(|| path.clone()),
                     path: path.clone(),
                     by_id: Vec::new(),
                     usb_parent: None,
@@ -88,6 +91,10 @@ pub fn ports(plan: &Plan, usb: &[UsbDevice], know: &Knowledge) -> Vec<SerialPort
     ports
 }
 
+/// This system's UUCP lock directories and process table.
+const LOCK_DIRS: [&str; 2] = ["/run/lock", "/var/lock"];
+const PROC: &str = "/proc";
+
 /// The reasons not to touch a port that we may otherwise talk to.
 fn safety(root: &Root, p: &SerialPort) -> Option<Skip> {
     let path = root.dev_path(&p.path);
@@ -101,19 +108,19 @@ fn safety(root: &Root, p: &SerialPort) -> Option<Skip> {
         Err(e) => return Some(Skip::CannotOpen(e.to_string())),
     }
     let base = real.file_name()?.to_string_lossy().to_string();
-    if let Some(by) = lock_holder(root, &base) {
+    if let Some(by) = lock_holder(&base) {
         return Some(Skip::Locked(by));
     }
-    holder(root, &real).map(Skip::Held)
+    holder(&real).map(Skip::Held)
 }
 
 /// A UUCP lock file `LCK..ttyUSB0` of a live process.
-fn lock_holder(root: &Root, base: &str) -> Option<String> {
-    for dir in &root.locks {
-        let file = dir.join(format!("LCK..{base}"));
+fn lock_holder(base: &str) -> Option<String> {
+    for dir in LOCK_DIRS {
+        let file = Path::new(dir).join(format!("LCK..{base}"));
         let Ok(text) = fs::read(&file) else { continue };
         let pid = parse_lock_pid(&text);
-        let alive = pid.is_some_and(|pid| root.proc.join(pid.to_string()).exists());
+        let alive = pid.is_some_and(|pid| Path::new(PROC).join(pid.to_string()).exists());
         if alive || pid.is_none() {
             return Some(match pid {
                 Some(pid) => format!("{} by pid {pid}", file.display()),
@@ -134,9 +141,9 @@ pub fn parse_lock_pid(text: &[u8]) -> Option<u32> {
 }
 
 /// A process (other than this one) with the device open, as "pid N (name)".
-fn holder(root: &Root, real: &Path) -> Option<String> {
+fn holder(real: &Path) -> Option<String> {
     let me = std::process::id().to_string();
-    for proc_entry in fs::read_dir(&root.proc).ok()?.filter_map(|e| e.ok()) {
+    for proc_entry in fs::read_dir(PROC).ok()?.filter_map(|e| e.ok()) {
         let pid = proc_entry.file_name().to_string_lossy().to_string();
         if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
             continue;
@@ -215,7 +222,7 @@ impl Lock {
         if !base.starts_with("tty") {
             return Lock(None);
         }
-        for dir in ["/run/lock", "/var/lock"] {
+        for dir in LOCK_DIRS {
             let file = Path::new(dir).join(format!("LCK..{base}"));
             if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&file) {
                 let _ = writeln!(f, "{:>10}", std::process::id());

@@ -834,7 +834,7 @@ pub struct PtySim<S: Dialogue + Send + 'static> {
     link: PathBuf,
     /// The temp dir made for the link by [`PtySim::start`], removed on drop.
     own_dir: Option<PathBuf>,
-    _slave: std::os::fd::OwnedFd,
+    slave: Option<std::os::fd::OwnedFd>,
 }
 
 impl<S: Dialogue + Send + 'static> PtySim<S> {
@@ -884,8 +884,14 @@ impl<S: Dialogue + Send + 'static> PtySim<S> {
             pts,
             link: link.to_path_buf(),
             own_dir: None,
-            _slave: pty.slave,
+            slave: Some(pty.slave),
         })
+    }
+
+    /// Closes the simulator's own hold on the slave, so that, as on a real serial port, no
+    /// process has it open until a program opens it (the terminal's settings stay).
+    pub fn release(&mut self) {
+        self.slave = None;
     }
 
     /// The slave device, e.g. `/dev/pts/7`.
