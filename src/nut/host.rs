@@ -116,10 +116,16 @@ pub fn installed_drivers() -> Option<Vec<String>> {
 
 /// NUT's version from its installed upsd (or upsmon, upsc), with the program that said it.
 pub fn detect_version() -> Option<(NutVersion, PathBuf)> {
-    let candidates = SBIN_DIRS
+    // The driver directory's upsd first: Debian's /sbin/upsd is a wrapper script that prints
+    // no version until nut.conf sets MODE.
+    let candidates = LIBEXEC_DIRS
         .iter()
-        .flat_map(|d| ["upsd", "upsmon"].map(|p| Path::new(d).join(p)))
-        .chain(LIBEXEC_DIRS.iter().map(|d| Path::new(d).join("upsd")))
+        .map(|d| Path::new(d).join("upsd"))
+        .chain(
+            SBIN_DIRS
+                .iter()
+                .flat_map(|d| ["upsd", "upsmon"].map(|p| Path::new(d).join(p))),
+        )
         .chain(["/usr/bin/upsc", "/bin/upsc"].map(PathBuf::from));
     for path in candidates.filter(|p| p.exists()) {
         if let Some(v) = banner(&path).as_deref().and_then(NutVersion::from_banner) {
@@ -139,10 +145,15 @@ fn banner(program: &Path) -> Option<String> {
         .spawn()
         .ok()?;
     let deadline = Instant::now() + Duration::from_secs(2);
+    // `-V` takes a couple of milliseconds: look often at first, then less.
+    let mut pause = Duration::from_micros(250);
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
