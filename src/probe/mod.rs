@@ -13,6 +13,7 @@ pub mod perms;
 pub mod serial;
 pub mod sysfs;
 pub mod table;
+pub mod udev_rules;
 
 use std::path::PathBuf;
 

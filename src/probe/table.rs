@@ -224,18 +224,14 @@ impl Knowledge {
         }
     }
 
-    /// Every UPS VID:PID either source knows (not adapters), for the udev rules.
-    pub fn ups_ids(&self) -> Vec<(u16, u16)> {
-        let mut ids: Vec<(u16, u16)> = self
-            .table
+    /// Every UPS VID:PID of our table (not adapters), for the udev rules.
+    pub fn table_ups_ids(&self) -> Vec<(u16, u16)> {
+        // The table is sorted and has each id once.
+        self.table
             .iter()
-            .chain(self.host.iter().flat_map(|(_, l)| l.iter()))
             .filter(|k| !k.is_adapter())
             .map(|k| (k.vid, k.pid))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+            .collect()
     }
 }
 
