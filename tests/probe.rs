@@ -346,6 +346,31 @@ fn a_device_that_cannot_be_read_is_reported_and_the_rest_still_probed() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].as_str().unwrap().contains("1-1.2"));
     assert_eq!(v["devices"][0]["vendor_id"], "0764");
+    // check reports it as a finding.
+    let nut = nut_dir(&[("nut.conf", "MODE=none\n")], "vanish");
+    let o = bin()
+        .args([
+            "check",
+            "--no-upsd",
+            "--format",
+            "json",
+            "--nut-version",
+            "2.8.0",
+            "--sysfs-root",
+        ])
+        .arg(root.join("sys"))
+        .arg("--nut-dir")
+        .arg(&nut)
+        .output()
+        .unwrap();
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "probe-problem")
+        .expect("probe-problem");
+    assert!(f["message"].as_str().unwrap().contains("1-1.2"));
     // A device gone entirely (its link dangles) is simply not there.
     fs::remove_dir_all(&real).unwrap();
     let v = probe_json(&root, &[]);
