@@ -6,6 +6,7 @@ mod probe;
 mod settings;
 mod status;
 mod test_connection;
+mod udev;
 mod validate;
 
 use std::ffi::OsString;
@@ -67,6 +68,8 @@ pub enum Command {
     Sync,
     Probe,
     Check,
+    UdevRules,
+    UdevCheck,
     Help,
     Version,
 }
@@ -90,6 +93,10 @@ Commands:
   probe [--serial-port PATH]... [--ups-conf]
                            the UPS hardware found on USB and serial ports; --ups-conf prints
                            ready ups.conf sections
+  udev-rules               the udev rules that start a check when a UPS comes or goes
+  udev-check [ACTION:KERNEL:VID:PID]
+                           check one device that came or went (from udev's environment, or as
+                           the unit power-snitch-check@.service names it) against ups.conf
   validate                 check NUT's files (ups.conf, upsd.conf, upsd.users, upsmon.conf, nut.conf)
   status [UPS[@HOST[:PORT]]]
                            every variable of a UPS, as upsc prints them; without UPS, the UPSes
@@ -236,6 +243,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "sync" => Command::Sync,
                     "probe" => Command::Probe,
                     "check" => Command::Check,
+                    "udev-rules" => Command::UdevRules,
+                    "udev-check" => Command::UdevCheck,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -271,6 +280,8 @@ pub fn main() -> ExitCode {
         Command::Sync => settings::sync(&args),
         Command::Probe => probe::run(&args),
         Command::Check => check::run(&args),
+        Command::UdevRules => udev::rules(&args),
+        Command::UdevCheck => udev::check(&args),
     };
     write_stdout(&out);
     ExitCode::from(code)

@@ -46,6 +46,7 @@ pub fn hardware(common: &Common, root: &Root, conf: Option<&UpsConf>) -> Invento
             root,
             asked: &asked,
             talk: true,
+            only: None,
             progress: &progress,
         },
         &know,

@@ -13,6 +13,7 @@ pub mod perms;
 pub mod serial;
 pub mod sysfs;
 pub mod table;
+pub mod udev_event;
 pub mod udev_rules;
 
 use std::path::PathBuf;
@@ -360,6 +361,8 @@ pub struct Scan<'a> {
     /// Serial ports named by ups.conf or the user.
     pub asked: &'a [String],
     pub talk: bool,
+    /// Talk to this port (kernel name) only.
+    pub only: Option<&'a str>,
     /// Hears the path of each serial port as its dialogue starts.
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
@@ -371,6 +374,7 @@ pub fn scan(s: &Scan, know: &table::Knowledge) -> Inventory {
         root: s.root,
         asked: s.asked,
         talk: s.talk,
+        only: s.only,
     };
     let mut ports = serial::ports(&plan, &usb, know);
     serial::probe(s.root, &mut ports, s.progress);

@@ -16,6 +16,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg, SpecialCharacterIndices, Termios};
 
@@ -30,6 +32,8 @@ pub struct Plan<'a> {
     pub asked: &'a [String],
     /// Whether anything may be sent at all (`false` lists the ports only).
     pub talk: bool,
+    /// Talk to this port (kernel name) only, as for a udev event about it.
+    pub only: Option<&'a str>,
 }
 
 /// Lists the ports, adds the asked paths that are not kernel ttys (a pty, a symlink), and
@@ -82,7 +86,10 @@ pub fn ports(plan: &Plan, usb: &[UsbDevice], know: &Knowledge) -> Vec<SerialPort
             });
         p.skipped = if p.console {
             Some(Skip::Console)
-        } else if (!asked_idx.contains(&i) && !adapter) || !plan.talk {
+        } else if (!asked_idx.contains(&i) && !adapter)
+            || !plan.talk
+            || plan.only.is_some_and(|only| only != p.name)
+        {
             Some(Skip::NotAsked)
         } else {
             safety(root, p)
@@ -183,6 +190,9 @@ pub fn probe(root: &Root, ports: &mut [SerialPort], progress: &(dyn Fn(&str) + S
         for (i, h) in handles {
             match h.join() {
                 Ok(Ok(answer)) => ports[i].answer = answer,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ports[i].skipped = Some(Skip::Held(e.to_string()))
+                }
                 Ok(Err(e)) => ports[i].skipped = Some(Skip::CannotOpen(e.to_string())),
                 Err(_) => ports[i].skipped = Some(Skip::CannotOpen("probe failed".to_string())),
             }
@@ -245,6 +255,7 @@ impl Drop for Lock {
 struct Port {
     file: File,
     saved: Option<Termios>,
+    _lock: Option<Flock<File>>,
 }
 
 impl Port {
@@ -254,6 +265,20 @@ impl Port {
             .write(true)
             .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
             .open(path)?;
+        // NUT's drivers flock their port: a port locked so is in use, even where /proc does
+        // not show us the holder. Our own lock keeps a driver starting now from reading our
+        // dialogue; it goes with the port.
+        let lock = match Flock::lock(file.try_clone()?, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Some(l),
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "locked by the program using it",
+                ))
+            }
+            // A device without flock support: no lock to respect or take.
+            Err(_) => None,
+        };
         let saved = termios::tcgetattr(file.as_fd()).map_err(io::Error::from)?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
@@ -266,6 +291,7 @@ impl Port {
         let port = Port {
             file,
             saved: Some(saved),
+            _lock: lock,
         };
         port.flush();
         Ok(port)

@@ -36,7 +36,9 @@ pub fn generate(know: &Knowledge) -> String {
     out.push_str(
         "GOTO=\"power_snitch_end\"\n\n\
          LABEL=\"power_snitch_hid\"\n\
+         # usb_id gives an interface its device's ids (kept in udev's database for remove).\n\
          # A known UPS's own interface: its device's rule starts the check; udev-check knows.\n\
+         ACTION==\"add\", IMPORT{builtin}=\"usb_id\"\n\
          GOTO=\"power_snitch_check\"\n\n\
          LABEL=\"power_snitch_tty\"\n\
          GOTO=\"power_snitch_check\"\n\n\

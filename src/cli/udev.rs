@@ -1,0 +1,369 @@
+//! `power-snitch udev-rules` (the rules, from the device table) and `power-snitch udev-check`
+//! (what the rules' unit runs: one device that came or went, against ups.conf).
+
+use super::{probe, validate, Args};
+use crate::nut::diag::{Code, Severity};
+use crate::nut::drivers::DriverDb;
+use crate::nut::host;
+use crate::nut::ups_conf::UpsConf;
+use crate::probe::cross::{self, Outcome, PathState};
+use crate::probe::matcher::Field;
+use crate::probe::udev_event::{self, Action, Event};
+use crate::probe::{knowledge, scan, udev_rules, Bus, Inventory, Scan, UsbDevice};
+
+pub fn rules(args: &Args) -> (u8, String) {
+    let know = knowledge(&probe::root(&args.common));
+    // Only our own table: the rules file is the same on every machine.
+    let table = crate::probe::table::Knowledge {
+        table: know.table,
+        host: None,
+    };
+    (0, udev_rules::generate(&table))
+}
+
+/// Log priorities as journald reads them from a `<N>` prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    Critical = 2,
+    Error = 3,
+    Warning = 4,
+    Info = 6,
+}
+
+impl Priority {
+    fn word(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::Error => "error",
+            Priority::Warning => "warning",
+            Priority::Info => "info",
+        }
+    }
+
+    fn of(s: Severity) -> Priority {
+        match s {
+            Severity::Error => Priority::Error,
+            Severity::Warning => Priority::Warning,
+            Severity::Info => Priority::Info,
+        }
+    }
+}
+
+/// One verdict line: to the journal with its priority when systemd runs us, else plainly.
+fn emit(p: Priority, message: &str) {
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    for (i, line) in message.lines().enumerate() {
+        let indent = if i == 0 { "" } else { "    " };
+        if journal {
+            eprintln!("<{}>{indent}{line}", p as u8);
+        } else {
+            eprintln!("power-snitch: {}: {indent}{line}", p.word());
+        }
+    }
+}
+
+pub fn check(args: &Args) -> (u8, String) {
+    let common = &args.common;
+    let event = match args.positional.first() {
+        Some(instance) => udev_event::from_instance(instance),
+        None => udev_event::from_env(|k| std::env::var(k).ok()),
+    };
+    let event = match event {
+        Ok(e) => e,
+        Err(e) => return validate::fail(common.format, &e),
+    };
+    let nut = match validate::Nut::resolve(common) {
+        Ok(n) => n,
+        Err(e) => return validate::fail(common.format, &e),
+    };
+    let (parsed, _) = nut.validate();
+    let conf = parsed.ups.clone().unwrap_or_default();
+    let root = probe::root(common);
+    let know = knowledge(&root);
+    // A known UPS's interface: the event of its device does the check.
+    if event.is_interface() {
+        if let (Some(v), Some(p)) = (event.vendor_id, event.product_id) {
+            if know.lookup(v, p).is_some() {
+                emit(
+                    Priority::Info,
+                    &format!(
+                        "{}: an interface of a known UPS; its device's check covers it",
+                        event.describe()
+                    ),
+                );
+                return (0, String::new());
+            }
+        }
+    }
+    // Only the port of this event is talked to, and only when it appears.
+    let tty = event.is_tty().then(|| format!("/dev/{}", event.kernel));
+    let asked: Vec<String> = tty.iter().cloned().collect();
+    let only = (event.action == Action::Add && event.is_tty()).then_some(event.kernel.as_str());
+    let inv = scan(
+        &Scan {
+            root: &root,
+            asked: &asked,
+            talk: only.is_some(),
+            only,
+            progress: &|_| {},
+        },
+        &know,
+    );
+    let paths: Vec<PathState> = conf
+        .sections
+        .iter()
+        .filter_map(|s| {
+            let port = s.value("port")?;
+            (cross::kind(s.value("driver")?, port) == Some(Bus::Serial)).then(|| PathState {
+                path: port.to_string(),
+                exists: std::fs::metadata(root.dev_path(port)).is_ok(),
+            })
+        })
+        .collect();
+    let user = conf.global("user").unwrap_or("nut").to_string();
+    let account = host::account(&user);
+    let outcome = cross::check(&cross::Input {
+        conf: &conf,
+        inv: &inv,
+        paths: &paths,
+        driver_user: &user,
+        driver_account: account.as_ref(),
+        live: None,
+        db: DriverDb::builtin(),
+        version: nut.version,
+    });
+    let lines = match event.action {
+        Action::Add => added(&event, &inv, &outcome, &conf),
+        Action::Remove => removed(&event, &inv, &outcome, &conf, &know),
+    };
+    for (p, m) in &lines {
+        emit(*p, m);
+    }
+    (0, String::new())
+}
+
+/// Findings about a section (its name in the message), at warning or above.
+fn section_findings<'a>(
+    outcome: &'a Outcome,
+    name: &'a str,
+) -> impl Iterator<Item = (Priority, String)> + 'a {
+    let tag = format!("[{name}]");
+    outcome
+        .findings
+        .iter()
+        .filter(move |f| f.severity >= Severity::Warning && f.message.contains(&tag))
+        .map(|f| {
+            let hint = f
+                .hint
+                .as_deref()
+                .map(|h| format!("\nhint: {h}"))
+                .unwrap_or_default();
+            (
+                Priority::of(f.severity),
+                format!("{}[{}]: {}{hint}", f.severity.as_str(), f.code, f.message),
+            )
+        })
+}
+
+fn added(
+    event: &Event,
+    inv: &Inventory,
+    outcome: &Outcome,
+    conf: &UpsConf,
+) -> Vec<(Priority, String)> {
+    let mut out = Vec::new();
+    let found = inv.ups.iter().position(|u| match u.bus {
+        Bus::Usb => u
+            .usb
+            .is_some_and(|i| Some(inv.usb[i].name.as_str()) == event.usb_device()),
+        Bus::Serial => u
+            .serial_port
+            .is_some_and(|i| inv.serial[i].name == event.kernel),
+    });
+    if let Some(i) = found {
+        let ups = &inv.ups[i];
+        let what = cross::describe(inv, ups);
+        match outcome.claims.iter().find(|(_, j)| *j == i) {
+            Some((name, _)) => {
+                out.push((
+                    Priority::Info,
+                    format!(
+                        "UPS plugged in at {}: {what}, served by [{name}]",
+                        event.kernel
+                    ),
+                ));
+                out.extend(section_findings(outcome, name));
+            }
+            None => {
+                let taken: Vec<&str> = conf.sections.iter().map(|s| s.name.as_str()).collect();
+                let section = cross::section_text(ups, inv, &taken, |_| false);
+                out.push((
+                    Priority::Warning,
+                    format!("UPS plugged in at {}: {what}, but no ups.conf section serves it; add:\n{section}", event.kernel),
+                ));
+            }
+        }
+        return out;
+    }
+    if let Some(d) = event
+        .usb_device()
+        .and_then(|n| inv.usb.iter().position(|d| d.name == n))
+    {
+        let why = inv
+            .others
+            .iter()
+            .find(|o| o.usb == d)
+            .map(|o| o.why.clone())
+            .unwrap_or_else(|| "a USB-serial adapter: its tty is checked on its own".to_string());
+        let dev = &inv.usb[d];
+        out.push((
+            Priority::Info,
+            format!(
+                "{} {:04x}:{:04x} {}: not a UPS ({why})",
+                dev.name,
+                dev.vendor_id,
+                dev.product_id,
+                dev.product.as_deref().unwrap_or("")
+            ),
+        ));
+        return out;
+    }
+    if let Some(p) = inv.serial.iter().find(|p| p.name == event.kernel) {
+        let why = match &p.skipped {
+            Some(s) => format!("not probed: {}", s.describe()),
+            None => "no APC Smart or Megatec/Q1 answer".to_string(),
+        };
+        out.push((
+            Priority::Info,
+            format!("serial port {} appeared: {why}", p.path),
+        ));
+        for s in conf
+            .sections
+            .iter()
+            .filter(|s| names_port(s.value("port"), p))
+        {
+            out.extend(section_findings(outcome, &s.name));
+        }
+        return out;
+    }
+    out.push((
+        Priority::Info,
+        format!("{} is gone already", event.describe()),
+    ));
+    out
+}
+
+fn names_port(port: Option<&str>, p: &crate::probe::SerialPort) -> bool {
+    port.is_some_and(|port| port == p.path || p.by_id.iter().any(|b| b == port))
+}
+
+fn removed(
+    event: &Event,
+    inv: &Inventory,
+    outcome: &Outcome,
+    conf: &UpsConf,
+    know: &crate::probe::table::Knowledge,
+) -> Vec<(Priority, String)> {
+    let mut out = Vec::new();
+    // The sections that now have no device.
+    let lost: Vec<&str> = outcome
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.code,
+                Code::UpsAbsent | Code::MatcherNoMatch | Code::PortMissing
+            )
+        })
+        .filter_map(|f| {
+            let name = f.message.split_once('[')?.1.split_once(']')?.0;
+            conf.section(name).map(|s| s.name.as_str())
+        })
+        .collect();
+    for s in &conf.sections {
+        let (Some(driver), port) = (s.value("driver"), s.value("port").unwrap_or("")) else {
+            continue;
+        };
+        let was_it = match cross::kind(driver, port) {
+            Some(Bus::Usb) => match (event.vendor_id, event.product_id) {
+                (Some(v), Some(p)) if event.usb_device().is_some() => {
+                    usb_section_could_match(s, driver, v, p, know)
+                }
+                _ => false,
+            },
+            Some(Bus::Serial) => {
+                event.is_tty()
+                    && (port == format!("/dev/{}", event.kernel) || lost.contains(&s.name.as_str()))
+            }
+            None => false,
+        };
+        if !was_it {
+            continue;
+        }
+        if lost.contains(&s.name.as_str()) {
+            out.push((
+                Priority::Critical,
+                format!(
+                    "configured UPS disappeared: [{}] ({driver}) lost its device {} — it was pulled out or lost power; upsd will report it stale until it is back",
+                    s.name,
+                    event.describe()
+                ),
+            ));
+        } else {
+            out.push((
+                Priority::Info,
+                format!(
+                    "{} removed; [{}] still has a device",
+                    event.describe(),
+                    s.name
+                ),
+            ));
+        }
+    }
+    if out.is_empty() {
+        let remaining = inv.ups.len();
+        out.push((
+            Priority::Info,
+            format!("{} removed; no configured UPS depended on it ({remaining} UPS(es) still connected)", event.describe()),
+        ));
+    }
+    out
+}
+
+/// Whether a USB section could have selected a device with these ids: its id matchers accept
+/// them (other matchers need the device's strings, which are gone) and its driver serves them.
+fn usb_section_could_match(
+    s: &crate::nut::ups_conf::UpsSection,
+    driver: &str,
+    v: u16,
+    p: u16,
+    know: &crate::probe::table::Knowledge,
+) -> bool {
+    let probe_dev = UsbDevice {
+        name: String::new(),
+        vendor_id: v,
+        product_id: p,
+        class: 0,
+        manufacturer: None,
+        product: None,
+        serial: None,
+        busnum: 0,
+        devnum: 0,
+        devpath: String::new(),
+        interfaces: Vec::new(),
+        node: None,
+    };
+    for f in [Field::VendorId, Field::ProductId] {
+        if let Some(pattern) = s.value(f.name()) {
+            match crate::probe::matcher::Regex::new(pattern) {
+                Ok(re) if re.full_match(&f.value(&probe_dev)) => {}
+                _ => return false,
+            }
+        }
+    }
+    let explicit = s.value("vendorid").is_some();
+    explicit
+        || know
+            .lookup(v, p)
+            .is_some_and(|(k, _)| k.drivers.iter().any(|d| d == driver))
+}
