@@ -451,16 +451,12 @@ fn permission_usb(input: &Input, d: &UsbDevice, section: Option<&UpsSection>, si
     );
     let hint = format!(
         "add a udev rule, e.g. /etc/udev/rules.d/62-power-snitch-local.rules:\n{}\nthen: udevadm control --reload && udevadm trigger --subsystem-match=usb",
-        perms::usb_rule(d.vendor_id, d.product_id, who_group(account, who))
+        // NUT's packages name the drivers' group like their user (`nut`).
+        perms::usb_rule(d.vendor_id, d.product_id, who)
     );
     let pos = section.map(|s| s.pos).unwrap_or(Pos::new(0, 0));
     sink.error(Code::DevicePermission, pos, message)
         .with_hint(hint);
-}
-
-/// The group to give the device: NUT's Debian group is named like its user.
-fn who_group<'a>(_account: &Account, user: &'a str) -> &'a str {
-    user
 }
 
 fn serial_section(
