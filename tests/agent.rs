@@ -445,6 +445,36 @@ fn agent_reacts_to_edited_files_new_settings_and_sighup() {
     // No reconnection for a new poll interval.
     assert!(!agent.log()[..].contains("regained"));
 
+    // A new UPS in the settings is monitored without a restart, on the same connection.
+    let m = agent.mark();
+    let port = format!("upsd_port={}", nut.port);
+    let out = bin(&[
+        "settings",
+        "set",
+        "--settings",
+        agent.settings.to_str().unwrap(),
+        "--ups",
+        "ghost",
+        "upsd_host=127.0.0.1",
+        &port,
+        "poll_interval=1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    agent.find_from(
+        m,
+        |l| l.contains("ghost: monitoring through upsd"),
+        Duration::from_secs(2),
+    );
+    agent.find_from(
+        m,
+        |l| l.contains("ghost: upsd does not serve this UPS (UNKNOWN-UPS)"),
+        Duration::from_secs(3),
+    );
+    let st = agent.status();
+    assert_eq!(st["ups"].as_array().unwrap().len(), 2);
+    assert_eq!(st["upsd"].as_array().unwrap().len(), 1);
+    assert_eq!(st["ups"][1]["data"], "UNKNOWN-UPS");
+
     // SIGHUP reads everything again; `recheck` on the socket answers with the summary.
     let m = agent.mark();
     let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
