@@ -328,8 +328,12 @@ impl Agent {
     }
 
     /// Reads what changed on disk (or everything, on SIGHUP), applies new settings and checks
-    /// again.
-    fn refresh(&mut self, reload_settings: bool, watcher: Option<&mut watch::Watcher>) {
+    /// again; returns the findings that appeared and went away.
+    fn refresh(
+        &mut self,
+        reload_settings: bool,
+        watcher: Option<&mut watch::Watcher>,
+    ) -> (Vec<String>, Vec<String>) {
         let prints = check::fingerprints(&self.nut_dir, &self.config.settings_path);
         let settings_name = self.settings_name();
         let mut settings_changed = reload_settings;
@@ -359,7 +363,7 @@ impl Agent {
                 }
             }
         }
-        self.recheck(false);
+        self.recheck(false)
     }
 
     fn watch(&self, w: &mut watch::Watcher) {
@@ -853,8 +857,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
             }
             Some((asked, reply)) = asked_rx.recv() => {
                 agent.emit(Level::Info, "agent", "recheck asked on the control socket");
-                agent.prints = check::fingerprints(&agent.nut_dir, &agent.config.settings_path);
-                let (appeared, gone) = agent.recheck(false);
+                let (appeared, gone) = agent.refresh(false, watcher.as_mut());
                 let r = recheck_reply(&shared.borrow(), &appeared, &gone, asked.text);
                 let _ = reply.send(r);
             }
