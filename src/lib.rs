@@ -1,6 +1,7 @@
 //! Power Snitch: keeps a UPS + Network UPS Tools setup on a small Linux appliance correct and
 //! observable. See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod cli;
 pub mod json;
 pub mod nut;

@@ -6,11 +6,10 @@ use std::time::Duration;
 use super::{client_options, probe, runtime, settings, validate, Args, Format};
 use crate::json;
 use crate::nut::diag::{Code, Finding, Severity};
-use crate::nut::drivers::DriverDb;
 use crate::nut::lexer::Pos;
-use crate::nut::{host, Parsed};
-use crate::probe::cross::{self, Live, LiveUps, PathState};
-use crate::probe::{Bus, Inventory, Root};
+use crate::nut::Parsed;
+use crate::probe::cross::{self, Live, LiveUps};
+use crate::probe::Inventory;
 use crate::upsd::client::Client;
 use crate::upsd::error::NutError;
 use crate::upsd::target::Target;
@@ -47,19 +46,7 @@ pub fn run(args: &Args) -> (u8, String) {
         None => None,
     };
     let conf = parsed.ups.clone().unwrap_or_default();
-    let paths = path_states(&root, &conf);
-    let user = conf.global("user").unwrap_or("nut").to_string();
-    let account = host::account(&user);
-    let outcome = cross::check(&cross::Input {
-        conf: &conf,
-        inv: &inv,
-        paths: &paths,
-        driver_user: &user,
-        driver_account: account.as_ref(),
-        live: live.as_ref(),
-        db: DriverDb::builtin(),
-        version: nut.version,
-    });
+    let outcome = crate::probe::cross_check(&root, &conf, &inv, live.as_ref(), nut.version);
     findings.extend(outcome.findings);
     if let Some(s) = &stored {
         findings.extend(settings::compare(args, s, &parsed, &nut.dir));
@@ -209,18 +196,4 @@ fn unreachable(parsed: &Parsed, target: &Target, e: &NutError) -> Finding {
         "start it (systemctl start nut-server), or give --upsd HOST:PORT, or --no-upsd".to_string()
     }));
     f
-}
-
-/// Whether each serial port ups.conf names exists.
-fn path_states(root: &Root, conf: &crate::nut::ups_conf::UpsConf) -> Vec<PathState> {
-    conf.sections
-        .iter()
-        .filter_map(|s| {
-            let port = s.value("port")?;
-            (cross::kind(s.value("driver")?, port) == Some(Bus::Serial)).then(|| PathState {
-                path: port.to_string(),
-                exists: std::fs::metadata(root.dev_path(port)).is_ok(),
-            })
-        })
-        .collect()
 }

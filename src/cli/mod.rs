@@ -1,8 +1,10 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
 mod check;
+mod events;
 mod logger;
 mod probe;
+mod run;
 mod settings;
 mod status;
 mod test_connection;
@@ -57,6 +59,12 @@ pub struct Common {
     /// check: which upsd to ask, or none.
     pub upsd: Option<String>,
     pub no_upsd: bool,
+    /// run, status --agent, events: the agent's control socket.
+    pub control_socket: Option<PathBuf>,
+    /// status: ask the running agent instead of upsd.
+    pub agent: bool,
+    /// events: how many.
+    pub count: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +78,8 @@ pub enum Command {
     Check,
     UdevRules,
     UdevCheck,
+    Run,
+    Events,
     Help,
     Version,
 }
@@ -107,6 +117,11 @@ Commands:
                            KEY=VALUE... [--password-stdin]; import [--ups NAME] from NUT's files;
                            history of changes
   sync [--apply]           compare the settings with NUT's files; --apply takes NUT's values
+  run [--control-socket PATH]
+                           the agent: monitor each UPS of the settings, log every change, watch
+                           NUT's files and the settings; for systemd (Type=notify) or a terminal
+  status --agent           the running agent's view: each UPS and upsd connection
+  events [-n N]            the running agent's last N events (default 20, at most 256)
   help                     print this text
 
 Options (before or after the command):
@@ -127,12 +142,15 @@ Options (before or after the command):
   --pin-sha256 HEX       upsd: accept exactly the certificate with this SHA-256
   --allow-plaintext-password
                          upsd: allow a password without TLS to a host that is not this machine
-  -v, -q                 more or less logging on stderr (repeatable)
+  --control-socket PATH  the agent's control socket (default /run/power-snitch/control.sock)
+  -v, -q                 more or less logging on stderr (repeatable); RUST_LOG=MODULE=LEVEL,...
   -h, --help             print this text
   -V, --version          print the version
 
 Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the check could not run.
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
+Exit codes (run): 0 stopped by SIGTERM or SIGINT, 3 could not start.
+Exit codes (events, status --agent): 0 success, 2 the agent did not answer, 3 bad arguments.
 ";
 
 /// Parses the arguments after the program name.
@@ -161,6 +179,9 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         ups_conf: false,
         upsd: None,
         no_upsd: false,
+        control_socket: None,
+        agent: false,
+        count: None,
     };
     let mut positional = Vec::new();
     let mut it = argv.into_iter();
@@ -217,6 +238,17 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             "--ups-conf" => common.ups_conf = true,
             "--upsd" => common.upsd = Some(value("HOST[:PORT]")?),
             "--no-upsd" => common.no_upsd = true,
+            "--control-socket" => {
+                common.control_socket = Some(PathBuf::from(value("a socket path")?))
+            }
+            "--agent" => common.agent = true,
+            "-n" | "--count" => {
+                let v = value("a number")?;
+                common.count = Some(
+                    v.parse()
+                        .map_err(|_| format!("{name} takes a whole number, not `{v}`"))?,
+                )
+            }
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -245,6 +277,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "check" => Command::Check,
                     "udev-rules" => Command::UdevRules,
                     "udev-check" => Command::UdevCheck,
+                    "run" => Command::Run,
+                    "events" => Command::Events,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -282,6 +316,8 @@ pub fn main() -> ExitCode {
         Command::Check => check::run(&args),
         Command::UdevRules => udev::rules(&args),
         Command::UdevCheck => udev::check(&args),
+        Command::Run => run::run(&args),
+        Command::Events => events::run(&args),
     };
     write_stdout(&out);
     ExitCode::from(code)
@@ -377,5 +413,17 @@ mod tests {
         );
         assert!(parse("validate --nut-version x").is_err());
         assert_eq!(parse("").unwrap_err(), "no command given");
+    }
+
+    #[test]
+    fn agent_commands_and_their_options() {
+        let a = parse("run --control-socket /tmp/c.sock -v").unwrap();
+        assert_eq!(a.command, Command::Run);
+        assert_eq!(a.common.control_socket, Some(PathBuf::from("/tmp/c.sock")));
+        let e = parse("events -n 5").unwrap();
+        assert_eq!((e.command, e.common.count), (Command::Events, Some(5)));
+        assert_eq!(parse("events --count=7").unwrap().common.count, Some(7));
+        assert!(parse("events -n x").is_err());
+        assert!(parse("status --agent").unwrap().common.agent);
     }
 }

@@ -20,12 +20,9 @@ pub fn root(common: &Common) -> Root {
 /// The serial ports to talk to: `--serial-port`s and those ups.conf names for serial drivers.
 pub fn asked_ports(common: &Common, conf: Option<&UpsConf>) -> Vec<String> {
     let mut asked = common.serial_ports.clone();
-    for s in conf.iter().flat_map(|c| c.sections.iter()) {
-        let (Some(driver), Some(port)) = (s.value("driver"), s.value("port")) else {
-            continue;
-        };
-        if cross::kind(driver, port) == Some(Bus::Serial) && !asked.iter().any(|a| a == port) {
-            asked.push(port.to_string());
+    for port in conf.map(crate::probe::named_ports).unwrap_or_default() {
+        if !asked.contains(&port) {
+            asked.push(port);
         }
     }
     asked

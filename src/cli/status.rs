@@ -1,4 +1,5 @@
-//! `power-snitch status [UPS[@HOST[:PORT]]]`: a UPS's variables, like `upsc`, or the UPSes.
+//! `power-snitch status [UPS[@HOST[:PORT]]]`: a UPS's variables, like `upsc`, or the UPSes;
+//! `status --agent` asks the running agent instead (see `events.rs`).
 
 use super::{client_options, runtime, Args, Format, EXIT_CANNOT_RUN};
 use crate::json::Object;
@@ -7,6 +8,9 @@ use crate::upsd::error::NutError;
 use crate::upsd::target::Target;
 
 pub fn run(args: &Args) -> (u8, String) {
+    if args.common.agent {
+        return super::events::status(args);
+    }
     let format = args.common.format;
     let mut client = match client_for(args, "status") {
         Ok(c) => c,

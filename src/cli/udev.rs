@@ -3,10 +3,8 @@
 
 use super::{probe, validate, Args};
 use crate::nut::diag::{Code, Severity};
-use crate::nut::drivers::DriverDb;
-use crate::nut::host;
 use crate::nut::ups_conf::UpsConf;
-use crate::probe::cross::{self, Outcome, PathState};
+use crate::probe::cross::{self, Outcome};
 use crate::probe::matcher::Field;
 use crate::probe::udev_event::{self, Action, Event};
 use crate::probe::{knowledge, scan, udev_rules, Bus, Inventory, Scan, UsbDevice};
@@ -109,29 +107,7 @@ pub fn check(args: &Args) -> (u8, String) {
         },
         &know,
     );
-    let paths: Vec<PathState> = conf
-        .sections
-        .iter()
-        .filter_map(|s| {
-            let port = s.value("port")?;
-            (cross::kind(s.value("driver")?, port) == Some(Bus::Serial)).then(|| PathState {
-                path: port.to_string(),
-                exists: std::fs::metadata(root.dev_path(port)).is_ok(),
-            })
-        })
-        .collect();
-    let user = conf.global("user").unwrap_or("nut").to_string();
-    let account = host::account(&user);
-    let outcome = cross::check(&cross::Input {
-        conf: &conf,
-        inv: &inv,
-        paths: &paths,
-        driver_user: &user,
-        driver_account: account.as_ref(),
-        live: None,
-        db: DriverDb::builtin(),
-        version: nut.version,
-    });
+    let outcome = crate::probe::cross_check(&root, &conf, &inv, None, nut.version);
     let lines = match event.action {
         Action::Add => added(&event, &inv, &outcome, &conf),
         Action::Remove => removed(&event, &inv, &outcome, &conf, &know),
@@ -139,7 +115,30 @@ pub fn check(args: &Args) -> (u8, String) {
     for (p, m) in &lines {
         emit(*p, m);
     }
+    ask_agent_to_recheck(&super::run::control_socket(args));
     (0, String::new())
+}
+
+/// Tells the running agent to check again now (it then logs what changed). No agent running is
+/// not a failure: the check above stands on its own.
+fn ask_agent_to_recheck(socket: &std::path::Path) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Duration;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        log::info!("no agent at {} to re-check", socket.display());
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"recheck\n").is_err() {
+        return;
+    }
+    let mut line = String::new();
+    // A bounded read: the agent's reply is one line.
+    let _ = BufReader::new(std::io::Read::take(&s, 64 * 1024)).read_line(&mut line);
+    if line.contains("\"ok\":true") {
+        emit(Priority::Info, "the agent re-checked");
+    }
 }
 
 /// Findings about a section (its name in the message), at warning or above.

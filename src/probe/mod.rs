@@ -387,3 +387,55 @@ pub fn scan(s: &Scan, know: &table::Knowledge) -> Inventory {
     identify(&mut inv, know);
     inv
 }
+
+/// Whether each serial port ups.conf names exists under the root.
+pub fn path_states(root: &Root, conf: &crate::nut::ups_conf::UpsConf) -> Vec<cross::PathState> {
+    conf.sections
+        .iter()
+        .filter_map(|s| {
+            let port = s.value("port")?;
+            (cross::kind(s.value("driver")?, port) == Some(Bus::Serial)).then(|| cross::PathState {
+                path: port.to_string(),
+                exists: std::fs::metadata(root.dev_path(port)).is_ok(),
+            })
+        })
+        .collect()
+}
+
+/// The cross-check of an inventory against ups.conf (and upsd's view, when given), with the
+/// drivers' account looked up on this system.
+pub fn cross_check(
+    root: &Root,
+    conf: &crate::nut::ups_conf::UpsConf,
+    inv: &Inventory,
+    live: Option<&cross::Live>,
+    version: crate::nut::version::NutVersion,
+) -> cross::Outcome {
+    let paths = path_states(root, conf);
+    let user = conf.global("user").unwrap_or("nut").to_string();
+    let account = crate::nut::host::account(&user);
+    cross::check(&cross::Input {
+        conf,
+        inv,
+        paths: &paths,
+        driver_user: &user,
+        driver_account: account.as_ref(),
+        live,
+        db: crate::nut::drivers::DriverDb::builtin(),
+        version,
+    })
+}
+
+/// The serial ports ups.conf names for serial drivers: these may be probed.
+pub fn named_ports(conf: &crate::nut::ups_conf::UpsConf) -> Vec<String> {
+    let mut ports: Vec<String> = Vec::new();
+    for s in &conf.sections {
+        let (Some(driver), Some(port)) = (s.value("driver"), s.value("port")) else {
+            continue;
+        };
+        if cross::kind(driver, port) == Some(Bus::Serial) && !ports.iter().any(|p| p == port) {
+            ports.push(port.to_string());
+        }
+    }
+    ports
+}

@@ -1,0 +1,182 @@
+//! What the agent checks about the installation, and what changed between two checks.
+
+use std::path::Path;
+
+use crate::nut::diag::{Finding, Severity};
+use crate::nut::{validate, Context, Snapshot};
+use crate::probe::{self, Root};
+use crate::settings::model::Settings;
+use crate::settings::sync;
+
+/// Every check of the installation, in one place: NUT's files (as `validate` does), the
+/// settings against them (as `sync` does, without asking upsd), and the hardware against
+/// ups.conf (as `check` does; the agent watches upsd itself, so without the live view).
+pub fn recheck(
+    snapshot: &Snapshot,
+    cx: &Context,
+    settings: &Settings,
+    settings_name: &str,
+    root: &Root,
+) -> Vec<Finding> {
+    let (parsed, mut findings) = validate(snapshot, cx);
+    let mut from_settings = sync::compare(settings, &parsed);
+    for f in &mut from_settings {
+        f.file = settings_name.to_string();
+    }
+    findings.extend(from_settings);
+    let conf = parsed.ups.unwrap_or_default();
+    let asked = probe::named_ports(&conf);
+    let inv = probe::scan(
+        &probe::Scan {
+            root,
+            asked: &asked,
+            talk: true,
+            only: None,
+            progress: &|_| {},
+        },
+        &probe::knowledge(root),
+    );
+    findings.extend(probe::cross_check(root, &conf, &inv, None, cx.version).findings);
+    crate::nut::sort(&mut findings);
+    findings
+}
+
+/// A finding's identity across checks: the same code, file, line and message.
+fn key(f: &Finding) -> (crate::nut::diag::Code, &str, u32, &str) {
+    (f.code, &f.file, f.line, &f.message)
+}
+
+/// Findings of `new` not in `old` (appeared), and of `old` not in `new` (gone).
+pub fn diff<'a>(old: &'a [Finding], new: &'a [Finding]) -> (Vec<&'a Finding>, Vec<&'a Finding>) {
+    let appeared = new
+        .iter()
+        .filter(|n| !old.iter().any(|o| key(o) == key(n)))
+        .collect();
+    let gone = old
+        .iter()
+        .filter(|o| !new.iter().any(|n| key(o) == key(n)))
+        .collect();
+    (appeared, gone)
+}
+
+/// `file:line:column: severity[code]: message`, as `validate` prints a finding.
+pub fn describe(f: &Finding) -> String {
+    let place = match (f.file.is_empty(), f.line) {
+        (true, _) => String::new(),
+        (false, 0) => format!("{}: ", f.file),
+        (false, l) => format!("{}:{l}:{}: ", f.file, f.column),
+    };
+    format!("{place}{}[{}]: {}", f.severity.as_str(), f.code, f.message)
+}
+
+pub fn level(s: Severity) -> log::Level {
+    match s {
+        Severity::Error => log::Level::Error,
+        Severity::Warning => log::Level::Warn,
+        Severity::Info => log::Level::Info,
+    }
+}
+
+/// `N error(s), N warning(s), N info(s)`.
+pub fn summary(findings: &[Finding]) -> (usize, usize, usize) {
+    let n = |s| findings.iter().filter(|f| f.severity == s).count();
+    (n(Severity::Error), n(Severity::Warning), n(Severity::Info))
+}
+
+/// Where a file's bytes and fingerprint come from, for "which file changed".
+pub fn fingerprints(dir: &Path, settings: &Path) -> Vec<(String, Option<u64>)> {
+    let mut out: Vec<(String, Option<u64>)> = super::watch::NUT_FILES
+        .iter()
+        .map(|f| {
+            let p = crate::settings::fingerprint::of(f, &dir.join(f));
+            (f.to_string(), p.map(|p| p.hash))
+        })
+        .collect();
+    let name = settings
+        .file_name()
+        .map_or("settings".into(), |n| n.to_string_lossy().to_string());
+    let p = crate::settings::fingerprint::of(&name, settings);
+    out.push((name, p.map(|p| p.hash)));
+    out
+}
+
+/// Which files changed, appeared or went away between two sets of fingerprints.
+pub fn changed_files(old: &[(String, Option<u64>)], new: &[(String, Option<u64>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, h) in new {
+        let before = old.iter().find(|(n, _)| n == name).and_then(|(_, h)| *h);
+        match (before, h) {
+            (None, Some(_)) => out.push(format!("{name} appeared")),
+            (Some(_), None) => out.push(format!("{name} went away")),
+            (Some(a), Some(b)) if a != *b => out.push(format!("{name} changed")),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nut::diag::Code;
+    use crate::nut::lexer::Pos;
+
+    fn f(code: Code, line: u32, msg: &str) -> Finding {
+        Finding::new(
+            Severity::Error,
+            code,
+            "ups.conf",
+            Pos::new(line, 1),
+            msg.into(),
+        )
+    }
+
+    #[test]
+    fn agent_check_diffs_findings_by_code_file_line_and_message() {
+        let old = [f(Code::MissingPort, 3, "a"), f(Code::NoUps, 0, "b")];
+        let mut moved = f(Code::MissingPort, 4, "a");
+        moved.hint = Some("different hint, same finding otherwise".into());
+        let new = [moved, f(Code::NoUps, 0, "b")];
+        let (appeared, gone) = diff(&old, &new);
+        assert_eq!(appeared, [&new[0]]);
+        assert_eq!(gone, [&old[0]]);
+        let (a, g) = diff(&new, &new);
+        assert!(a.is_empty() && g.is_empty());
+    }
+
+    #[test]
+    fn agent_check_describes_like_validate() {
+        assert_eq!(
+            describe(&f(Code::MissingPort, 3, "no port")),
+            "ups.conf:3:1: error[missing-port]: no port"
+        );
+        assert_eq!(
+            describe(&f(Code::NoUps, 0, "none")),
+            "ups.conf: error[no-ups]: none"
+        );
+    }
+
+    #[test]
+    fn agent_check_names_changed_files() {
+        let old = vec![
+            ("ups.conf".to_string(), Some(1)),
+            ("upsd.conf".to_string(), Some(2)),
+            ("nut.conf".to_string(), None),
+            ("upsd.users".to_string(), Some(5)),
+        ];
+        let new = vec![
+            ("ups.conf".to_string(), Some(9)),
+            ("upsd.conf".to_string(), Some(2)),
+            ("nut.conf".to_string(), Some(3)),
+            ("upsd.users".to_string(), None),
+        ];
+        assert_eq!(
+            changed_files(&old, &new),
+            [
+                "ups.conf changed",
+                "nut.conf appeared",
+                "upsd.users went away"
+            ]
+        );
+    }
+}

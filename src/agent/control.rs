@@ -1,0 +1,518 @@
+//! The control socket: a line protocol on a local Unix stream socket, so that `status --agent`,
+//! `events` and a udev hook can ask the running agent.
+//!
+//! Protocol: the client sends one request per line (at most [`MAX_REQUEST`] bytes with its
+//! newline); the agent answers each with one line of JSON, `{"ok":true,...}` or
+//! `{"ok":false,"error":"..."}`. Requests: `status`, `events [N]`, `recheck`, `help`. A last
+//! word `text` asks for the human form instead, as `{"ok":true,"text":"..."}`. A longer line is
+//! answered with an error and the connection closed; so is a client silent for
+//! [`IDLE`]. At most [`MAX_CLIENTS`] clients are served at once; others are told so and closed.
+//!
+//! The protocol (parsing and rendering) is pure; [`serve`] and [`ask`] are the edges.
+
+use std::cell::{Cell, RefCell};
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::monitor::{Data, LinkState};
+use super::ring::{self, Event};
+use super::{Shared, UpsSlot};
+use crate::json::{self, Object};
+use crate::settings::store::timestamp;
+
+pub const DEFAULT_PATH: &str = "/run/power-snitch/control.sock";
+/// Bytes of one request line, its newline included.
+pub const MAX_REQUEST: usize = 4096;
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 8;
+/// A client that sends no complete request for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// Bytes of a reply the command-line client reads (the largest, 256 events, is about 100 KB).
+pub const MAX_REPLY: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    /// The last N events (all the ring has when no N is given).
+    Events(usize),
+    Recheck,
+    Help,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub request: Request,
+    /// Human text instead of JSON.
+    pub text: bool,
+}
+
+pub const HELP: &str =
+    "requests, one per line: status | events [N] | recheck | help; add `text` for human text";
+
+/// Parses one request line (without its newline).
+pub fn parse(line: &[u8]) -> Result<Parsed, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "a request is ASCII text".to_string())?;
+    let mut words: Vec<&str> = line.split_ascii_whitespace().collect();
+    let text = words.last() == Some(&"text");
+    if text {
+        words.pop();
+    }
+    let request = match words.as_slice() {
+        ["status"] => Request::Status,
+        ["events"] => Request::Events(ring::CAPACITY),
+        ["events", n] => Request::Events(
+            n.parse::<usize>()
+                .map_err(|_| format!("events takes a count, not `{}`", ring::bounded(n, 40)))?
+                .min(ring::CAPACITY),
+        ),
+        ["recheck"] => Request::Recheck,
+        ["help"] => Request::Help,
+        [] => return Err(format!("empty request; {HELP}")),
+        [w, ..] => {
+            return Err(format!(
+                "unknown request `{}`; {HELP}",
+                ring::bounded(w, 40)
+            ))
+        }
+    };
+    Ok(Parsed { request, text })
+}
+
+pub fn error_reply(message: &str) -> String {
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("ok", "false").str("error", message);
+    o.end();
+    out
+}
+
+pub fn text_reply(text: &str) -> String {
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("ok", "true").str("text", text);
+    o.end();
+    out
+}
+
+fn opt_num(o: &mut Object, k: &str, v: Option<u64>) {
+    match v {
+        Some(v) => o.num(k, v),
+        None => o.raw(k, "null"),
+    };
+}
+
+fn data_str(d: &Data) -> &str {
+    match d {
+        Data::Unknown => "unknown",
+        Data::Ok => "ok",
+        Data::Unavailable(code) => code,
+    }
+}
+
+/// `status` as JSON.
+pub fn status_json(s: &Shared) -> String {
+    let mut upsd = String::from("[");
+    for (i, l) in s.links.iter().enumerate() {
+        if i > 0 {
+            upsd.push(',');
+        }
+        let mut o = Object::new(&mut upsd);
+        let failures = match l.link.state {
+            LinkState::Retrying { failures } | LinkState::BackingOff { failures, .. } => failures,
+            _ => 0,
+        };
+        o.str("address", &l.address)
+            .str("state", l.link.state.as_str())
+            .num("since", l.link.since)
+            .num("failures", u64::from(failures))
+            .opt_str(
+                "error",
+                (!l.link.is_up() && !l.link.last_error.is_empty())
+                    .then_some(l.link.last_error.as_str()),
+            );
+        o.end();
+    }
+    upsd.push(']');
+    let mut ups = String::from("[");
+    for (i, u) in s.ups.iter().enumerate() {
+        if i > 0 {
+            ups.push(',');
+        }
+        ups_json(&mut ups, u);
+    }
+    ups.push(']');
+    let (e, w, n) = s.findings;
+    let mut findings = String::new();
+    let mut o = Object::new(&mut findings);
+    o.num("errors", e as u64)
+        .num("warnings", w as u64)
+        .num("infos", n as u64)
+        .num("checked", s.checked_at);
+    o.end();
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("ok", "true")
+        .str("version", env!("CARGO_PKG_VERSION"))
+        .num("pid", u64::from(std::process::id()))
+        .num("started", s.started)
+        .str("settings", &s.settings_path)
+        .str("nut_dir", &s.nut_dir)
+        .raw("findings", &findings)
+        .raw("upsd", &upsd)
+        .raw("ups", &ups);
+    o.end();
+    out
+}
+
+fn ups_json(out: &mut String, u: &UpsSlot) {
+    let st = &u.state;
+    let mut flags = String::from("[");
+    for (i, w) in st.flags.words().enumerate() {
+        if i > 0 {
+            flags.push(',');
+        }
+        json::string(&mut flags, w);
+    }
+    flags.push(']');
+    let mut o = Object::new(out);
+    o.str("name", &u.name)
+        .str("upsd", &u.upsd)
+        .str("data", data_str(&st.data))
+        .str("status", &st.status_text())
+        .raw("flags", &flags)
+        .num("since", st.since);
+    opt_num(&mut o, "charge", st.charge.map(u64::from));
+    o.opt_str("alarm", (!st.alarm.is_empty()).then_some(st.alarm.as_str()))
+        .num("charge_low", u64::from(st.low))
+        .num("charge_warning", u64::from(st.warning))
+        .num("poll_interval", u64::from(u.poll_interval))
+        .num("polls", u.polls);
+    opt_num(&mut o, "last_poll_ms", u.last_poll_ms);
+    o.end();
+}
+
+fn when(t: u64) -> String {
+    timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(t))
+}
+
+/// `status` for people.
+pub fn status_text(s: &Shared) -> String {
+    let mut out = String::new();
+    if s.ups.is_empty() {
+        out.push_str("no UPS in the settings\n");
+    }
+    for u in &s.ups {
+        let st = &u.state;
+        let what = match &st.data {
+            Data::Unknown => "not read yet".to_string(),
+            Data::Ok => format!("{} since {}", st.status_text(), when(st.since)),
+            Data::Unavailable(code) => format!("{code} (last status {})", st.status_text()),
+        };
+        let charge = st
+            .charge
+            .map_or(String::new(), |c| format!(", battery {c}%"));
+        out.push_str(&format!(
+            "{} at {}: {what}{charge}; polled every {} s, {} polls\n",
+            u.name, u.upsd, u.poll_interval, u.polls
+        ));
+    }
+    for l in &s.links {
+        let err = if l.link.is_up() || l.link.last_error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", l.link.last_error)
+        };
+        out.push_str(&format!(
+            "upsd {}: {} since {}{err}\n",
+            l.address,
+            l.link.state.as_str(),
+            when(l.link.since)
+        ));
+    }
+    let (e, w, n) = s.findings;
+    out.push_str(&format!(
+        "{}: {e} error(s), {w} warning(s), {n} info(s), checked {}\n",
+        s.nut_dir,
+        when(s.checked_at)
+    ));
+    out
+}
+
+fn level_str(l: log::Level) -> &'static str {
+    match l {
+        log::Level::Error => "error",
+        log::Level::Warn => "warning",
+        log::Level::Info => "info",
+        log::Level::Debug => "debug",
+        log::Level::Trace => "trace",
+    }
+}
+
+pub fn events_json<'a>(events: impl Iterator<Item = &'a Event>) -> String {
+    let mut list = String::from("[");
+    for (i, e) in events.enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let mut o = Object::new(&mut list);
+        o.num("seq", e.seq)
+            .num("time", e.time)
+            .str("level", level_str(e.level))
+            .str("source", &e.source)
+            .str("text", &e.text);
+        o.end();
+    }
+    list.push(']');
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("ok", "true").raw("events", &list);
+    o.end();
+    out
+}
+
+pub fn events_text<'a>(events: impl Iterator<Item = &'a Event>) -> String {
+    events
+        .map(|e| {
+            format!(
+                "{} {} {}: {}\n",
+                when(e.time),
+                level_str(e.level),
+                e.source,
+                e.text
+            )
+        })
+        .collect()
+}
+
+/// The reply to a request that needs nothing but the shared state.
+pub fn answer(p: Parsed, s: &Shared) -> String {
+    match (p.request, p.text) {
+        (Request::Status, false) => status_json(s),
+        (Request::Status, true) => text_reply(&status_text(s)),
+        (Request::Events(n), false) => events_json(s.ring.last(n)),
+        (Request::Events(n), true) => text_reply(&events_text(s.ring.last(n))),
+        (Request::Help, _) => text_reply(HELP),
+        (Request::Recheck, _) => error_reply("recheck is answered by the agent's main loop"),
+    }
+}
+
+/// The string value of `"key":` in one of our replies (as our JSON writer escapes it).
+pub fn string_field(reply: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let start = reply.find(&pat)? + pat.len();
+    let mut out = String::new();
+    let mut chars = reply[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                c => out.push(c),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// A request the main loop answers (recheck), with where the reply goes.
+pub type Asked = (Parsed, oneshot::Sender<String>);
+
+/// Accepts clients until the task is dropped.
+pub async fn serve(listener: UnixListener, shared: Rc<RefCell<Shared>>, main: mpsc::Sender<Asked>) {
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        let mut stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                log::warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if active.get() >= MAX_CLIENTS {
+            let mut line = error_reply(&format!("busy: {MAX_CLIENTS} clients already"));
+            line.push('\n');
+            tokio::task::spawn_local(async move {
+                let _ = tokio::time::timeout(IDLE, stream.write_all(line.as_bytes())).await;
+            });
+            continue;
+        }
+        active.set(active.get() + 1);
+        let (shared, main, active) = (shared.clone(), main.clone(), active.clone());
+        tokio::task::spawn_local(async move {
+            client(stream, &shared, &main).await;
+            active.set(active.get() - 1);
+        });
+    }
+}
+
+/// Serves one client: requests in turn until it closes, goes silent or oversteps.
+async fn client(stream: UnixStream, shared: &RefCell<Shared>, main: &mpsc::Sender<Asked>) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(1024, rd);
+    let mut line = Vec::with_capacity(128);
+    loop {
+        let got = tokio::time::timeout(IDLE, read_line(&mut rd, &mut line)).await;
+        let (mut reply, close) = match got {
+            Err(_) => return,
+            Ok(Err(_)) | Ok(Ok(Line::Closed)) => return,
+            Ok(Ok(Line::TooLong)) => (
+                error_reply(&format!("request longer than {MAX_REQUEST} bytes; closing")),
+                true,
+            ),
+            Ok(Ok(Line::Complete)) => match parse(&line) {
+                Err(e) => (error_reply(&e), false),
+                Ok(p) if p.request == Request::Recheck => {
+                    let (tx, rx) = oneshot::channel();
+                    let r = match main.send((p, tx)).await {
+                        Ok(()) => rx
+                            .await
+                            .unwrap_or_else(|_| error_reply("the agent is stopping")),
+                        Err(_) => error_reply("the agent is stopping"),
+                    };
+                    (r, false)
+                }
+                Ok(p) => (answer(p, &shared.borrow()), false),
+            },
+        };
+        reply.push('\n');
+        if tokio::time::timeout(IDLE, wr.write_all(reply.as_bytes()))
+            .await
+            .map_or(true, |r| r.is_err())
+            || close
+        {
+            return;
+        }
+    }
+}
+
+enum Line {
+    Complete,
+    TooLong,
+    Closed,
+}
+
+/// Reads one line into `line` (without its newline), keeping at most [`MAX_REQUEST`] bytes.
+async fn read_line<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut BufReader<R>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Line> {
+    line.clear();
+    loop {
+        let chunk = rd.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(Line::Closed);
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if line.len() + take > MAX_REQUEST {
+            return Ok(Line::TooLong);
+        }
+        line.extend_from_slice(&chunk[..take]);
+        rd.consume(take);
+        if done {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Line::Complete);
+        }
+    }
+}
+
+/// The client side, blocking: sends one request and returns the reply line.
+pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<String, String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot reach the agent at {}: {e} (is `power-snitch run` running? --control-socket PATH)",
+            path.display()
+        )
+    })?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    s.write_all(format!("{request}\n").as_bytes())
+        .map_err(|e| format!("cannot send to the agent: {e}"))?;
+    let mut reply = String::new();
+    std::io::BufReader::new(s.take(MAX_REPLY as u64))
+        .read_line(&mut reply)
+        .map_err(|e| format!("no reply from the agent: {e}"))?;
+    if !reply.ends_with('\n') {
+        return Err("the agent's reply was cut short".into());
+    }
+    reply.pop();
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_control_parses_requests() {
+        let p = |s: &str| parse(s.as_bytes());
+        let ok = |request, text| Ok(Parsed { request, text });
+        assert_eq!(p("status"), ok(Request::Status, false));
+        assert_eq!(p(" status  text "), ok(Request::Status, true));
+        assert_eq!(p("events"), ok(Request::Events(ring::CAPACITY), false));
+        assert_eq!(p("events 5 text"), ok(Request::Events(5), true));
+        assert_eq!(
+            p("events 99999"),
+            ok(Request::Events(ring::CAPACITY), false)
+        );
+        assert_eq!(p("recheck"), ok(Request::Recheck, false));
+        assert!(p("events x")
+            .unwrap_err()
+            .starts_with("events takes a count"));
+        assert!(p("reboot")
+            .unwrap_err()
+            .starts_with("unknown request `reboot`"));
+        assert!(p("").unwrap_err().starts_with("empty request"));
+        assert!(parse(&[0xff, 0xfe]).is_err());
+        let long = "x".repeat(3000);
+        assert!(p(&long).unwrap_err().len() < 300, "the echo is bounded");
+    }
+
+    #[test]
+    fn agent_control_replies_round_trip_their_text() {
+        let text = "ups1: \"OL\"\n\tbattery 100%\u{1}é\\";
+        let reply = text_reply(text);
+        assert!(!reply.contains('\n'));
+        assert_eq!(string_field(&reply, "text").as_deref(), Some(text));
+        let e = error_reply("no \"such\" thing");
+        assert_eq!(
+            string_field(&e, "error").as_deref(),
+            Some("no \"such\" thing")
+        );
+        assert!(e.starts_with(r#"{"ok":false"#));
+        assert_eq!(string_field(&e, "text"), None);
+    }
+
+    #[test]
+    fn agent_control_events_render() {
+        let mut r = ring::Ring::default();
+        r.push(0, log::Level::Warn, "ups1", "on battery (OB)");
+        assert_eq!(
+            events_json(r.last(10)),
+            r#"{"ok":true,"events":[{"seq":1,"time":0,"level":"warning","source":"ups1","text":"on battery (OB)"}]}"#
+        );
+        assert_eq!(
+            events_text(r.last(10)),
+            "1970-01-01T00:00:00Z warning ups1: on battery (OB)\n"
+        );
+    }
+}

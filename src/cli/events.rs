@@ -1,0 +1,73 @@
+//! `power-snitch events [-n N]` and `power-snitch status --agent`: ask the running agent on its
+//! control socket.
+
+use std::time::Duration;
+
+use super::status::usage;
+use super::{Args, Format};
+use crate::agent::control::{ask, string_field};
+
+/// How long the agent has to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default number of events shown.
+pub const DEFAULT_COUNT: usize = 20;
+
+pub fn run(args: &Args) -> (u8, String) {
+    if let Some(extra) = args.positional.first() {
+        return usage(
+            args.common.format,
+            &format!("events takes no argument `{extra}`; use -n N"),
+        );
+    }
+    let n = args.common.count.unwrap_or(DEFAULT_COUNT);
+    request(args, &format!("events {n}"))
+}
+
+/// `status --agent`.
+pub fn status(args: &Args) -> (u8, String) {
+    if let Some(extra) = args.positional.first() {
+        return usage(
+            args.common.format,
+            &format!(
+                "status --agent takes no UPS (`{extra}`): it shows every UPS the agent monitors"
+            ),
+        );
+    }
+    request(args, "status")
+}
+
+/// Sends a request; JSON is printed as the agent wrote it, human text decoded from its reply.
+fn request(args: &Args, req: &str) -> (u8, String) {
+    let format = args.common.format;
+    let path = super::run::control_socket(args);
+    let line = match format {
+        Format::Json => req.to_string(),
+        Format::Human => format!("{req} text"),
+    };
+    let reply = match ask(&path, &line, TIMEOUT) {
+        Ok(r) => r,
+        Err(e) => {
+            return match format {
+                Format::Json => (2, crate::report::json_error(&e)),
+                Format::Human => {
+                    eprintln!("power-snitch: {e}");
+                    (2, String::new())
+                }
+            }
+        }
+    };
+    let ok = reply.starts_with(r#"{"ok":true"#);
+    let code = if ok { 0 } else { 2 };
+    match format {
+        Format::Json => (code, reply + "\n"),
+        Format::Human if ok => (code, string_field(&reply, "text").unwrap_or(reply)),
+        Format::Human => {
+            eprintln!(
+                "power-snitch: the agent answered: {}",
+                string_field(&reply, "error").unwrap_or(reply)
+            );
+            (code, String::new())
+        }
+    }
+}
