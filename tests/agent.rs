@@ -38,6 +38,17 @@ impl Agent {
     /// Writes a settings file (with `settings set`, one UPS per `(name, port)`), then starts
     /// `run -v` with its own control socket, NUT directory and environment.
     fn start(name: &str, nut_dir: &Path, ups: &[(&str, u16)], env: &[(&str, &str)]) -> Agent {
+        Agent::start_with(name, nut_dir, ups, env, &[])
+    }
+
+    /// As [`Agent::start`], with more arguments for `run`.
+    fn start_with(
+        name: &str,
+        nut_dir: &Path,
+        ups: &[(&str, u16)],
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Agent {
         let dir = std::env::temp_dir().join(format!("ps-agent-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -66,6 +77,7 @@ impl Agent {
             .arg(nut_dir)
             .arg("--control-socket")
             .arg(&socket)
+            .args(extra)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
@@ -624,4 +636,58 @@ fn agent_unit_file_verifies() {
         "systemd-analyze verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn agent_checks_the_hardware_and_rechecks_when_udev_check_asks() {
+    // An APC UPS whose device node the nut group cannot open, as a captured tree.
+    let nut_dir = std::env::temp_dir().join(format!("ps-agent-hw-nut-{}", std::process::id()));
+    std::fs::create_dir_all(&nut_dir).unwrap();
+    std::fs::write(
+        nut_dir.join("ups.conf"),
+        "[apc]\n\tdriver = usbhid-ups\n\tport = auto\n\tvendorid = 051d\n",
+    )
+    .unwrap();
+    std::fs::write(nut_dir.join("nut.conf"), "MODE=standalone\n").unwrap();
+    let sys = common::fixtures_dir().join("usb/locked-node/sys");
+    let agent = Agent::start_with(
+        "hw",
+        &nut_dir,
+        &[],
+        &[],
+        &[
+            "--nut-version",
+            "2.8.0",
+            "--sysfs-root",
+            sys.to_str().unwrap(),
+        ],
+    );
+    agent.wait_for(
+        |l| l.contains("device-permission") && l.contains("[apc]"),
+        Duration::from_secs(5),
+    );
+    let mark = agent.mark();
+    let out = bin(&[
+        "udev-check",
+        "add:1-1:051d:0002",
+        "--nut-version",
+        "2.8.0",
+        "--sysfs-root",
+        sys.to_str().unwrap(),
+        "--nut-dir",
+        nut_dir.to_str().unwrap(),
+        "--control-socket",
+        agent.socket.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("served by [apc]") && log.contains("the agent re-checked"),
+        "{log}"
+    );
+    agent.find_from(
+        mark,
+        |l| l.contains("recheck asked on the control socket"),
+        Duration::from_secs(5),
+    );
+    agent.stop();
 }
