@@ -1,6 +1,7 @@
 //! What sysfs cannot tell about a USB device and only the device itself can: the HID report
-//! descriptor of an interface no kernel HID driver is bound to (unbound, or claimed through
-//! usbfs by a program), and string descriptors the kernel did not keep.
+//! descriptor of an interface no kernel HID driver is bound to, and string descriptors the kernel
+//! did not keep. (An interface a program claims through usbfs, a running NUT driver, lacks its
+//! descriptor in sysfs too, but answers busy: the kernel lends it to one usbfs user at a time.)
 //!
 //! [`fill`] is pure: it asks a [`DeviceReader`] for what each device lacks and fills it in,
 //! turning every failure into a problem line. The reader is the edge; with the `usb` feature
