@@ -3,7 +3,9 @@
 //!
 //! **Architecture invariant:** [`hid`], [`table`], [`dialogue`], [`matcher`], [`perms`] and
 //! [`cross`] are pure. [`sysfs`] and [`serial`] are the edges: they read a root path (the real
-//! `/` or a captured tree) and talk to ports, and nothing else here does.
+//! `/` or a captured tree) and talk to ports. [`usbdev`] asks the devices themselves, through a
+//! [`usbdev::DeviceReader`], for what sysfs lacks; only for the real `/sys`, never for a captured
+//! tree. Nothing else here does I/O.
 
 pub mod cross;
 pub mod dialogue;
@@ -15,6 +17,7 @@ pub mod sysfs;
 pub mod table;
 pub mod udev_event;
 pub mod udev_rules;
+pub mod usbdev;
 
 use std::path::PathBuf;
 
@@ -236,6 +239,11 @@ impl Root {
         Root::from_sysfs(PathBuf::from("/sys"))
     }
 
+    /// The real system's sysfs rather than a captured tree: the devices themselves may be asked.
+    pub fn is_system(&self) -> bool {
+        self.sys == std::path::Path::new("/sys")
+    }
+
     pub fn from_sysfs(sys: PathBuf) -> Self {
         let base = sys
             .parent()
@@ -367,9 +375,13 @@ pub struct Scan<'a> {
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
 
-/// Reads the USB devices, lists and probes the serial ports, and identifies the UPSes.
+/// Reads the USB devices (asking the devices for what the real sysfs lacks), lists and probes
+/// the serial ports, and identifies the UPSes.
 pub fn scan(s: &Scan, know: &table::Knowledge) -> Inventory {
-    let (usb, problems) = sysfs::usb_devices(s.root);
+    let (mut usb, mut problems) = sysfs::usb_devices(s.root);
+    if s.root.is_system() {
+        usbdev::fill(&mut usb, usbdev::system().as_ref(), &mut problems);
+    }
     let plan = serial::Plan {
         root: s.root,
         asked: s.asked,
