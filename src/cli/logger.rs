@@ -172,7 +172,10 @@ fn update(f: impl FnOnce(&mut State)) {
 pub fn init(verbosity: i8) {
     if let Ok(js) = std::env::var("JOURNAL_STREAM") {
         if let Ok(st) = nix::sys::stat::fstat(2) {
-            JOURNAL.store(is_journal(&js, st.st_dev, st.st_ino), Ordering::Relaxed);
+            // Both fields are narrower than u64 on some 32-bit targets (armv7).
+            #[allow(clippy::unnecessary_cast)]
+            let (dev, ino) = (st.st_dev as u64, st.st_ino as u64);
+            JOURNAL.store(is_journal(&js, dev, ino), Ordering::Relaxed);
         }
     }
     let (env, bad) = parse_env(&std::env::var("RUST_LOG").unwrap_or_default());
