@@ -212,6 +212,12 @@ fn a_serial_ups_behind_an_adapter_pulled_out_is_a_critical_line() {
     let by_id = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0";
     let conf = format!("[ups]\n\tdriver = nutdrv_qx\n\tport = {by_id}\n\tprotocol = megatec\n");
     let (sys, nut) = setup("ftdi-serial", &conf, "tty");
+    // Plugged in: its section's driver takes the port; nothing is sent to it.
+    let l = log(&udev_check(&sys, &nut, Some("add:ttyUSB0:0403:6001"), &[]));
+    assert!(
+        l.contains("serial port /dev/ttyUSB0 appeared: configured for [ups] (nutdrv_qx), whose NUT driver takes it"),
+        "{l}"
+    );
     // Gone as the kernel and udev leave it: no tty, no by-id link.
     let root = sys.parent().unwrap();
     fs::remove_file(root.join(by_id.trim_start_matches('/'))).unwrap();
@@ -249,4 +255,37 @@ fn bad_events_are_refused_clearly() {
         "{}",
         log(&o)
     );
+}
+
+#[test]
+fn the_sysusers_file_makes_the_account_the_units_run_as() {
+    let root = std::env::temp_dir().join(format!("ps-sysusers-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\ndialout:x:20:\nnut:x:120:\n",
+    )
+    .unwrap();
+    let o = Command::new("systemd-sysusers")
+        .arg(format!("--root={}", root.display()))
+        .arg(repo().join("systemd/power-snitch.sysusers"))
+        .output()
+        .expect("systemd-sysusers (Debian's systemd package) is installed");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("power-snitch:x:") && passwd.contains(":/var/lib/power-snitch:"),
+        "{passwd}"
+    );
+    let group = fs::read_to_string(root.join("etc/group")).unwrap();
+    assert!(
+        group.contains("nut:x:120:power-snitch") && group.contains("dialout:x:20:power-snitch"),
+        "{group}"
+    );
+    for unit in ["power-snitch.service", "power-snitch-check@.service"] {
+        let text = fs::read_to_string(repo().join("systemd").join(unit)).unwrap();
+        assert!(text.contains("User=power-snitch"), "{unit}");
+    }
 }

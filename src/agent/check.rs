@@ -10,7 +10,8 @@ use crate::settings::sync;
 
 /// Every check of the installation, in one place: NUT's files (as `validate` does), the
 /// settings against them (as `sync` does, without asking upsd), and the hardware against
-/// ups.conf (as `check` does; the agent watches upsd itself, so without the live view).
+/// ups.conf (as `check` does, without serial dialogues; the agent watches upsd itself, so
+/// without the live view).
 pub fn recheck(
     snapshot: &Snapshot,
     cx: &Context,
@@ -25,12 +26,15 @@ pub fn recheck(
     }
     findings.extend(from_settings);
     let conf = parsed.ups.unwrap_or_default();
+    // No serial dialogues here: a configured port belongs to its NUT driver, which may be
+    // starting right now (our lock would make it fail), and the agent sees through upsd whether
+    // the driver serves the UPS.
     let asked = probe::named_ports(&conf);
     let inv = probe::scan(
         &probe::Scan {
             root,
             asked: &asked,
-            talk: true,
+            talk: false,
             only: None,
             progress: &|_| {},
         },

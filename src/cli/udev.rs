@@ -93,10 +93,19 @@ pub fn check(args: &Args) -> (u8, String) {
             }
         }
     }
-    // Only the port of this event is talked to, and only when it appears.
+    // Only the port of this event is talked to, only when it appears, and only when no
+    // ups.conf section names it: a configured port belongs to the NUT driver udev is starting
+    // right now, which our lock on the port would make fail.
     let tty = event.is_tty().then(|| format!("/dev/{}", event.kernel));
     let asked: Vec<String> = tty.iter().cloned().collect();
-    let only = (event.action == Action::Add && event.is_tty()).then_some(event.kernel.as_str());
+    let configured = crate::probe::named_ports(&conf).iter().any(|p| {
+        std::fs::canonicalize(root.dev_path(p))
+            .ok()
+            .and_then(|r| r.file_name().map(|n| n == event.kernel.as_str()))
+            .unwrap_or(false)
+    });
+    let only = (event.action == Action::Add && event.is_tty() && !configured)
+        .then_some(event.kernel.as_str());
     let inv = scan(
         &Scan {
             root: &root,
@@ -228,19 +237,31 @@ fn added(
         return out;
     }
     if let Some(p) = inv.serial.iter().find(|p| p.name == event.kernel) {
-        let why = match &p.skipped {
-            Some(s) => format!("not probed: {}", s.describe()),
-            None => "no APC Smart or Megatec/Q1 answer".to_string(),
-        };
-        out.push((
-            Priority::Info,
-            format!("serial port {} appeared: {why}", p.path),
-        ));
-        for s in conf
+        let sections: Vec<_> = conf
             .sections
             .iter()
             .filter(|s| names_port(s.value("port"), p))
-        {
+            .collect();
+        if sections.is_empty() {
+            let why = match &p.skipped {
+                Some(s) => format!("not probed: {}", s.describe()),
+                None => "no APC Smart or Megatec/Q1 answer".to_string(),
+            };
+            out.push((
+                Priority::Info,
+                format!("serial port {} appeared: {why}", p.path),
+            ));
+        }
+        for s in sections {
+            out.push((
+                Priority::Info,
+                format!(
+                    "serial port {} appeared: configured for [{}] ({}), whose NUT driver takes it",
+                    p.path,
+                    s.name,
+                    s.value("driver").unwrap_or("?")
+                ),
+            ));
             out.extend(section_findings(outcome, &s.name));
         }
         return out;
