@@ -84,7 +84,7 @@ fn a_megatec_ups_is_identified_by_its_dialogue() {
     let sim = megatec();
     let v = probe(&[sim.link()], "megatec");
     let d = &v["devices"][0];
-    assert_eq!(d["bus"], "serial");
+    assert_eq!(d["bus"], "serial", "{v}");
     assert_eq!(d["protocol"], "megatec");
     assert_eq!(d["drivers"], serde_json::json!(["nutdrv_qx", "blazer_ser"]));
     assert_eq!(d["identified_by"], "megatec dialogue");
@@ -107,7 +107,7 @@ fn an_apc_smart_ups_is_identified_by_its_dialogue() {
     let sim = apc();
     let v = probe(&[sim.link()], "apc");
     let d = &v["devices"][0];
-    assert_eq!(d["protocol"], "apcsmart");
+    assert_eq!(d["protocol"], "apcsmart", "{v}");
     assert_eq!(d["drivers"], serde_json::json!(["apcsmart"]));
     assert_eq!(d["model"], "Smart-UPS 1500");
     assert_eq!(d["serial"], "AS0934123456");
@@ -123,6 +123,15 @@ fn silent() -> (nix::pty::OpenptyResult, PathBuf) {
         None::<&nix::sys::termios::Termios>,
     )
     .unwrap();
+    // Not inherited by the programs other tests start meanwhile.
+    for fd in [&pty.master, &pty.slave] {
+        use std::os::fd::AsRawFd;
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
     let pts = nix::unistd::ttyname(&pty.slave).unwrap();
     let dir = std::env::temp_dir().join(format!("ps-silent-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();

@@ -863,6 +863,11 @@ impl<S: Dialogue + Send + 'static> PtySim<S> {
             None::<&nix::pty::Winsize>,
             None::<&nix::sys::termios::Termios>,
         )?;
+        // openpty(3) leaves both ends inheritable: a program the tests start meanwhile would
+        // hold the port open (and a careful prober would leave it alone).
+        for fd in [pty.master.as_raw_fd(), pty.slave.as_raw_fd()] {
+            fcntl(fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        }
         let mut raw = tcgetattr(&pty.master)?;
         cfmakeraw(&mut raw);
         tcsetattr(&pty.master, SetArg::TCSANOW, &raw)?;
