@@ -36,7 +36,7 @@ use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
 use crate::upsd::tls::TlsMode;
-use monitor::{Link, Note, Reading, RetryPolicy, UpsState, Vars};
+use monitor::{Link, Note, Reading, Readings, RetryPolicy, UpsState, Vars};
 use ring::Ring;
 
 /// Longest pause between reconnection attempts.
@@ -70,10 +70,30 @@ pub struct UpsSlot {
     pub upsd: String,
     pub poll_interval: u32,
     pub state: UpsState,
+    /// The last poll's numbers (charge, runtime, load, voltages) and names; empty when upsd
+    /// had no data.
+    pub readings: Readings,
     pub polls: u64,
     pub last_poll_ms: Option<u64>,
     last_poll: Option<Instant>,
     due: Instant,
+}
+
+impl UpsSlot {
+    /// A UPS not polled yet, due now.
+    pub fn new(name: &str, upsd: &str, poll_interval: u32) -> UpsSlot {
+        UpsSlot {
+            name: name.to_string(),
+            upsd: upsd.to_string(),
+            poll_interval,
+            state: UpsState::default(),
+            readings: Readings::default(),
+            polls: 0,
+            last_poll_ms: None,
+            last_poll: None,
+            due: Instant::now(),
+        }
+    }
 }
 
 pub struct LinkSlot {
@@ -415,16 +435,7 @@ impl Agent {
                                 u.poll_interval
                             ),
                         );
-                        slots.push(UpsSlot {
-                            name: u.nut_device_name.clone(),
-                            upsd,
-                            poll_interval: u.poll_interval,
-                            state: UpsState::default(),
-                            polls: 0,
-                            last_poll_ms: None,
-                            last_poll: None,
-                            due: now,
-                        });
+                        slots.push(UpsSlot::new(&u.nut_device_name, &upsd, u.poll_interval));
                     }
                 }
             }
@@ -650,6 +661,10 @@ async fn watch_upsd(
                 continue;
             };
             slot.state.observe(reading, unix_now(), &mut notes);
+            slot.readings = match &r {
+                Ok(list) => Readings::from_list(list),
+                Err(_) => Readings::default(),
+            };
             let done = Instant::now();
             let interval = Duration::from_secs(u64::from(slot.poll_interval));
             slot.polls += 1;
