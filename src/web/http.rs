@@ -45,7 +45,8 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
+    // Not `no-referrer`: with it, browsers send `Origin: null` on this site's own forms.
+    ("referrer-policy", "same-origin"),
 ];
 
 impl Response {

@@ -132,7 +132,7 @@ fn rank(class: &str) -> u8 {
         "bad" => 4,
         "warn" => 3,
         "muted" => 2,
-        "info" => 1,
+        "ok" => 1,
         _ => 0,
     }
 }

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod nut;
 pub mod sim;
+pub mod web;
 
 use std::fs;
 use std::path::{Path, PathBuf};
