@@ -189,3 +189,74 @@ pub fn render(s: &Shared) -> String {
     let _ = writeln!(out, "power_snitch_start_time_seconds {}", s.started);
     out
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::agent::monitor::{Reading, Readings, Vars};
+    use crate::agent::ring::Ring;
+    use crate::agent::UpsSlot;
+
+    pub(crate) fn shared() -> Shared {
+        let mut u = UpsSlot::new("rack \"A\"", "127.0.0.1:3493", 5);
+        let vars = Vars {
+            status: Some("OB LB XYZ"),
+            charge: Some("15"),
+            ..Vars::default()
+        };
+        u.state.observe(Reading::Vars(vars), 100, &mut Vec::new());
+        let list: Vec<(String, String)> = [
+            ("battery.charge", "15"),
+            ("battery.runtime", "300"),
+            ("input.voltage", "0"),
+            ("ups.mfr", "CPS"),
+            ("ups.model", "CP1500"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        u.readings = Readings::from_list(&list);
+        u.polls = 7;
+        let mut ring = Ring::default();
+        ring.push(100, log::Level::Warn, "rack", "on battery <b>(OB)</b>");
+        Shared {
+            started: 50,
+            ring,
+            ups: vec![u, UpsSlot::new("spare", "127.0.0.1:3493", 5)],
+            links: Vec::new(),
+            findings: (1, 2, 3),
+            checked_at: 100,
+            settings_path: "/var/lib/power-snitch/settings.bin".into(),
+            nut_dir: "/etc/nut".into(),
+        }
+    }
+
+    #[test]
+    fn web_metrics_use_nut_exporter_names_and_escape_labels() {
+        let m = render(&shared());
+        for want in [
+            "# TYPE network_ups_tools_battery_charge gauge",
+            "network_ups_tools_battery_charge{ups=\"rack \\\"A\\\"\"} 15",
+            "network_ups_tools_battery_runtime{ups=\"rack \\\"A\\\"\"} 300",
+            "network_ups_tools_input_voltage{ups=\"rack \\\"A\\\"\"} 0",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"OB\"} 1",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"LB\"} 1",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"OL\"} 0",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"XYZ\"} 1",
+            "network_ups_tools_device_info{ups=\"rack \\\"A\\\"\",mfr=\"CPS\",model=\"CP1500\"} 1",
+            "power_snitch_ups_data_ok{ups=\"spare\",upsd=\"127.0.0.1:3493\"} 0",
+            "power_snitch_ups_polls_total{ups=\"rack \\\"A\\\"\"} 7",
+            "power_snitch_findings{severity=\"warning\"} 2",
+            "power_snitch_events_total 1",
+            "power_snitch_start_time_seconds 50",
+        ] {
+            assert!(m.contains(want), "no {want} in\n{m}");
+        }
+        // A UPS without data has no NUT series; each family is declared once.
+        assert!(!m.contains("ups=\"spare\",flag"));
+        assert_eq!(m.matches("# TYPE network_ups_tools_ups_status").count(), 1);
+        assert_eq!(label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
+        assert_eq!(value(f64::NAN), "NaN");
+        assert_eq!(value(230.5), "230.5");
+    }
+}

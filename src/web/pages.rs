@@ -935,7 +935,8 @@ pub fn test(f: &Frame, v: &TestView) -> String {
                 if s.ok { "ok" } else { "bad" },
                 if s.ok { "ok" } else { "failed" },
                 esc(s.name),
-                esc(&s.message)
+                // The command line's advice, in the page's words.
+                esc(&s.message.replace("add --login", "tick \"Also test by LOGIN\""))
             );
         }
         b.push_str("</ol></section>");
@@ -946,4 +947,147 @@ pub fn test(f: &Frame, v: &TestView) -> String {
 /// A page for a refusal or a failure.
 pub fn message(f: &Frame, heading: &str, text: &str) -> String {
     page(f, &format!("<h1>{}</h1><p>{}</p>", esc(heading), esc(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nut::diag::Code;
+    use crate::nut::lexer::Pos;
+    use crate::settings::model::Secret;
+
+    fn session() -> Session {
+        Session {
+            token: "t".repeat(64),
+            csrf: "c".repeat(64),
+            created: 0,
+            last_used: 0,
+        }
+    }
+
+    fn frame<'a>(s: Option<&'a Session>) -> Frame<'a> {
+        Frame {
+            title: "T",
+            current: "/",
+            session: s,
+        }
+    }
+
+    #[test]
+    fn web_pages_escape_everything_from_outside() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        let live = status_live(&crate::web::metrics::tests::shared(), 200);
+        assert!(!live.contains("on battery <b>"));
+        assert!(live.contains("on battery &lt;b&gt;(OB)&lt;/b&gt;"));
+        assert!(live.contains("rack &quot;A&quot;"));
+    }
+
+    #[test]
+    fn web_status_says_the_state_in_words_and_colour() {
+        let live = status_live(&crate::web::metrics::tests::shared(), 200);
+        assert!(live.contains("<section class=\"card ups bad\""), "{live}");
+        assert!(live.contains("<span class=\"badge warn\" title=\"OB\">on battery</span>"));
+        assert!(live.contains("<span class=\"badge bad\" title=\"LB\">low battery</span>"));
+        assert!(live.contains("15 %") && live.contains("5 min"));
+        assert!(
+            live.contains("fill bad"),
+            "the bar is red at the low threshold"
+        );
+        assert!(live.contains("waiting for the first reading"), "the spare");
+        assert!(live.contains("1 error(s), 2 warning(s)"));
+        assert!(!live.contains("<html"), "a fragment");
+    }
+
+    #[test]
+    fn web_setup_never_shows_the_password_and_marks_bad_fields() {
+        let mut s = Settings::default();
+        let mut u = UpsEntry::new("ups1");
+        u.nut_password = Some(Secret("hunter2-secret".into()));
+        s.ups.push(u.clone());
+        let sess = session();
+        let typed = super::super::form::parse(
+            b"nut_device_name=ups1&poll_interval=0&nut_password=typed-secret",
+        );
+        let errors = [FieldError {
+            field: "poll_interval",
+            message: "poll_interval is a whole number from 1 to 3600, not `0`".into(),
+        }];
+        let choices = Choices {
+            drivers: vec!["usbhid-ups".into()],
+            ports: vec!["auto".into()],
+            ..Choices::default()
+        };
+        let v = SetupView {
+            settings: &s,
+            original: Some("ups1"),
+            entry: &u,
+            log_level: LogLevel::Warn,
+            public_status: true,
+            errors: &errors,
+            typed: Some(&typed),
+            choices: &choices,
+            notice: None,
+        };
+        let html = setup(&frame(Some(&sess)), &v);
+        assert!(!html.contains("hunter2") && !html.contains("typed-secret"));
+        assert!(html.contains("placeholder=\"unchanged\""));
+        assert!(html.contains("name=\"csrf\" value=\"cccc"));
+        assert!(html.contains("id=\"poll_interval\" name=\"poll_interval\" value=\"0\" min=\"1\" max=\"3600\" inputmode=\"numeric\" aria-invalid=\"true\""), "{html}");
+        assert!(html.contains(
+            "<p class=\"error\" id=\"err-poll_interval\">poll_interval is a whole number"
+        ));
+        assert!(html.contains("<option value=\"usbhid-ups\">"));
+    }
+
+    #[test]
+    fn web_check_groups_by_file_then_severity() {
+        let f = |sev, code, file: &str, line| {
+            Finding::new(sev, code, file, Pos::new(line, 2), format!("{file} {line}"))
+                .hint("do <this>")
+        };
+        let findings = vec![
+            f(Severity::Warning, Code::Duplicate, "upsd.users", 3),
+            f(Severity::Error, Code::MissingPort, "ups.conf", 7),
+            f(Severity::Info, Code::Deprecated, "ups.conf", 2),
+        ];
+        let sync = vec![(
+            "nut_driver[ups1]".to_string(),
+            "a".to_string(),
+            "b".to_string(),
+        )];
+        let sess = session();
+        let v = CheckView {
+            nut_dir: "/etc/nut",
+            nut_version: "2.8.0",
+            findings: &findings,
+            found: &[],
+            sync: &sync,
+            sync_error: None,
+            notice: None,
+        };
+        let html = check(&frame(Some(&sess)), &v);
+        let ups = html.find("<h2>ups.conf</h2>").unwrap();
+        let users = html.find("<h2>upsd.users</h2>").unwrap();
+        assert!(ups < users, "ups.conf before upsd.users");
+        let errors = html.find("<h3 class=\"bad\">Errors</h3>").unwrap();
+        let infos = html.find("<h3 class=\"info\">Information</h3>").unwrap();
+        assert!(ups < errors && errors < infos && infos < users);
+        assert!(html.contains("line 7, column 2</span> <code>missing-port</code>"));
+        assert!(html.contains("hint: do &lt;this&gt;"));
+        assert!(html.contains("1 error(s), 1 warning(s), 1 info(s)"));
+        assert!(html.contains("action=\"/sync\"") && html.contains("name=\"expect\" value=\"1\""));
+    }
+
+    #[test]
+    fn web_login_asks_for_the_code_until_a_password_is_set() {
+        let first = login(&frame(None), false, None, "/setup");
+        assert!(first.contains("action=\"/login/setup\"") && first.contains("Setup code"));
+        let again = login(&frame(None), true, Some("Wrong <password>."), "/x\"y");
+        assert!(again.contains("action=\"/login\"") && !again.contains("Setup code"));
+        assert!(again.contains("Wrong &lt;password&gt;."));
+        assert!(again.contains("value=\"/x&quot;y\""));
+    }
 }
