@@ -9,3 +9,5 @@ pub mod probe;
 pub mod report;
 pub mod settings;
 pub mod upsd;
+#[cfg(feature = "web")]
+pub mod web;

@@ -194,6 +194,23 @@ fn ups_json(out: &mut String, u: &UpsSlot) {
         .num("poll_interval", u64::from(u.poll_interval))
         .num("polls", u.polls);
     opt_num(&mut o, "last_poll_ms", u.last_poll_ms);
+    let mut readings = String::new();
+    let mut r = Object::new(&mut readings);
+    for (name, v) in super::monitor::READINGS.iter().zip(u.readings.values) {
+        if let Some(v) = v {
+            r.raw(name, &v.to_string());
+        }
+    }
+    r.end();
+    o.raw("readings", &readings)
+        .opt_str(
+            "mfr",
+            (!u.readings.mfr.is_empty()).then_some(u.readings.mfr.as_str()),
+        )
+        .opt_str(
+            "model",
+            (!u.readings.model.is_empty()).then_some(u.readings.model.as_str()),
+        );
     o.end();
 }
 

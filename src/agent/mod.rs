@@ -36,7 +36,7 @@ use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
 use crate::upsd::tls::TlsMode;
-use monitor::{Link, Note, Reading, RetryPolicy, UpsState, Vars};
+use monitor::{Link, Note, Reading, Readings, RetryPolicy, UpsState, Vars};
 use ring::Ring;
 
 /// Longest pause between reconnection attempts.
@@ -61,6 +61,9 @@ pub struct Config {
     pub client: Options,
     /// Applies the settings' log level (the command line's -v/-q and RUST_LOG on top).
     pub set_log_level: Box<dyn Fn(LogLevel)>,
+    /// The setup page's needs; it is served on the settings' `web_listen`.
+    #[cfg(feature = "web")]
+    pub web: crate::web::Config,
 }
 
 /// One configured UPS, as the monitor tasks and the control socket see it.
@@ -70,10 +73,30 @@ pub struct UpsSlot {
     pub upsd: String,
     pub poll_interval: u32,
     pub state: UpsState,
+    /// The last poll's numbers (charge, runtime, load, voltages) and names; empty when upsd
+    /// had no data.
+    pub readings: Readings,
     pub polls: u64,
     pub last_poll_ms: Option<u64>,
     last_poll: Option<Instant>,
     due: Instant,
+}
+
+impl UpsSlot {
+    /// A UPS not polled yet, due now.
+    pub fn new(name: &str, upsd: &str, poll_interval: u32) -> UpsSlot {
+        UpsSlot {
+            name: name.to_string(),
+            upsd: upsd.to_string(),
+            poll_interval,
+            state: UpsState::default(),
+            readings: Readings::default(),
+            polls: 0,
+            last_poll_ms: None,
+            last_poll: None,
+            due: Instant::now(),
+        }
+    }
 }
 
 pub struct LinkSlot {
@@ -197,6 +220,8 @@ struct Agent {
     findings: Vec<Finding>,
     prints: Vec<(String, Option<u64>)>,
     groups: Vec<Group>,
+    #[cfg(feature = "web")]
+    web: Option<crate::web::Running>,
 }
 
 fn address(host: &str, port: u16) -> String {
@@ -369,6 +394,40 @@ impl Agent {
         self.recheck(false)
     }
 
+    /// Serves the setup page on the settings' `web_listen`: started, moved or stopped when it
+    /// changes. An address that cannot be bound is logged; the agent runs on without the page.
+    #[cfg(feature = "web")]
+    fn apply_web(&mut self) {
+        let want = self.settings.web_listen.clone();
+        if self.web.as_ref().map(|w| w.listen.as_str()) == Some(want.as_str()) {
+            return;
+        }
+        if let Some(old) = self.web.take() {
+            old.task.abort();
+            self.emit(
+                Level::Info,
+                "web",
+                &format!("stopped serving on {}", old.listen),
+            );
+        }
+        if want.is_empty() {
+            log::info!("web: the setup page is off (web_listen is empty)");
+            return;
+        }
+        match crate::web::start(
+            &want,
+            self.shared.clone(),
+            self.config.web.clone(),
+            self.version,
+        ) {
+            Ok(r) => {
+                self.emit(Level::Info, "web", &format!("setup page on http://{want}/"));
+                self.web = Some(r);
+            }
+            Err(e) => self.emit(Level::Warn, "web", &format!("no setup page: {e}")),
+        }
+    }
+
     fn watch(&self, w: &mut watch::Watcher) {
         let settings_dir = self
             .config
@@ -386,6 +445,8 @@ impl Agent {
     /// settings changed is reconnected.
     fn apply_settings(&mut self) {
         (self.config.set_log_level)(self.settings.log_level);
+        #[cfg(feature = "web")]
+        self.apply_web();
         let now = Instant::now();
         {
             let mut sh = self.shared.borrow_mut();
@@ -415,16 +476,7 @@ impl Agent {
                                 u.poll_interval
                             ),
                         );
-                        slots.push(UpsSlot {
-                            name: u.nut_device_name.clone(),
-                            upsd,
-                            poll_interval: u.poll_interval,
-                            state: UpsState::default(),
-                            polls: 0,
-                            last_poll_ms: None,
-                            last_poll: None,
-                            due: now,
-                        });
+                        slots.push(UpsSlot::new(&u.nut_device_name, &upsd, u.poll_interval));
                     }
                 }
             }
@@ -650,6 +702,10 @@ async fn watch_upsd(
                 continue;
             };
             slot.state.observe(reading, unix_now(), &mut notes);
+            slot.readings = match &r {
+                Ok(list) => Readings::from_list(list),
+                Err(_) => Readings::default(),
+            };
             let done = Instant::now();
             let interval = Duration::from_secs(u64::from(slot.poll_interval));
             slot.polls += 1;
@@ -753,6 +809,8 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         findings: Vec::new(),
         prints: Vec::new(),
         groups: Vec::new(),
+        #[cfg(feature = "web")]
+        web: None,
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);
@@ -876,6 +934,10 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     notifier.send("STOPPING=1");
     server.abort();
+    #[cfg(feature = "web")]
+    if let Some(w) = agent.web.take() {
+        w.task.abort();
+    }
     for g in &agent.groups {
         g.task.abort();
     }

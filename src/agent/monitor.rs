@@ -251,6 +251,54 @@ pub enum Reading<'a> {
     },
 }
 
+/// The numbers a poll keeps for the setup page and /metrics, by NUT variable name.
+pub const READINGS: [&str; 9] = [
+    "battery.charge",
+    "battery.runtime",
+    "battery.voltage",
+    "input.voltage",
+    "output.voltage",
+    "ups.load",
+    "ups.realpower",
+    "ups.temperature",
+    "input.frequency",
+];
+/// Bytes kept of the maker's and the model's names.
+pub const MAX_NAME: usize = 64;
+
+/// A poll's numbers and the UPS's names: fixed size, replaced whole by each poll.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Readings {
+    pub values: [Option<f64>; READINGS.len()],
+    pub mfr: String,
+    pub model: String,
+}
+
+impl Readings {
+    /// Picks the numbers and names out of `LIST VAR`'s (name, value) pairs; a value that is not
+    /// a finite number is left out.
+    pub fn from_list(list: &[(String, String)]) -> Self {
+        let mut r = Readings::default();
+        for (k, v) in list {
+            if let Some(i) = READINGS.iter().position(|n| n == k) {
+                r.values[i] = v.trim().parse::<f64>().ok().filter(|x| x.is_finite());
+            } else if k == "ups.mfr" || (k == "device.mfr" && r.mfr.is_empty()) {
+                r.mfr = bounded(v.trim(), MAX_NAME);
+            } else if k == "ups.model" || (k == "device.model" && r.model.is_empty()) {
+                r.model = bounded(v.trim(), MAX_NAME);
+            }
+        }
+        r
+    }
+
+    pub fn get(&self, name: &str) -> Option<f64> {
+        READINGS
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| self.values[i])
+    }
+}
+
 fn percent(v: Option<&str>) -> Option<u8> {
     let x: f64 = v?.trim().parse().ok()?;
     x.is_finite().then(|| x.round().clamp(0.0, 100.0) as u8)
@@ -622,6 +670,32 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_monitor_keeps_the_readings_that_are_numbers() {
+        let list: Vec<(String, String)> = [
+            ("battery.charge", "87"),
+            ("battery.runtime", " 1200 "),
+            ("input.voltage", "230.5"),
+            ("ups.load", "NaN"),
+            ("output.voltage", "n/a"),
+            ("device.model", "Other"),
+            ("ups.model", &"M".repeat(200)),
+            ("ups.mfr", "CPS"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let r = Readings::from_list(&list);
+        assert_eq!(r.get("battery.charge"), Some(87.0));
+        assert_eq!(r.get("battery.runtime"), Some(1200.0));
+        assert_eq!(r.get("input.voltage"), Some(230.5));
+        assert_eq!(r.get("ups.load"), None);
+        assert_eq!(r.get("output.voltage"), None);
+        assert_eq!(r.get("no.such"), None);
+        assert_eq!(r.mfr, "CPS");
+        assert!(r.model.len() <= MAX_NAME && r.model.starts_with("MMM"));
+    }
 
     fn vars<'a>(status: &'a str, charge: Option<&'a str>) -> Vars<'a> {
         Vars {

@@ -14,23 +14,35 @@ use crate::upsd::client::Client;
 use crate::upsd::error::NutError;
 use crate::upsd::target::Target;
 
+/// Everything `check` found, before it is rendered.
+pub struct Checked {
+    pub nut: validate::Nut,
+    pub findings: Vec<Finding>,
+    pub inv: Inventory,
+    /// Which section serves which detected UPS (its index in `inv.ups`).
+    pub claims: Vec<(String, usize)>,
+}
+
 pub fn run(args: &Args) -> (u8, String) {
     let common = &args.common;
     if let Some(extra) = args.positional.first() {
         return validate::fail(common.format, &format!("check takes no argument `{extra}`"));
     }
-    if common.no_upsd && common.upsd.is_some() {
-        return validate::fail(common.format, "give --upsd or --no-upsd, not both");
+    match gather(args) {
+        Ok(c) => render(common.format, &c),
+        Err(e) => validate::fail(common.format, &e),
     }
-    let nut = match validate::Nut::resolve(common) {
-        Ok(n) => n,
-        Err(e) => return validate::fail(common.format, &e),
-    };
+}
+
+/// Runs every check (blocking: it probes the hardware and asks upsd).
+pub fn gather(args: &Args) -> Result<Checked, String> {
+    let common = &args.common;
+    if common.no_upsd && common.upsd.is_some() {
+        return Err("give --upsd or --no-upsd, not both".into());
+    }
+    let nut = validate::Nut::resolve(common)?;
     let stored = settings::stored(args);
-    let target = match upsd_target(args, stored.as_ref()) {
-        Ok(t) => t,
-        Err(e) => return validate::fail(common.format, &e),
-    };
+    let target = upsd_target(args, stored.as_ref())?;
     let (parsed, mut findings) = nut.validate();
     let root = probe::root(common);
     let inv = probe::hardware(common, &root, parsed.ups.as_ref());
@@ -52,14 +64,24 @@ pub fn run(args: &Args) -> (u8, String) {
         findings.extend(settings::compare(args, s, &parsed, &nut.dir));
     }
     crate::nut::sort(&mut findings);
+    Ok(Checked {
+        nut,
+        findings,
+        inv,
+        claims: outcome.claims,
+    })
+}
 
+/// The report of a check, in `validate`'s shape, and its exit code.
+pub fn render(format: Format, c: &Checked) -> (u8, String) {
+    let (inv, findings, nut) = (&c.inv, &c.findings, &c.nut);
     let devices = json::array(inv.ups.iter().enumerate().map(|(i, u)| {
-        let section = outcome
+        let section = c
             .claims
             .iter()
             .find(|(_, j)| *j == i)
             .map(|(n, _)| n.as_str());
-        let mut d = probe::device_json(&inv, u, None);
+        let mut d = probe::device_json(inv, u, None);
         d.pop();
         d.push_str(",\"section\":");
         match section {
@@ -71,9 +93,9 @@ pub fn run(args: &Args) -> (u8, String) {
         d.push('}');
         d
     }));
-    let (code, report) = nut.report(common.format, &findings, &[("devices", devices)]);
-    let out = match common.format {
-        Format::Human => format!("{}{report}", found(&inv, &outcome.claims)),
+    let (code, report) = nut.report(format, findings, &[("devices", devices)]);
+    let out = match format {
+        Format::Human => format!("{}{report}", found(inv, &c.claims)),
         Format::Json => report,
     };
     (code, out)

@@ -1,15 +1,17 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
-mod check;
+pub(crate) mod check;
 mod events;
 mod logger;
-mod probe;
+pub(crate) mod probe;
 mod run;
-mod settings;
-mod status;
-mod test_connection;
+pub(crate) mod settings;
+pub(crate) mod status;
+pub(crate) mod test_connection;
 mod udev;
-mod validate;
+pub(crate) mod validate;
+#[cfg(feature = "web")]
+mod web_password;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -80,6 +82,7 @@ pub enum Command {
     UdevCheck,
     Run,
     Events,
+    WebPassword,
     Help,
     Version,
 }
@@ -122,6 +125,7 @@ Commands:
                            NUT's files and the settings; for systemd (Type=notify) or a terminal
   status --agent           the running agent's view: each UPS and upsd connection
   events [-n N]            the running agent's last N events (default 20, at most 256)
+  web-password             set the setup page's admin password, read from standard input
   help                     print this text
 
 Options (before or after the command):
@@ -279,6 +283,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "udev-check" => Command::UdevCheck,
                     "run" => Command::Run,
                     "events" => Command::Events,
+                    "web-password" => Command::WebPassword,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -318,6 +323,13 @@ pub fn main() -> ExitCode {
         Command::UdevCheck => udev::check(&args),
         Command::Run => run::run(&args),
         Command::Events => events::run(&args),
+        #[cfg(feature = "web")]
+        Command::WebPassword => web_password::run(&args),
+        #[cfg(not(feature = "web"))]
+        Command::WebPassword => status::usage(
+            args.common.format,
+            "this build has no setup page (cargo feature `web`)",
+        ),
     };
     write_stdout(&out);
     ExitCode::from(code)

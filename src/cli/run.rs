@@ -23,6 +23,8 @@ pub fn run(args: &Args) -> (u8, String) {
         root: super::probe::root(&args.common),
         client,
         set_log_level: Box::new(super::logger::set_base),
+        #[cfg(feature = "web")]
+        web: web_config(args),
     };
     (agent::run(config), String::new())
 }
@@ -32,4 +34,52 @@ pub fn control_socket(args: &Args) -> PathBuf {
         .control_socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(control::DEFAULT_PATH))
+}
+
+/// The setup page's needs: the settings file, the hardware's root, upsd's TLS trust, and the
+/// full check as `check` runs it.
+#[cfg(feature = "web")]
+fn web_config(args: &Args) -> crate::web::Config {
+    let client = client_options(&args.common).unwrap_or_default();
+    let base = args.clone();
+    let check: crate::web::CheckFn = std::sync::Arc::new(move |dir: &std::path::Path| {
+        let mut a = base.clone();
+        a.common.nut_dir = Some(dir.to_path_buf());
+        a.common.format = super::Format::Json;
+        a.positional.clear();
+        let c = super::check::gather(&a)?;
+        let (_, json) = super::check::render(super::Format::Json, &c);
+        let found = c
+            .inv
+            .ups
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let section = c
+                    .claims
+                    .iter()
+                    .find(|(_, j)| *j == i)
+                    .map(|(n, _)| n.clone());
+                let f = crate::web::pages::Found {
+                    description: crate::probe::cross::describe(&c.inv, u),
+                    drivers: u.drivers.clone(),
+                    port: u.port.clone(),
+                };
+                (f, section)
+            })
+            .collect();
+        Ok(crate::web::CheckReport {
+            nut_dir: c.nut.dir.display().to_string(),
+            nut_version: c.nut.version.to_string(),
+            findings: c.findings,
+            found,
+            json,
+        })
+    });
+    crate::web::Config {
+        settings_path: super::settings::path(args),
+        root: super::probe::root(&args.common),
+        client,
+        check,
+    }
 }

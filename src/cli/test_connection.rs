@@ -300,7 +300,7 @@ fn human(target: &Target, steps: &[Step], ok: bool) -> String {
     out
 }
 
-fn json(steps: &[Step], ok: bool) -> String {
+pub fn json(steps: &[Step], ok: bool) -> String {
     let mut list = String::from("[");
     for (i, s) in steps.iter().enumerate() {
         if i > 0 {

@@ -92,22 +92,37 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// The setup page's address; empty: off.
     pub web_listen: String,
+    /// The setup page's admin password as a salted PBKDF2 hash (`web::auth`); none: not set.
+    pub web_password: Option<Secret>,
+    /// Whether the status page, its JSON and /metrics may be read without logging in.
+    pub web_public_status: bool,
     pub ups: Vec<UpsEntry>,
 }
+
+/// Where the setup page listens by default: this machine only.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             nut_conf_dir: "/etc/nut".into(),
             log_level: LogLevel::Warn,
-            web_listen: String::new(),
+            web_listen: DEFAULT_WEB_LISTEN.into(),
+            web_password: None,
+            web_public_status: true,
             ups: Vec::new(),
         }
     }
 }
 
-/// Every key `settings set` takes: agent-wide ones, then per-UPS ones.
-pub const AGENT_KEYS: &[&str] = &["nut_conf_dir", "log_level", "web_listen"];
+/// Every key `settings set` takes: agent-wide ones, then per-UPS ones. The admin password is
+/// not one: `power-snitch web-password` sets it.
+pub const AGENT_KEYS: &[&str] = &[
+    "nut_conf_dir",
+    "log_level",
+    "web_listen",
+    "web_public_status",
+];
 pub const UPS_KEYS: &[&str] = &[
     "nut_device_name",
     "nut_driver",
@@ -169,6 +184,13 @@ impl Settings {
                     return Err(format!("web_listen is ADDRESS:PORT (e.g. 127.0.0.1:8080) or empty for off, not `{v}`"));
                 }
                 self.web_listen = v.to_string();
+            }
+            "web_public_status" => {
+                self.web_public_status = match v {
+                    "yes" | "true" | "on" => true,
+                    "no" | "false" | "off" => false,
+                    _ => return Err(format!("web_public_status is yes or no, not `{v}`")),
+                }
             }
             _ => return Err(unknown(key)),
         }
@@ -246,6 +268,7 @@ impl Settings {
             "nut_conf_dir" => self.nut_conf_dir.clone(),
             "log_level" => self.log_level.as_str().to_string(),
             "web_listen" => self.web_listen.clone(),
+            "web_public_status" => if self.web_public_status { "yes" } else { "no" }.to_string(),
             _ => String::new(),
         }
     }

@@ -219,6 +219,19 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<(String, String, String)> 
             out.push((k.to_string(), a, b));
         }
     }
+    if old.web_password != new.web_password {
+        let set = |p: &Option<_>| if p.is_some() { "********" } else { "(none)" };
+        out.push((
+            "web_password".to_string(),
+            set(&old.web_password).to_string(),
+            if new.web_password.is_some() {
+                "(changed)"
+            } else {
+                "(none)"
+            }
+            .to_string(),
+        ));
+    }
     for u in &new.ups {
         match old
             .ups

@@ -12,17 +12,30 @@ use super::model::{LogLevel, Secret, Settings, UpsEntry};
 use crate::upsd::tls::TlsMode;
 
 pub const MAGIC: &[u8; 4] = b"PSNT";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 const HEADER: usize = 4 + 2 + 4 + 4;
 /// A settings file is small; anything larger is not ours.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
-/// Format version 1.
+/// Format version 1 (read only: migrated to the current version on load).
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
 struct V1 {
     nut_conf_dir: String,
     log_level: u8,
     web_listen: String,
+    ups: Vec<UpsV1>,
+}
+
+/// Format version 2: version 1 plus the setup page's admin password hash and whether its
+/// status may be read without logging in. The UPS entries are unchanged.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct V2 {
+    nut_conf_dir: String,
+    log_level: u8,
+    web_listen: String,
+    /// `pbkdf2-sha256$ITERATIONS$SALT$HASH`, or none while no password is set.
+    web_password: Option<String>,
+    web_public_status: bool,
     ups: Vec<UpsV1>,
 }
 
@@ -107,10 +120,12 @@ fn level_code(l: LogLevel) -> u8 {
 }
 
 pub fn encode(s: &Settings) -> Vec<u8> {
-    let v1 = V1 {
+    let v2 = V2 {
         nut_conf_dir: s.nut_conf_dir.clone(),
         log_level: level_code(s.log_level),
         web_listen: s.web_listen.clone(),
+        web_password: s.web_password.as_ref().map(|p| p.0.clone()),
+        web_public_status: s.web_public_status,
         ups: s
             .ups
             .iter()
@@ -130,7 +145,7 @@ pub fn encode(s: &Settings) -> Vec<u8> {
             .collect(),
     };
     let payload =
-        postcard::to_allocvec(&v1).expect("serializing plain data into memory cannot fail");
+        postcard::to_allocvec(&v2).expect("serializing plain data into memory cannot fail");
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -167,15 +182,35 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
     if crc32(payload) != crc {
         return Err(DecodeError::Checksum);
     }
-    // Version 1 is the only one so far; a later version adds its struct and a conversion here.
-    let v1: V1 = postcard::from_bytes(payload).map_err(|e| DecodeError::Payload(e.to_string()))?;
+    let payload_error = |e: postcard::Error| DecodeError::Payload(e.to_string());
+    // Each version has its struct; older ones are converted to the newest here.
+    let v2: V2 = match version {
+        1 => {
+            let v1: V1 = postcard::from_bytes(payload).map_err(payload_error)?;
+            V2 {
+                nut_conf_dir: v1.nut_conf_dir,
+                log_level: v1.log_level,
+                // Version 1 had no setup page, so its empty web_listen (the default then) was
+                // never a choice to turn the page off: it becomes today's default, loopback.
+                web_listen: if v1.web_listen.is_empty() {
+                    Settings::default().web_listen
+                } else {
+                    v1.web_listen
+                },
+                web_password: None,
+                web_public_status: true,
+                ups: v1.ups,
+            }
+        }
+        _ => postcard::from_bytes(payload).map_err(payload_error)?,
+    };
     let tls = |c: u8| match c {
         0 => Ok(TlsMode::Off),
         1 => Ok(TlsMode::Auto),
         2 => Ok(TlsMode::Required),
         _ => Err(DecodeError::Payload(format!("unknown TLS mode {c}"))),
     };
-    let ups = v1
+    let ups = v2
         .ups
         .into_iter()
         .map(|u| {
@@ -195,14 +230,16 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
     let log_level = LogLevel::ALL
-        .get(usize::from(v1.log_level))
+        .get(usize::from(v2.log_level))
         .map(|(_, l)| *l)
-        .ok_or_else(|| DecodeError::Payload(format!("unknown log level {}", v1.log_level)))?;
+        .ok_or_else(|| DecodeError::Payload(format!("unknown log level {}", v2.log_level)))?;
     Ok((
         Settings {
-            nut_conf_dir: v1.nut_conf_dir,
+            nut_conf_dir: v2.nut_conf_dir,
             log_level,
-            web_listen: v1.web_listen,
+            web_listen: v2.web_listen,
+            web_password: v2.web_password.map(Secret),
+            web_public_status: v2.web_public_status,
             ups,
         },
         version,
@@ -251,18 +288,38 @@ mod tests {
         }
     }
 
-    /// Writes the committed fixture of format version 1 when asked (`WRITE_V1_FIXTURE=1`).
+    /// The committed file of the current format version, written when asked
+    /// (`WRITE_SETTINGS_FIXTURE=1`): while version 2 is current, the encoder writes exactly it.
     #[test]
-    fn version_1_fixture_matches_this_encoder() {
+    fn version_2_fixture_matches_this_encoder() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures-settings/v2-one-ups.bin"
+        );
+        let mut s = sample(1);
+        s.web_password = Some(Secret("pbkdf2-sha256$1000$00ff$abcd".into()));
+        s.web_public_status = false;
+        if std::env::var_os("WRITE_SETTINGS_FIXTURE").is_some() {
+            std::fs::write(path, encode(&s)).unwrap();
+        }
+        assert_eq!(std::fs::read(path).unwrap(), encode(&s));
+        assert_eq!(decode(&encode(&s)).unwrap(), (s, 2));
+    }
+
+    /// A version 1 file reads as the same settings, with the fields version 2 added at their
+    /// defaults: no admin password, status open, the page on loopback.
+    #[test]
+    fn version_1_file_migrates() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures-settings/v1-one-ups.bin"
         );
-        if std::env::var_os("WRITE_V1_FIXTURE").is_some() {
-            std::fs::write(path, encode(&sample(1))).unwrap();
-        }
-        // While version 1 is current, the encoder still writes exactly the fixture.
-        assert_eq!(std::fs::read(path).unwrap(), encode(&sample(1)));
+        let (s, version) = decode(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(version, 1);
+        assert_eq!(s, sample(1));
+        assert_eq!(s.web_password, None);
+        assert!(s.web_public_status);
+        assert_eq!(s.web_listen, "127.0.0.1:8080");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod nut;
 pub mod sim;
+pub mod web;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,789 @@
+//! What each route does: the access rules, then the page or the JSON. This is where the pure
+//! parts meet the agent's state, the settings file, the check and upsd; the HTTP connection
+//! itself is `server`'s.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::auth::{self, Brake, Session, Sessions};
+use super::form::{self, Form, SetupInput};
+use super::http::{self, Access, Request, Response, Route};
+use super::pages::{self, CheckView, Choices, Found, Frame, SetupView, TestView};
+use super::{metrics, CheckReport, Config};
+use crate::agent::{control, Shared};
+use crate::json::Object;
+use crate::nut::drivers::DriverDb;
+use crate::nut::version::NutVersion;
+use crate::nut::{host, Context};
+use crate::settings::model::{Secret, Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
+use crate::settings::{store, sync};
+use crate::upsd::client::Client;
+use crate::upsd::target::Target;
+
+const STYLE: &[u8] = include_bytes!("assets/style.css");
+const SCRIPT: &[u8] = include_bytes!("assets/app.js");
+const ICON: &[u8] = include_bytes!("assets/icon.svg");
+
+/// A settings change as the store names it: (field, old, new), secrets masked.
+type Change = (String, String, String);
+
+/// A failed login waits this long before it is answered, whatever the brake says.
+const FAILED_LOGIN_PAUSE: Duration = Duration::from_millis(500);
+
+pub struct App {
+    pub shared: Rc<RefCell<Shared>>,
+    pub config: Config,
+    pub nut_version: NutVersion,
+    sessions: RefCell<Sessions>,
+    brake: Cell<Brake>,
+    /// The setup code printed to the log at start, while no password is set.
+    setup_code: RefCell<Option<String>>,
+    /// The admin password hash last seen: when it changes, every session ends.
+    last_hash: RefCell<Option<Secret>>,
+}
+
+fn now() -> u64 {
+    pages::unix_now()
+}
+
+/// A refusal in the route's language: JSON for the API, a page otherwise.
+fn refuse(route: Route, status: u16, text: &str, session: Option<&Session>) -> Response {
+    if route.is_api() {
+        let mut out = String::new();
+        let mut o = Object::new(&mut out);
+        o.str("error", text);
+        o.end();
+        return Response::json(status, out);
+    }
+    let f = Frame {
+        title: "Refused",
+        current: "",
+        session,
+    };
+    Response::html(status, pages::message(&f, "Refused", text))
+}
+
+impl App {
+    pub fn new(shared: Rc<RefCell<Shared>>, config: Config, nut_version: NutVersion) -> App {
+        App {
+            shared,
+            config,
+            nut_version,
+            sessions: RefCell::default(),
+            brake: Cell::default(),
+            setup_code: RefCell::new(None),
+            last_hash: RefCell::new(None),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        let s = store::load(&self.config.settings_path).settings;
+        let mut last = self.last_hash.borrow_mut();
+        if *last != s.web_password {
+            if last.is_some() || s.web_password.is_some() {
+                self.sessions.borrow_mut().clear();
+            }
+            if s.web_password.is_some() {
+                self.setup_code.borrow_mut().take();
+            }
+            *last = s.web_password.clone();
+        }
+        s
+    }
+
+    /// Without an admin password, makes a setup code and logs it (never into the event ring,
+    /// which the status page shows).
+    pub fn announce_setup_code(&self, listen: &str) {
+        let s = self.settings();
+        if s.web_password.is_some() {
+            return;
+        }
+        let Some(random) = super::random::<8>() else {
+            log::error!("web: no randomness for a setup code; set the password with `power-snitch web-password`");
+            return;
+        };
+        let code = auth::setup_code(&random);
+        log::warn!(
+            "web: no admin password yet: open http://{listen}/login and give the setup code {code}, or run `power-snitch web-password` on this machine"
+        );
+        *self.setup_code.borrow_mut() = Some(code);
+    }
+
+    fn code_ok(&self, typed: &str) -> bool {
+        if let Some(c) = self.setup_code.borrow().as_deref() {
+            if auth::code_matches(c, typed) {
+                return true;
+            }
+        }
+        let file = super::setup_code_path(&self.config.settings_path);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => auth::code_matches(text.trim(), typed),
+            Err(_) => false,
+        }
+    }
+
+    fn frame<'a>(
+        &self,
+        title: &'a str,
+        current: &'a str,
+        session: Option<&'a Session>,
+    ) -> Frame<'a> {
+        Frame {
+            title,
+            current,
+            session,
+        }
+    }
+
+    pub async fn handle(&self, req: Request) -> Response {
+        let route = match http::route(&req.method, &req.path) {
+            Ok(r) => r,
+            Err(405) => {
+                return refuse(Route::ApiStatus, 405, "method not allowed", None)
+                    .with("allow", http::allowed(&req.path).to_string())
+            }
+            Err(_) => {
+                let f = self.frame("Not found", "", None);
+                return Response::html(
+                    404,
+                    pages::message(&f, "Not found", "There is no such page."),
+                );
+            }
+        };
+        match route {
+            Route::Style => return Response::asset(http::CSS, STYLE),
+            Route::Script => return Response::asset(http::JS, SCRIPT),
+            Route::Icon => return Response::asset("image/svg+xml", ICON),
+            _ => {}
+        }
+        let settings = self.settings();
+        let t = now();
+        let token = auth::cookie(&req.cookie, auth::COOKIE).unwrap_or("");
+        let session = if token.is_empty() {
+            None
+        } else {
+            self.sessions.borrow_mut().find(token, t)
+        };
+        let form = if req.method == "POST" {
+            form::parse(&req.body)
+        } else {
+            form::parse(req.query.as_bytes())
+        };
+        match route.access() {
+            Access::Anyone => {}
+            Access::Status if settings.web_public_status || session.is_some() => {}
+            Access::Status | Access::Session if !route.is_api() && req.method != "POST" => {
+                if session.is_none() {
+                    let next = if req.query.is_empty() {
+                        req.path.clone()
+                    } else {
+                        format!("{}?{}", req.path, req.query)
+                    };
+                    return Response::redirect(&format!("/login?next={}", form::encode(&next)));
+                }
+            }
+            Access::Status | Access::Session | Access::Write => {
+                let Some(s) = &session else {
+                    return refuse(route, 401, "log in first", None);
+                };
+                if route.access() == Access::Write {
+                    let given = form.get("csrf").unwrap_or(&req.csrf_header);
+                    if !auth::same(given.as_bytes(), s.csrf.as_bytes()) {
+                        return refuse(
+                            route,
+                            403,
+                            "the form's security token does not match this session: reload the page and try again",
+                            session.as_ref(),
+                        );
+                    }
+                    if !http::same_origin(&req.origin, &req.host) {
+                        return refuse(route, 403, "a change from another site", session.as_ref());
+                    }
+                }
+            }
+        }
+        let s = session.as_ref();
+        match route {
+            Route::Status => {
+                let f = self.frame("Status", "/", s);
+                Response::html(200, pages::status(&f, &self.shared.borrow(), t))
+            }
+            Route::StatusLive => Response::html(200, pages::status_live(&self.shared.borrow(), t)),
+            Route::LoginForm => {
+                if s.is_some() {
+                    return Response::redirect("/");
+                }
+                let f = self.frame("Log in", "", None);
+                Response::html(
+                    200,
+                    pages::login(
+                        &f,
+                        settings.web_password.is_some(),
+                        None,
+                        safe_next(form.text("next")),
+                    ),
+                )
+            }
+            Route::Login => self.login(&settings, &form).await,
+            Route::FirstPassword => self.first_password(&settings, &form).await,
+            Route::Logout => {
+                self.sessions.borrow_mut().end(token);
+                Response::redirect("/").with("set-cookie", auth::cleared_cookie())
+            }
+            Route::SetupForm => self.setup_form(&settings, &form, s).await,
+            Route::SetupSave => self.setup_save(&settings, &form, s).await,
+            Route::Check => self.check_page(&settings, &form, s).await,
+            Route::SyncApply => self.sync_apply(&settings, &form, s),
+            Route::TestForm => {
+                let selected = settings.ups.first().map(|u| u.nut_device_name.as_str());
+                let user = settings
+                    .ups
+                    .first()
+                    .and_then(|u| u.nut_username.as_deref())
+                    .unwrap_or("");
+                let f = self.frame("Test connection", "/test", s);
+                let v = TestView {
+                    settings: &settings,
+                    selected,
+                    user,
+                    login: false,
+                    result: None,
+                    error: None,
+                };
+                Response::html(200, pages::test(&f, &v))
+            }
+            Route::TestRun => self.test_page(&settings, &form, s).await,
+            Route::ApiStatus => Response::json(200, control::status_json(&self.shared.borrow())),
+            Route::ApiEvents => {
+                let n = form
+                    .text("n")
+                    .parse::<usize>()
+                    .unwrap_or(crate::agent::ring::CAPACITY);
+                Response::json(200, control::events_json(self.shared.borrow().ring.last(n)))
+            }
+            Route::ApiCheck => match self.run_check().await {
+                Ok(r) => Response::json(200, r.json),
+                Err(e) => refuse(route, 500, &e, s),
+            },
+            Route::ApiSettings => Response::json(200, settings_json(&settings)),
+            Route::ApiTest => match self.run_test(&settings, &form).await {
+                Ok((_, steps)) => {
+                    let ok = steps.iter().all(|x| x.ok);
+                    Response::json(200, crate::cli::test_connection::json(&steps, ok))
+                }
+                Err(e) => refuse(route, 422, &e, s),
+            },
+            Route::Metrics => {
+                Response::new(200, http::METRICS, metrics::render(&self.shared.borrow()))
+            }
+            Route::Style | Route::Script | Route::Icon => unreachable!("answered above"),
+        }
+    }
+
+    /// Whether an attempt may go ahead now; else the answer that says when.
+    fn braked(&self) -> Option<Response> {
+        let wait = self.brake.get().wait(now());
+        (wait > 0).then(|| {
+            let f = self.frame("Log in", "", None);
+            Response::html(
+                429,
+                pages::login(
+                    &f,
+                    true,
+                    Some(&format!("Too many wrong attempts: try again in {wait} s.")),
+                    "/",
+                ),
+            )
+            .with("retry-after", wait.to_string())
+        })
+    }
+
+    async fn failed(&self) {
+        let mut b = self.brake.get();
+        b.failed(now());
+        self.brake.set(b);
+        tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
+    }
+
+    fn start_session(&self, next: &str) -> Response {
+        let Some(random) = super::random::<64>() else {
+            return Response::text(500, "no randomness for a session");
+        };
+        let mut b = self.brake.get();
+        b.succeeded();
+        self.brake.set(b);
+        let s = self.sessions.borrow_mut().start(&random, now());
+        Response::redirect(safe_next(next)).with("set-cookie", auth::session_cookie(&s.token))
+    }
+
+    async fn login(&self, settings: &Settings, form: &Form) -> Response {
+        if let Some(r) = self.braked() {
+            return r;
+        }
+        let next = safe_next(form.text("next"));
+        let Some(hash) = settings.web_password.clone() else {
+            return Response::redirect("/login");
+        };
+        let typed = form.get("password").unwrap_or("").to_string();
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash.0, &typed))
+            .await
+            .unwrap_or(false);
+        if ok {
+            return self.start_session(next);
+        }
+        self.failed().await;
+        let f = self.frame("Log in", "", None);
+        Response::html(401, pages::login(&f, true, Some("Wrong password."), next))
+    }
+
+    async fn first_password(&self, settings: &Settings, form: &Form) -> Response {
+        let f = self.frame("Log in", "", None);
+        let next = safe_next(form.text("next"));
+        if settings.web_password.is_some() {
+            return Response::html(
+                409,
+                pages::login(
+                    &f,
+                    true,
+                    Some("An admin password is already set: log in with it."),
+                    next,
+                ),
+            );
+        }
+        if let Some(r) = self.braked() {
+            return r;
+        }
+        if !self.code_ok(form.text("code")) {
+            self.failed().await;
+            return Response::html(
+                401,
+                pages::login(&f, false, Some("That is not the setup code."), next),
+            );
+        }
+        let password = form.get("password").unwrap_or("");
+        let problem = auth::password_acceptable(password).err().or_else(|| {
+            (form.get("confirm") != Some(password)).then(|| "the two passwords differ".to_string())
+        });
+        if let Some(p) = problem {
+            return Response::html(422, pages::login(&f, false, Some(&p), next));
+        }
+        let Some(salt) = super::random::<{ auth::SALT_LEN }>() else {
+            return Response::text(500, "no randomness for a salt");
+        };
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || {
+            auth::hash_password(&password, &salt, auth::ITERATIONS)
+        })
+        .await
+        .unwrap_or_default();
+        let mut new = settings.clone();
+        new.web_password = Some(Secret(hash));
+        if let Err(e) = self.save(settings, &new) {
+            return Response::html(500, pages::login(&f, false, Some(&e), next));
+        }
+        self.setup_code.borrow_mut().take();
+        let _ = std::fs::remove_file(super::setup_code_path(&self.config.settings_path));
+        // The new hash is seen on the next load; start from it now.
+        *self.last_hash.borrow_mut() = new.web_password.clone();
+        self.start_session(next)
+    }
+
+    /// Writes the settings and their change log; returns how many fields changed.
+    fn save(&self, old: &Settings, new: &Settings) -> Result<usize, String> {
+        let path = &self.config.settings_path;
+        let wrote = store::save(path, new)?;
+        if !wrote {
+            return Ok(0);
+        }
+        let changes = store::changes(old, new);
+        if let Err(e) = store::log_changes(path, &changes) {
+            log::warn!("web: {e}");
+        }
+        for (field, a, b) in &changes {
+            log::info!("web: settings changed: {field}: {a} -> {b}");
+        }
+        Ok(changes.len())
+    }
+
+    fn nut_dir(&self) -> PathBuf {
+        PathBuf::from(&self.shared.borrow().nut_dir)
+    }
+
+    async fn setup_form(&self, settings: &Settings, q: &Form, s: Option<&Session>) -> Response {
+        let original = if q.checked("new") {
+            None
+        } else {
+            match q.get("ups") {
+                Some(name) => settings
+                    .ups
+                    .iter()
+                    .find(|u| u.nut_device_name == name)
+                    .map(|u| u.nut_device_name.as_str()),
+                None => settings.ups.first().map(|u| u.nut_device_name.as_str()),
+            }
+        };
+        let mut entry = original
+            .and_then(|o| settings.ups.iter().find(|u| u.nut_device_name == o))
+            .cloned()
+            .unwrap_or_else(|| UpsEntry::new(""));
+        // "Use" on a found UPS fills in its driver and port.
+        if let Some(d) = q.get("driver").filter(|d| !d.is_empty()) {
+            entry.nut_driver = d.to_string();
+        }
+        if let Some(p) = q.get("port").filter(|p| !p.is_empty()) {
+            entry.nut_port = Some(p.to_string());
+        }
+        let choices = self.choices().await;
+        let notice = q.get("saved").map(|n| match n {
+            "0" => "Saved: nothing changed.".to_string(),
+            n => format!("Saved: {n} change(s). The agent applies them at once."),
+        });
+        let f = self.frame("Setup", "/setup", s);
+        let v = SetupView {
+            settings,
+            original,
+            entry: &entry,
+            log_level: settings.log_level,
+            public_status: settings.web_public_status,
+            errors: &[],
+            typed: None,
+            choices: &choices,
+            notice: notice.as_deref(),
+        };
+        Response::html(200, pages::setup(&f, &v))
+    }
+
+    async fn setup_save(&self, settings: &Settings, form: &Form, s: Option<&Session>) -> Response {
+        let original = form.text("original");
+        let input = SetupInput { original, form };
+        match form::apply_setup(settings, &input) {
+            Ok(new) => match self.save(settings, &new) {
+                Ok(n) => {
+                    let name = new
+                        .ups
+                        .iter()
+                        .find(|u| u.nut_device_name == form.text("nut_device_name"))
+                        .map_or("", |u| u.nut_device_name.as_str());
+                    Response::redirect(&format!("/setup?ups={}&saved={n}", form::encode(name)))
+                }
+                Err(e) => refuse(Route::SetupSave, 500, &e, s),
+            },
+            Err(errors) => {
+                let choices = self.choices().await;
+                let entry = settings
+                    .ups
+                    .iter()
+                    .find(|u| u.nut_device_name == original)
+                    .cloned()
+                    .unwrap_or_else(|| UpsEntry::new(""));
+                let orig = settings
+                    .ups
+                    .iter()
+                    .find(|u| u.nut_device_name == original)
+                    .map(|u| u.nut_device_name.as_str());
+                let f = self.frame("Setup", "/setup", s);
+                let v = SetupView {
+                    settings,
+                    original: orig,
+                    entry: &entry,
+                    log_level: settings.log_level,
+                    public_status: form.checked("web_public_status"),
+                    errors: &errors,
+                    typed: Some(form),
+                    choices: &choices,
+                    notice: None,
+                };
+                Response::html(422, pages::setup(&f, &v))
+            }
+        }
+    }
+
+    /// What the setup form offers: the UPSes on USB (read from sysfs, no serial dialogue), the
+    /// drivers that fit them and every driver, the ports, ups.conf's sections.
+    async fn choices(&self) -> Choices {
+        let root = self.config.root.clone();
+        let dir = self.nut_dir();
+        let version = self.nut_version;
+        tokio::task::spawn_blocking(move || choices(&root, &dir, version))
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn run_check(&self) -> Result<CheckReport, String> {
+        let check = Arc::clone(&self.config.check);
+        let dir = self.nut_dir();
+        tokio::task::spawn_blocking(move || check(&dir))
+            .await
+            .map_err(|e| format!("the check stopped: {e}"))?
+    }
+
+    /// What `sync --apply` would change now, and the settings it would write.
+    fn sync_preview(&self, settings: &Settings) -> Result<(Vec<Change>, Settings), String> {
+        let dir = self.nut_dir();
+        if !dir.is_dir() {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        let cx = Context {
+            version: self.nut_version,
+            drivers: DriverDb::builtin(),
+            host_drivers: None,
+        };
+        let (parsed, _) = crate::nut::validate(&host::snapshot(&dir), &cx);
+        let new = sync::apply(settings, &parsed);
+        Ok((store::changes(settings, &new), new))
+    }
+
+    async fn check_page(&self, settings: &Settings, q: &Form, s: Option<&Session>) -> Response {
+        let report = match self.run_check().await {
+            Ok(r) => r,
+            Err(e) => {
+                let f = self.frame("Check", "/check", s);
+                return Response::html(500, pages::message(&f, "The check could not run", &e));
+            }
+        };
+        let (sync, sync_error) = match self.sync_preview(settings) {
+            Ok((c, _)) => (c, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let notice = q
+            .get("synced")
+            .map(|n| format!("Synced from NUT: {n} change(s) written."));
+        let f = self.frame("Check", "/check", s);
+        let v = CheckView {
+            nut_dir: &report.nut_dir,
+            nut_version: &report.nut_version,
+            findings: &report.findings,
+            found: &report.found,
+            sync: &sync,
+            sync_error: sync_error.as_deref(),
+            notice: notice.as_deref(),
+        };
+        Response::html(200, pages::check(&f, &v))
+    }
+
+    fn sync_apply(&self, settings: &Settings, form: &Form, s: Option<&Session>) -> Response {
+        match self.sync_preview(settings) {
+            Ok((changes, new)) => {
+                if form.text("expect") != changes.len().to_string() {
+                    return refuse(
+                        Route::SyncApply,
+                        409,
+                        "NUT's files or the settings changed since the page showed what the sync would do: look again",
+                        s,
+                    );
+                }
+                match self.save(settings, &new) {
+                    Ok(n) => Response::redirect(&format!("/check?synced={n}#sync")),
+                    Err(e) => refuse(Route::SyncApply, 500, &e, s),
+                }
+            }
+            Err(e) => refuse(Route::SyncApply, 500, &e, s),
+        }
+    }
+
+    /// Runs test-connection's steps for the entry the form names, with the stored credentials
+    /// or those typed (never stored).
+    async fn run_test(
+        &self,
+        settings: &Settings,
+        form: &Form,
+    ) -> Result<(String, Vec<crate::cli::test_connection::Step>), String> {
+        let name = form.text("ups");
+        let entry = settings
+            .ups
+            .iter()
+            .find(|u| u.nut_device_name == name)
+            .or(if name.is_empty() {
+                settings.ups.first()
+            } else {
+                None
+            })
+            .ok_or_else(|| format!("no UPS `{name}` in the settings"))?;
+        let user = match form.text("user") {
+            "" => entry.nut_username.clone(),
+            u => Some(u.to_string()),
+        };
+        let typed = form.get("password").unwrap_or("");
+        let password = if !typed.is_empty() {
+            Some(typed.to_string())
+        } else if user == entry.nut_username {
+            entry.nut_password.as_ref().map(|p| p.0.clone())
+        } else {
+            None
+        };
+        let credentials = match (user, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (Some(u), None) => {
+                return Err(format!(
+                    "no password for `{u}`: type it, or store it on the setup page"
+                ))
+            }
+            (None, _) => None,
+        };
+        let login = form.checked("login");
+        if login && credentials.is_none() {
+            return Err("a LOGIN test needs a user name and password".into());
+        }
+        let target = Target {
+            ups: Some(entry.nut_device_name.clone()),
+            host: entry.upsd_host.clone(),
+            port: entry.upsd_port,
+        };
+        let mut opts = self.config.client.clone();
+        opts.retry_count = 0;
+        opts.connect_timeout = Duration::from_secs(3);
+        opts.request_timeout = Duration::from_secs(3);
+        opts.tls.mode = entry.tls;
+        let address = target.address();
+        let mut client = Client::new(target, opts);
+        let steps = crate::cli::test_connection::steps(&mut client, credentials, login).await;
+        client.disconnect();
+        Ok((address, steps))
+    }
+
+    async fn test_page(&self, settings: &Settings, form: &Form, s: Option<&Session>) -> Response {
+        let result = self.run_test(settings, form).await;
+        let f = self.frame("Test connection", "/test", s);
+        let (address, steps, error) = match &result {
+            Ok((a, st)) => (a.as_str(), st.as_slice(), None),
+            Err(e) => ("", &[][..], Some(e.as_str())),
+        };
+        let v = TestView {
+            settings,
+            selected: Some(form.text("ups")),
+            user: form.text("user"),
+            login: form.checked("login"),
+            result: result.is_ok().then_some((address, steps)),
+            error,
+        };
+        Response::html(if error.is_some() { 422 } else { 200 }, pages::test(&f, &v))
+    }
+}
+
+/// Where to go after logging in: a path on this site only.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+/// The settings as JSON, without any secret: passwords are only said to be set or not.
+pub fn settings_json(s: &Settings) -> String {
+    let mut ups = String::from("[");
+    for (i, u) in s.ups.iter().enumerate() {
+        if i > 0 {
+            ups.push(',');
+        }
+        let mut o = Object::new(&mut ups);
+        for k in UPS_KEYS.iter().filter(|k| **k != "nut_password") {
+            o.str(k, &u.show(k));
+        }
+        o.bool("nut_password_set", u.nut_password.is_some());
+        o.end();
+    }
+    ups.push(']');
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    for k in AGENT_KEYS {
+        o.str(k, &s.show_agent(k));
+    }
+    o.bool("web_password_set", s.web_password.is_some())
+        .raw("ups", &ups);
+    o.end();
+    out
+}
+
+/// The setup form's choices (blocking: reads sysfs and NUT's files).
+pub fn choices(root: &crate::probe::Root, nut_dir: &Path, version: NutVersion) -> Choices {
+    use crate::probe::{scan, Scan};
+    let inv = scan(
+        &Scan {
+            root,
+            asked: &[],
+            talk: false,
+            only: None,
+            progress: &|_| {},
+        },
+        &crate::probe::knowledge(root),
+    );
+    let mut c = Choices::default();
+    for u in &inv.ups {
+        c.found.push(Found {
+            description: crate::probe::cross::describe(&inv, u),
+            drivers: u.drivers.clone(),
+            port: u.port.clone(),
+        });
+        for d in &u.drivers {
+            if !c.drivers.contains(d) {
+                c.drivers.push(d.clone());
+            }
+        }
+        if !c.ports.contains(&u.port) {
+            c.ports.push(u.port.clone());
+        }
+    }
+    for d in DriverDb::builtin().driver_names(version) {
+        if !c.drivers.iter().any(|x| x == d) {
+            c.drivers.push(d.to_string());
+        }
+    }
+    if !c.ports.iter().any(|p| p == "auto") {
+        c.ports.insert(0, "auto".into());
+    }
+    for p in &inv.serial {
+        if p.console {
+            continue;
+        }
+        let name = p.by_id.first().cloned().unwrap_or_else(|| p.path.clone());
+        if !c.ports.contains(&name) {
+            c.ports.push(name);
+        }
+    }
+    c.problems = inv.problems.clone();
+    let cx = Context {
+        version,
+        drivers: DriverDb::builtin(),
+        host_drivers: None,
+    };
+    if nut_dir.is_dir() {
+        let (parsed, _) = crate::nut::validate(&host::snapshot(nut_dir), &cx);
+        if let Some(conf) = parsed.ups {
+            c.sections = conf.sections.iter().map(|s| s.name.clone()).collect();
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_next_stays_on_this_site() {
+        assert_eq!(safe_next("/setup?ups=a"), "/setup?ups=a");
+        assert_eq!(safe_next("//evil.example/"), "/");
+        assert_eq!(safe_next("https://evil.example/"), "/");
+        assert_eq!(safe_next("/\\evil"), "/");
+        assert_eq!(safe_next(""), "/");
+    }
+
+    #[test]
+    fn web_settings_json_has_no_secret() {
+        let mut s = Settings::default();
+        let mut u = UpsEntry::new("ups1");
+        u.nut_username = Some("mon".into());
+        u.nut_password = Some(Secret("hunter2-secret".into()));
+        s.ups.push(u);
+        s.web_password = Some(Secret("pbkdf2-sha256$1000$aa$bb".into()));
+        let j = settings_json(&s);
+        assert!(!j.contains("hunter2") && !j.contains("pbkdf2"), "{j}");
+        assert!(j.contains(r#""nut_password_set":true"#), "{j}");
+        assert!(j.contains(r#""web_password_set":true"#), "{j}");
+        assert!(j.contains(r#""nut_username":"mon""#), "{j}");
+    }
+}

@@ -1,0 +1,388 @@
+//! Who may do what, sans I/O: the admin password's hash, sessions and their CSRF tokens, the
+//! one-time setup code, and the brake on repeated failed logins. Randomness and time are passed
+//! in (`rand` fills bytes, `now` is seconds), so every rule is tested without a clock.
+//!
+//! **Invariants:** a session token, a CSRF token or a setup code is compared in constant time;
+//! at most [`MAX_SESSIONS`] sessions exist (the oldest goes); nothing here keeps a password.
+
+use std::num::NonZeroU32;
+
+use ring::pbkdf2;
+
+/// PBKDF2-HMAC-SHA256 rounds for a new hash: about 0.1 s on a Raspberry Pi 4.
+pub const ITERATIONS: u32 = 100_000;
+/// Fewest and most rounds a stored hash may ask for (a damaged or hostile settings file cannot
+/// make a login take minutes).
+const MIN_ITERATIONS: u32 = 1_000;
+const MAX_ITERATIONS: u32 = 10_000_000;
+pub const SALT_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+/// Shortest and longest admin password.
+pub const MIN_PASSWORD: usize = 8;
+pub const MAX_PASSWORD: usize = 256;
+
+/// Sessions kept at once; a new login beyond this ends the oldest.
+pub const MAX_SESSIONS: usize = 16;
+/// A session ends this long after it was last used, and this long after it began in any case.
+pub const SESSION_IDLE: u64 = 2 * 3600;
+pub const SESSION_MAX: u64 = 24 * 3600;
+/// The session cookie's name.
+pub const COOKIE: &str = "ps_session";
+
+/// Failed attempts allowed before each further one must wait, and the longest wait.
+pub const FREE_FAILURES: u32 = 5;
+pub const MAX_WAIT: u64 = 300;
+
+/// Letters of a setup code: no 0/O, 1/I/L, so it can be read off a log and typed.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/// Equal bytes, in time that depends only on the lengths.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Checks a new admin password's form: what a person must be told before it is hashed.
+pub fn password_acceptable(p: &str) -> Result<(), String> {
+    let n = p.chars().count();
+    if n < MIN_PASSWORD {
+        return Err(format!(
+            "the password needs at least {MIN_PASSWORD} characters"
+        ));
+    }
+    if p.len() > MAX_PASSWORD {
+        return Err(format!("the password has at most {MAX_PASSWORD} bytes"));
+    }
+    if p.chars().any(char::is_control) {
+        return Err("the password has a control character".into());
+    }
+    Ok(())
+}
+
+/// The stored form: `pbkdf2-sha256$ITERATIONS$SALT$HASH`, salt and hash in hex.
+pub fn hash_password(password: &str, salt: &[u8; SALT_LEN], iterations: u32) -> String {
+    let mut out = [0u8; HASH_LEN];
+    let rounds = NonZeroU32::new(iterations.max(1)).expect("at least one round");
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        password.as_bytes(),
+        &mut out,
+    );
+    format!("pbkdf2-sha256${iterations}${}${}", hex(salt), hex(&out))
+}
+
+/// Whether `password` matches a stored hash; a stored value that is not one of ours matches
+/// nothing.
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    let parts: Vec<&str> = stored.split('$').collect();
+    let ["pbkdf2-sha256", rounds, salt, hash] = parts.as_slice() else {
+        return false;
+    };
+    let (Ok(rounds), Some(salt), Some(hash)) = (rounds.parse::<u32>(), unhex(salt), unhex(hash))
+    else {
+        return false;
+    };
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&rounds) || hash.len() != HASH_LEN {
+        return false;
+    }
+    let rounds = NonZeroU32::new(rounds).expect("checked above");
+    pbkdf2::verify(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        &salt,
+        password.as_bytes(),
+        &hash,
+    )
+    .is_ok()
+}
+
+/// A setup code from 8 random bytes: `XXXX-XXXX`.
+pub fn setup_code(random: &[u8; 8]) -> String {
+    let mut out = String::with_capacity(9);
+    for (i, b) in random.iter().enumerate() {
+        if i == 4 {
+            out.push('-');
+        }
+        out.push(CODE_ALPHABET[usize::from(*b) % CODE_ALPHABET.len()] as char);
+    }
+    out
+}
+
+/// A typed setup code against the expected one: case, spaces and dashes do not matter.
+pub fn code_matches(expected: &str, typed: &str) -> bool {
+    let norm = |s: &str| -> Vec<u8> {
+        s.bytes()
+            .filter(|b| b.is_ascii_alphanumeric())
+            .map(|b| b.to_ascii_uppercase())
+            .collect()
+    };
+    let e = norm(expected);
+    !e.is_empty() && same(&e, &norm(typed))
+}
+
+/// One logged-in browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// What the cookie carries (hex of 32 random bytes).
+    pub token: String,
+    /// What each form and API write carries.
+    pub csrf: String,
+    pub created: u64,
+    pub last_used: u64,
+}
+
+/// The sessions, bounded.
+#[derive(Default)]
+pub struct Sessions {
+    list: Vec<Session>,
+}
+
+impl Sessions {
+    /// Starts a session from 64 random bytes (token, then CSRF token).
+    pub fn start(&mut self, random: &[u8; 64], now: u64) -> Session {
+        self.expire(now);
+        if self.list.len() >= MAX_SESSIONS {
+            let oldest = (0..self.list.len())
+                .min_by_key(|&i| self.list[i].last_used)
+                .expect("not empty");
+            self.list.remove(oldest);
+        }
+        let s = Session {
+            token: hex(&random[..32]),
+            csrf: hex(&random[32..]),
+            created: now,
+            last_used: now,
+        };
+        self.list.push(s.clone());
+        s
+    }
+
+    fn expire(&mut self, now: u64) {
+        self.list.retain(|s| {
+            now.saturating_sub(s.last_used) < SESSION_IDLE
+                && now.saturating_sub(s.created) < SESSION_MAX
+        });
+    }
+
+    /// The live session a cookie's token names, marked as used now.
+    pub fn find(&mut self, token: &str, now: u64) -> Option<Session> {
+        self.expire(now);
+        let s = self
+            .list
+            .iter_mut()
+            .find(|s| same(s.token.as_bytes(), token.as_bytes()))?;
+        s.last_used = now;
+        Some(s.clone())
+    }
+
+    pub fn end(&mut self, token: &str) {
+        self.list
+            .retain(|s| !same(s.token.as_bytes(), token.as_bytes()));
+    }
+
+    /// Ends every session (the admin password changed).
+    pub fn clear(&mut self) {
+        self.list.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// The brake on guessing: after [`FREE_FAILURES`] failures in a row, each further attempt must
+/// wait twice as long as the last (2 s, 4 s, 8 s, ... up to [`MAX_WAIT`]) after the last
+/// failure. One brake for the whole page: there is one admin password to guess, whatever the
+/// address the guesses come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Brake {
+    pub failures: u32,
+    pub last_failure: u64,
+}
+
+impl Brake {
+    /// Seconds still to wait before an attempt is heard; 0 when it may go ahead.
+    pub fn wait(&self, now: u64) -> u64 {
+        if self.failures < FREE_FAILURES {
+            return 0;
+        }
+        let exp = (self.failures - FREE_FAILURES).min(16);
+        let until = self.last_failure + (2u64 << exp).min(MAX_WAIT);
+        until.saturating_sub(now)
+    }
+
+    pub fn failed(&mut self, now: u64) {
+        self.failures = self.failures.saturating_add(1);
+        self.last_failure = now;
+    }
+
+    pub fn succeeded(&mut self) {
+        *self = Brake::default();
+    }
+}
+
+/// The cookie that starts a session: HttpOnly, SameSite=Strict, for the whole site.
+pub fn session_cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_MAX}")
+}
+
+/// The cookie that ends it.
+pub fn cleared_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// The value of cookie `name` in a `Cookie:` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_auth_hashes_verify_and_refuse() {
+        let salt = [7u8; SALT_LEN];
+        let h = hash_password("correct horse", &salt, MIN_ITERATIONS);
+        assert!(h.starts_with("pbkdf2-sha256$1000$0707"));
+        assert!(!h.contains("correct"));
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "correct hors"));
+        assert!(!verify_password(&h, ""));
+        // Not ours, damaged, or asking for absurd work: matches nothing.
+        for bad in [
+            "",
+            "plain",
+            "pbkdf2-sha256$1000$zz$00",
+            "pbkdf2-sha256$1$0707$00",
+            &h.replace("$1000$", "$4000000000$"),
+            &h[..h.len() - 2],
+        ] {
+            assert!(!verify_password(bad, "correct horse"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn web_auth_pbkdf2_matches_a_known_vector() {
+        // RFC 7914 section 11: PBKDF2-HMAC-SHA256, P="passwd", S="salt", c=1, first 32 bytes.
+        let mut out = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            NonZeroU32::new(1).unwrap(),
+            b"salt",
+            b"passwd",
+            &mut out,
+        );
+        assert_eq!(
+            hex(&out),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
+    }
+
+    #[test]
+    fn web_auth_password_rules() {
+        assert!(password_acceptable("short").is_err());
+        assert!(password_acceptable("long enough").is_ok());
+        assert!(password_acceptable("with\ttab!").is_err());
+        assert!(password_acceptable(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn web_auth_setup_codes() {
+        let c = setup_code(&[0, 1, 2, 3, 250, 251, 252, 253]);
+        assert_eq!(c.len(), 9);
+        assert_eq!(&c[4..5], "-");
+        assert!(c.bytes().all(|b| b == b'-' || CODE_ALPHABET.contains(&b)));
+        assert!(code_matches(&c, &c.to_lowercase().replace('-', " ")));
+        assert!(!code_matches(&c, "ABCD-EFGH"));
+        assert!(!code_matches("", ""));
+    }
+
+    #[test]
+    fn web_auth_sessions_expire_and_stay_bounded() {
+        let mut s = Sessions::default();
+        let a = s.start(&[1; 64], 100);
+        assert_eq!(a.token.len(), 64);
+        assert_ne!(a.token, hex(&[0; 32]));
+        assert_eq!(s.find(&a.token, 200).map(|x| x.csrf), Some(a.csrf.clone()));
+        assert_eq!(s.find("nope", 200), None);
+        // Idle too long.
+        assert_eq!(s.find(&a.token, 200 + SESSION_IDLE), None);
+        // Used often, but too old.
+        let b = s.start(&[2; 64], 1000);
+        let mut t = 1000;
+        while t < 1000 + SESSION_MAX - 60 {
+            t += 3000;
+            assert!(s.find(&b.token, t.min(1000 + SESSION_MAX - 1)).is_some());
+        }
+        assert_eq!(s.find(&b.token, 1000 + SESSION_MAX), None);
+        // Bounded: the least recently used goes.
+        let mut s = Sessions::default();
+        let first = s.start(&[0; 64], 0);
+        for i in 1..=MAX_SESSIONS as u8 {
+            s.start(&[i; 64], u64::from(i));
+        }
+        assert_eq!(s.len(), MAX_SESSIONS);
+        assert_eq!(s.find(&first.token, 20), None);
+        s.end(&hex(&[3; 32]));
+        assert_eq!(s.len(), MAX_SESSIONS - 1);
+        s.clear();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn web_auth_brake_doubles_the_wait() {
+        let mut b = Brake::default();
+        for i in 0..FREE_FAILURES {
+            assert_eq!(b.wait(10), 0, "attempt {i} is free");
+            b.failed(10);
+        }
+        assert_eq!(b.wait(10), 2);
+        assert_eq!(b.wait(11), 1);
+        assert_eq!(b.wait(12), 0);
+        b.failed(12);
+        assert_eq!(b.wait(12), 4);
+        for _ in 0..30 {
+            b.failed(20);
+        }
+        assert_eq!(b.wait(20), MAX_WAIT);
+        b.succeeded();
+        assert_eq!(b.wait(20), 0);
+    }
+
+    #[test]
+    fn web_auth_cookies() {
+        let c = session_cookie("abc");
+        for part in ["ps_session=abc", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(c.contains(part), "{c}");
+        }
+        assert_eq!(cookie("a=1; ps_session=xyz; b=2", COOKIE), Some("xyz"));
+        assert_eq!(cookie("ps_session_x=1", COOKIE), None);
+        assert_eq!(cookie("", COOKIE), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! `/metrics` in Prometheus' text exposition format (version 0.0.4), sans I/O.
+//!
+//! The UPS metrics carry the names NUT's Prometheus exporters use (`network_ups_tools_` and the
+//! NUT variable with `.` as `_`, a `ups` label; `ups.status` as one series per flag, 1 or 0;
+//! `device_info` with the names as labels), so dashboards and alerts written for those work on
+//! a fleet of these. The agent's own state is under `power_snitch_`.
+
+use std::fmt::Write;
+
+use crate::agent::monitor::{Data, READINGS};
+use crate::agent::Shared;
+
+/// The status flags always exported (0 when not set), as NUT's exporters do.
+pub const FLAGS: &[&str] = &[
+    "OL", "OB", "LB", "HB", "RB", "CHRG", "DISCHRG", "BYPASS", "CAL", "OFF", "OVER", "TRIM",
+    "BOOST", "FSD",
+];
+
+/// What each exported reading is.
+fn help(var: &str) -> &'static str {
+    match var {
+        "battery.charge" => "Battery charge (percent), NUT's battery.charge.",
+        "battery.runtime" => "Battery runtime (seconds), NUT's battery.runtime.",
+        "battery.voltage" => "Battery voltage (V), NUT's battery.voltage.",
+        "input.voltage" => "Input voltage (V), NUT's input.voltage.",
+        "output.voltage" => "Output voltage (V), NUT's output.voltage.",
+        "ups.load" => "Load (percent of capacity), NUT's ups.load.",
+        "ups.realpower" => "Real power (W), NUT's ups.realpower.",
+        "ups.temperature" => "UPS temperature (degrees C), NUT's ups.temperature.",
+        "input.frequency" => "Input frequency (Hz), NUT's input.frequency.",
+        _ => "A NUT variable.",
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped.
+pub fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A float as Prometheus writes it.
+fn value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Every metric of the agent's state.
+pub fn render(s: &Shared) -> String {
+    let mut out = String::with_capacity(4096);
+    for (i, var) in READINGS.iter().enumerate() {
+        let name = format!("network_ups_tools_{}", var.replace('.', "_"));
+        let mut header = false;
+        for u in &s.ups {
+            if let Some(v) = u.readings.values[i] {
+                if !header {
+                    family(&mut out, &name, "gauge", help(var));
+                    header = true;
+                }
+                let _ = writeln!(out, "{name}{{ups=\"{}\"}} {}", label(&u.name), value(v));
+            }
+        }
+    }
+    let with_data = || s.ups.iter().filter(|u| u.state.data == Data::Ok);
+    if with_data().next().is_some() {
+        family(
+            &mut out,
+            "network_ups_tools_ups_status",
+            "gauge",
+            "UPS status flag from ups.status: 1 when set, 0 when not.",
+        );
+        for u in with_data() {
+            for f in FLAGS {
+                let _ = writeln!(
+                    out,
+                    "network_ups_tools_ups_status{{ups=\"{}\",flag=\"{f}\"}} {}",
+                    label(&u.name),
+                    u8::from(u.state.flags.has(f))
+                );
+            }
+            for w in u.state.other.split_ascii_whitespace() {
+                let _ = writeln!(
+                    out,
+                    "network_ups_tools_ups_status{{ups=\"{}\",flag=\"{}\"}} 1",
+                    label(&u.name),
+                    label(w)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "network_ups_tools_device_info",
+            "gauge",
+            "UPS device information as labels; always 1.",
+        );
+        for u in with_data() {
+            let _ = writeln!(
+                out,
+                "network_ups_tools_device_info{{ups=\"{}\",mfr=\"{}\",model=\"{}\"}} 1",
+                label(&u.name),
+                label(&u.readings.mfr),
+                label(&u.readings.model)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "power_snitch_ups_data_ok",
+        "gauge",
+        "1 when upsd has fresh data for the UPS, 0 when not (or not read yet).",
+    );
+    for u in &s.ups {
+        let _ = writeln!(
+            out,
+            "power_snitch_ups_data_ok{{ups=\"{}\",upsd=\"{}\"}} {}",
+            label(&u.name),
+            label(&u.upsd),
+            u8::from(u.state.data == Data::Ok)
+        );
+    }
+    family(
+        &mut out,
+        "power_snitch_ups_polls_total",
+        "counter",
+        "Polls of the UPS since the agent started.",
+    );
+    for u in &s.ups {
+        let _ = writeln!(
+            out,
+            "power_snitch_ups_polls_total{{ups=\"{}\"}} {}",
+            label(&u.name),
+            u.polls
+        );
+    }
+    family(
+        &mut out,
+        "power_snitch_upsd_connected",
+        "gauge",
+        "1 when the agent's connection to upsd is up.",
+    );
+    for l in &s.links {
+        let _ = writeln!(
+            out,
+            "power_snitch_upsd_connected{{upsd=\"{}\"}} {}",
+            label(&l.address),
+            u8::from(l.link.is_up())
+        );
+    }
+    family(
+        &mut out,
+        "power_snitch_findings",
+        "gauge",
+        "Findings of the last check of NUT's files and the settings, by severity.",
+    );
+    let (e, w, i) = s.findings;
+    for (sev, n) in [("error", e), ("warning", w), ("info", i)] {
+        let _ = writeln!(out, "power_snitch_findings{{severity=\"{sev}\"}} {n}");
+    }
+    family(
+        &mut out,
+        "power_snitch_events_total",
+        "counter",
+        "Events the agent logged since it started.",
+    );
+    let last = s.ring.last(1).next().map_or(0, |e| e.seq);
+    let _ = writeln!(out, "power_snitch_events_total {last}");
+    family(
+        &mut out,
+        "power_snitch_start_time_seconds",
+        "gauge",
+        "When the agent started, in seconds since the epoch.",
+    );
+    let _ = writeln!(out, "power_snitch_start_time_seconds {}", s.started);
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::agent::monitor::{Reading, Readings, Vars};
+    use crate::agent::ring::Ring;
+    use crate::agent::UpsSlot;
+
+    pub(crate) fn shared() -> Shared {
+        let mut u = UpsSlot::new("rack \"A\"", "127.0.0.1:3493", 5);
+        let vars = Vars {
+            status: Some("OB LB XYZ"),
+            charge: Some("15"),
+            ..Vars::default()
+        };
+        u.state.observe(Reading::Vars(vars), 100, &mut Vec::new());
+        let list: Vec<(String, String)> = [
+            ("battery.charge", "15"),
+            ("battery.runtime", "300"),
+            ("input.voltage", "0"),
+            ("ups.mfr", "CPS"),
+            ("ups.model", "CP1500"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        u.readings = Readings::from_list(&list);
+        u.polls = 7;
+        let mut ring = Ring::default();
+        ring.push(100, log::Level::Warn, "rack", "on battery <b>(OB)</b>");
+        Shared {
+            started: 50,
+            ring,
+            ups: vec![u, UpsSlot::new("spare", "127.0.0.1:3493", 5)],
+            links: Vec::new(),
+            findings: (1, 2, 3),
+            checked_at: 100,
+            settings_path: "/var/lib/power-snitch/settings.bin".into(),
+            nut_dir: "/etc/nut".into(),
+        }
+    }
+
+    #[test]
+    fn web_metrics_use_nut_exporter_names_and_escape_labels() {
+        let m = render(&shared());
+        for want in [
+            "# TYPE network_ups_tools_battery_charge gauge",
+            "network_ups_tools_battery_charge{ups=\"rack \\\"A\\\"\"} 15",
+            "network_ups_tools_battery_runtime{ups=\"rack \\\"A\\\"\"} 300",
+            "network_ups_tools_input_voltage{ups=\"rack \\\"A\\\"\"} 0",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"OB\"} 1",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"LB\"} 1",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"OL\"} 0",
+            "network_ups_tools_ups_status{ups=\"rack \\\"A\\\"\",flag=\"XYZ\"} 1",
+            "network_ups_tools_device_info{ups=\"rack \\\"A\\\"\",mfr=\"CPS\",model=\"CP1500\"} 1",
+            "power_snitch_ups_data_ok{ups=\"spare\",upsd=\"127.0.0.1:3493\"} 0",
+            "power_snitch_ups_polls_total{ups=\"rack \\\"A\\\"\"} 7",
+            "power_snitch_findings{severity=\"warning\"} 2",
+            "power_snitch_events_total 1",
+            "power_snitch_start_time_seconds 50",
+        ] {
+            assert!(m.contains(want), "no {want} in\n{m}");
+        }
+        // A UPS without data has no NUT series; each family is declared once.
+        assert!(!m.contains("ups=\"spare\",flag"));
+        assert_eq!(m.matches("# TYPE network_ups_tools_ups_status").count(), 1);
+        assert_eq!(label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
+        assert_eq!(value(f64::NAN), "NaN");
+        assert_eq!(value(230.5), "230.5");
+    }
+}

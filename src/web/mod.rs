@@ -1,0 +1,106 @@
+//! The setup page: status, NUT configuration, the check's findings and test-connection in a
+//! browser, a JSON API for the same, and `/metrics` for Prometheus — served by the agent
+//! (`power-snitch run`) on the settings' `web_listen` (feature `web`).
+//!
+//! Pure parts: [`http`] (requests, responses, the routing table and who may ask for what),
+//! [`form`] (form bodies, the setup form against the settings model), [`auth`] (password hash,
+//! sessions, CSRF tokens, setup code, the brake on guessing), [`pages`] (HTML), [`metrics`]
+//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded) and [`app`]
+//! (each route: the agent's state, the settings file, the check, upsd).
+//!
+//! **Architecture invariant:** no response carries a password: not the UPS passwords (forms
+//! say "unchanged"), not the admin password or its hash; the setup code goes to the log only,
+//! never to the event ring the status page shows.
+
+pub mod app;
+pub mod auth;
+pub mod form;
+pub mod http;
+pub mod metrics;
+pub mod pages;
+pub mod server;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::agent::Shared;
+use crate::nut::diag::Finding;
+use crate::nut::version::NutVersion;
+
+/// What a full check found, for the check page and `/api/check`.
+#[derive(Clone, Debug, Default)]
+pub struct CheckReport {
+    pub nut_dir: String,
+    pub nut_version: String,
+    pub findings: Vec<Finding>,
+    /// Each UPS found and the ups.conf section that serves it.
+    pub found: Vec<(pages::Found, Option<String>)>,
+    /// The report as `power-snitch check --format json` prints it.
+    pub json: String,
+}
+
+/// Runs the full check for a NUT directory (blocking; run off the agent's thread).
+pub type CheckFn = Arc<dyn Fn(&Path) -> Result<CheckReport, String> + Send + Sync>;
+
+/// What the page needs from the command line that started the agent.
+#[derive(Clone)]
+pub struct Config {
+    pub settings_path: PathBuf,
+    /// Where the hardware is read.
+    pub root: crate::probe::Root,
+    /// upsd client options (TLS trust) for test-connection.
+    pub client: crate::upsd::client::Options,
+    pub check: CheckFn,
+}
+
+/// The setup code file the SD-card image writes next to the settings.
+pub fn setup_code_path(settings: &Path) -> PathBuf {
+    settings
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("setup-code")
+}
+
+/// `N` random bytes from the system, or none when it has none to give.
+pub fn random<const N: usize>() -> Option<[u8; N]> {
+    use ring::rand::SecureRandom;
+    let mut out = [0u8; N];
+    ring::rand::SystemRandom::new().fill(&mut out).ok()?;
+    Some(out)
+}
+
+/// The page being served: its address and task.
+pub struct Running {
+    pub listen: String,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds `listen` and serves the page on the current `LocalSet`; an address that cannot be
+/// bound is an error for the caller to log (the agent runs on without its page).
+pub fn start(
+    listen: &str,
+    shared: Rc<RefCell<Shared>>,
+    config: Config,
+    nut_version: NutVersion,
+) -> Result<Running, String> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("web_listen `{listen}` is not ADDRESS:PORT"))?;
+    let std_listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let app = Rc::new(app::App::new(shared, config, nut_version));
+    app.announce_setup_code(listen);
+    let task = tokio::task::spawn_local(server::serve(listener, app));
+    Ok(Running {
+        listen: listen.to_string(),
+        task,
+    })
+}

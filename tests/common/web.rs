@@ -1,0 +1,124 @@
+//! The agent with its setup page on a free port, for the page's tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::nut::free_port;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_power-snitch");
+
+pub fn bin(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut c = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("power-snitch runs");
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+/// A running agent with its page on a free port; stderr collected.
+pub struct Agent {
+    child: Child,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    pub dir: PathBuf,
+    pub settings: PathBuf,
+    pub port: u16,
+}
+
+impl Agent {
+    /// `set` are `settings set` arguments for the UPS `ups1` (and agent-wide keys).
+    pub fn start(name: &str, nut_dir: &Path, set: &[&str], ups_password: Option<&str>) -> Agent {
+        let dir = std::env::temp_dir().join(format!("ps-web-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let settings = dir.join("settings.bin");
+        let s = settings.to_str().unwrap();
+        let port = free_port();
+        let listen = format!("web_listen=127.0.0.1:{port}");
+        let mut args = vec!["settings", "set", "--settings", s, "--ups", "ups1", &listen];
+        args.extend_from_slice(set);
+        let out = bin(&args, "");
+        assert!(out.status.success(), "{out:?}");
+        if let Some(p) = ups_password {
+            let out = bin(
+                &[
+                    "settings",
+                    "set",
+                    "--settings",
+                    s,
+                    "--ups",
+                    "ups1",
+                    "--password-stdin",
+                ],
+                &format!("{p}\n"),
+            );
+            assert!(out.status.success(), "{out:?}");
+        }
+        let sys = super::fixtures_dir().join("usb/pi4-mixed/sys");
+        let mut child = Command::new(BIN)
+            .args(["run", "-v", "--settings", s, "--nut-dir"])
+            .arg(nut_dir)
+            .arg("--control-socket")
+            .arg(dir.join("control.sock"))
+            .arg("--sysfs-root")
+            .arg(&sys)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the agent starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines() {
+                let Ok(l) = l else { break };
+                sink.lock().unwrap().push(l);
+            }
+        });
+        let a = Agent {
+            child,
+            lines,
+            dir,
+            settings,
+            port,
+        };
+        a.wait_for(|l| l.contains("info: ready;"));
+        a
+    }
+
+    pub fn wait_for(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such line; the log:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn settings(&self) -> power_snitch::settings::model::Settings {
+        power_snitch::settings::store::load(&self.settings).settings
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
