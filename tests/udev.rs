@@ -32,10 +32,10 @@ fn repo() -> &'static Path {
 fn the_committed_rules_are_the_generated_ones() {
     let o = bin().arg("udev-rules").output().unwrap();
     assert!(o.status.success());
-    let committed = fs::read_to_string(repo().join("udev/60-power-snitch.rules")).unwrap();
+    let committed = fs::read_to_string(repo().join("udev/70-power-snitch.rules")).unwrap();
     assert!(
         committed == String::from_utf8_lossy(&o.stdout),
-        "udev/60-power-snitch.rules differs from `power-snitch udev-rules`: regenerate it"
+        "udev/70-power-snitch.rules differs from `power-snitch udev-rules`: regenerate it"
     );
 }
 

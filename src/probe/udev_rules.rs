@@ -7,7 +7,8 @@
 //! instance carries the action, the kernel's name for the device (`1-1.3`, `ttyUSB0`) and the
 //! USB ids udev's `usb_id` found (kept in udev's database, so still there on `remove`, when the
 //! device can no longer be read). Unit names allow `:`, `-` and `.`; the unit passes the raw
-//! instance (`%i`) to `power-snitch udev-check`.
+//! instance (`%i`) to `power-snitch udev-check`. The file is `70-power-snitch.rules`, after
+//! udev's own `60-serial.rules`, which gives ttys their USB ids.
 
 use super::table::Knowledge;
 
