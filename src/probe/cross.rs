@@ -286,17 +286,12 @@ fn usb_section(input: &Input, section: &UpsSection, driver: &str, sink: &mut Sin
                 };
                 sink.error(
                     Code::DriverMismatch,
-                    section
-                        .get("driver")
-                        .map(|e| e.value_pos)
-                        .unwrap_or(section.pos),
+                    driver_pos(section),
                     format!(
-                        "[{}] uses driver {driver}, which cannot serve {} ",
+                        "[{}] uses driver {driver}, which cannot serve {}",
                         section.name,
                         describe(inv, ups)
-                    )
-                    .trim_end()
-                    .to_string(),
+                    ),
                 )
                 .with_hint(format!(
                     "that UPS needs {needs}: driver = {}",
@@ -553,10 +548,7 @@ fn serial_section(
                 }
                 sink.error(
                     Code::DriverMismatch,
-                    section
-                        .get("driver")
-                        .map(|e| e.value_pos)
-                        .unwrap_or(section.pos),
+                    driver_pos(section),
                     format!(
                         "[{}] uses driver {driver}, but {ups} on {port} speaks the {} protocol",
                         section.name,
@@ -610,6 +602,14 @@ fn serial_section(
             Claim::Nothing
         }
     }
+}
+
+/// Where a section names its driver (else its header).
+fn driver_pos(section: &UpsSection) -> Pos {
+    section
+        .get("driver")
+        .map(|e| e.value_pos)
+        .unwrap_or(section.pos)
 }
 
 /// A ready ups.conf section for a detected UPS: driver, port, and stable matchers.
