@@ -186,16 +186,9 @@ mod tests {
 
     #[test]
     fn any_bytes_are_read_without_panic() {
-        let mut x = 0x1234_5678u32;
+        let mut rng = crate::nut::Rng(0x1234_5678);
         for len in 0..200 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             let _ = parse(&bytes);
         }
     }
