@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::nut::{free_port, Nut};
-use common::web::{bin, Agent};
+use common::nut::free_port;
+use common::web::served_agent;
 use serde_json::{json, Value};
 
 const USERS: &str = "[admin]\n\tpassword = adminpass\n\tactions = SET\n\tupsmon primary\n";
@@ -290,29 +290,8 @@ fn base64(s: &str) -> Vec<u8> {
 
 #[test]
 fn browser_logs_in_saves_the_poll_interval_and_tests_the_connection() {
-    let dev = "ups.status: OL CHRG\nbattery.charge: 87\nbattery.runtime: 1500\nups.load: 23\ninput.voltage: 230.5\noutput.voltage: 229\nups.mfr: Dummy\nups.model: Rack 1500\n";
-    let mut nut = Nut::new("browser", &[("ups1", "ups1.dev", dev)], USERS, "");
-    std::fs::write(nut.dir.join("nut.conf"), "MODE=standalone\n").unwrap();
-    nut.start_driver("ups1");
-    nut.start_upsd();
-    nut.wait_ready("ups1");
-    let upsd_port = format!("upsd_port={}", nut.port);
-    let agent = Agent::start(
-        "browser",
-        &nut.dir,
-        &[
-            "upsd_host=127.0.0.1",
-            &upsd_port,
-            "poll_interval=1",
-            "nut_driver=dummy-ups",
-            "nut_port=ups1.dev",
-            "nut_username=admin",
-        ],
-        Some("adminpass"),
-    );
-    let s = agent.settings.to_str().unwrap().to_string();
-    let out = bin(&["web-password", "--settings", &s], &format!("{ADMIN}\n"));
-    assert!(out.status.success(), "{out:?}");
+    // The upsd the agent monitors lives as long as the test.
+    let (_nut, agent) = served_agent("browser", USERS, ADMIN);
 
     let driver = Driver::start();
     let b = Browser::new(&driver, format!("http://127.0.0.1:{}", agent.port));

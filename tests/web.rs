@@ -9,8 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::{self, enc, get, post, request, Reply};
-use common::nut::Nut;
-use common::web::{bin, Agent, BIN};
+use common::web::{bin, served_agent, Agent, BIN};
 use serde_json::Value;
 
 const USERS: &str =
@@ -87,28 +86,8 @@ fn assert_prometheus_text(text: &str) {
 
 #[test]
 fn web_every_route_against_a_real_upsd_and_the_security_rules() {
-    let dev = "ups.status: OL CHRG\nbattery.charge: 87\nbattery.runtime: 1500\nups.load: 23\ninput.voltage: 230.5\noutput.voltage: 229\nups.mfr: Dummy\nups.model: Rack 1500\n";
-    let mut nut = Nut::new("web-routes", &[("ups1", "ups1.dev", dev)], USERS, "");
-    nut.start_driver("ups1");
-    nut.start_upsd();
-    nut.wait_ready("ups1");
-    let upsd_port = format!("upsd_port={}", nut.port);
-    let agent = Agent::start(
-        "routes",
-        &nut.dir,
-        &[
-            "upsd_host=127.0.0.1",
-            &upsd_port,
-            "poll_interval=1",
-            "nut_driver=dummy-ups",
-            "nut_port=ups1.dev",
-            "nut_username=admin",
-        ],
-        Some("adminpass"),
-    );
+    let (nut, agent) = served_agent("web-routes", USERS, ADMIN);
     let s = agent.settings.to_str().unwrap().to_string();
-    let out = bin(&["web-password", "--settings", &s], &format!("{ADMIN}\n"));
-    assert!(out.status.success(), "{out:?}");
     let port = agent.port;
     let mut seen = Seen::default();
 

@@ -122,3 +122,35 @@ impl Drop for Agent {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A UPS on a real upsd + dummy-ups, and an agent monitoring it as `admin` (password
+/// `adminpass` in `users`) with its setup page's admin password set to `admin_password`.
+pub fn served_agent(name: &str, users: &str, admin_password: &str) -> (super::nut::Nut, Agent) {
+    let dev = "ups.status: OL CHRG\nbattery.charge: 87\nbattery.runtime: 1500\nups.load: 23\ninput.voltage: 230.5\noutput.voltage: 229\nups.mfr: Dummy\nups.model: Rack 1500\n";
+    let mut nut = super::nut::Nut::new(name, &[("ups1", "ups1.dev", dev)], users, "");
+    std::fs::write(nut.dir.join("nut.conf"), "MODE=standalone\n").unwrap();
+    nut.start_driver("ups1");
+    nut.start_upsd();
+    nut.wait_ready("ups1");
+    let upsd_port = format!("upsd_port={}", nut.port);
+    let agent = Agent::start(
+        name,
+        &nut.dir,
+        &[
+            "upsd_host=127.0.0.1",
+            &upsd_port,
+            "poll_interval=1",
+            "nut_driver=dummy-ups",
+            "nut_port=ups1.dev",
+            "nut_username=admin",
+        ],
+        Some("adminpass"),
+    );
+    let s = agent.settings.to_str().unwrap().to_string();
+    let out = bin(
+        &["web-password", "--settings", &s],
+        &format!("{admin_password}\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    (nut, agent)
+}
