@@ -255,6 +255,26 @@ fn each_hardware_finding_comes_from_its_fixture() {
     }
 }
 
+/// `check --no-upsd --format json` of a tree and a NUT directory against a NUT release.
+fn check_json(root: &Path, nut: &Path, version: &str) -> Value {
+    let o = bin()
+        .args([
+            "check",
+            "--no-upsd",
+            "--format",
+            "json",
+            "--nut-version",
+            version,
+        ])
+        .arg("--sysfs-root")
+        .arg(root.join("sys"))
+        .arg("--nut-dir")
+        .arg(nut)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn probe_json(root: &Path, extra: &[&str]) -> Value {
     let nut = nut_dir(&[], "json");
     let o = bin()
@@ -348,22 +368,7 @@ fn a_device_that_cannot_be_read_is_reported_and_the_rest_still_probed() {
     assert_eq!(v["devices"][0]["vendor_id"], "0764");
     // check reports it as a finding.
     let nut = nut_dir(&[("nut.conf", "MODE=none\n")], "vanish");
-    let o = bin()
-        .args([
-            "check",
-            "--no-upsd",
-            "--format",
-            "json",
-            "--nut-version",
-            "2.8.0",
-            "--sysfs-root",
-        ])
-        .arg(root.join("sys"))
-        .arg("--nut-dir")
-        .arg(&nut)
-        .output()
-        .unwrap();
-    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = check_json(&root, &nut, "2.8.0");
     let f = c["findings"]
         .as_array()
         .unwrap()
@@ -409,22 +414,7 @@ fn ups_conf_sections_are_ready_to_paste() {
         &[("ups.conf", &sections), ("nut.conf", "MODE=none\n")],
         "paste2",
     );
-    let o = bin()
-        .args([
-            "check",
-            "--no-upsd",
-            "--format",
-            "json",
-            "--nut-version",
-            "2.8.1",
-            "--sysfs-root",
-        ])
-        .arg(root.join("sys"))
-        .arg("--nut-dir")
-        .arg(&nut)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = check_json(&root, &nut, "2.8.1");
     assert_eq!(v["findings"][0]["code"], "bad-mode", "{sections}");
     assert_eq!(
         v["findings"].as_array().unwrap().len(),
