@@ -30,7 +30,9 @@ fn check(nut: &Path, upsd: &str, sysfs: Option<&Path>) -> Value {
     .env_remove("NUT_CONFPATH");
     // Without a captured tree, an empty one: this machine's USB bus is not the test's.
     let empty = std::env::temp_dir().join(format!("ps-live-empty-{}/sys", std::process::id()));
-    fs::create_dir_all(&empty).unwrap();
+    // A machine without USB devices or serial ports: sysfs with its empty directories.
+    fs::create_dir_all(empty.join("bus/usb/devices")).unwrap();
+    fs::create_dir_all(empty.join("class/tty")).unwrap();
     c.arg("--sysfs-root").arg(sysfs.unwrap_or(&empty));
     let o = c.output().unwrap();
     serde_json::from_slice(&o.stdout)

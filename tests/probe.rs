@@ -423,3 +423,28 @@ fn ups_conf_sections_are_ready_to_paste() {
     );
     let _ = fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_sysfs_root_that_is_not_one_is_refused_clearly() {
+    let nut = nut_dir(&[], "badroot");
+    for (root, why) in [
+        (PathBuf::from("/nonexistent/sys"), "is not a directory"),
+        (nut.clone(), "is not a sysfs tree"),
+    ] {
+        for cmd in ["probe", "check"] {
+            let o = bin()
+                .args([cmd, "--no-upsd", "--nut-version", "2.8.0", "--sysfs-root"])
+                .arg(&root)
+                .arg("--nut-dir")
+                .arg(&nut)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(3), "{cmd}: {err}");
+            assert!(
+                err.contains("--sysfs-root") && err.contains(why),
+                "{cmd}: {err}"
+            );
+        }
+    }
+}

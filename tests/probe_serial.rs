@@ -42,7 +42,9 @@ fn apc() -> PtySim<ApcSmart> {
 fn dirs(tag: &str, ups_conf: Option<&str>) -> (PathBuf, PathBuf) {
     let base = std::env::temp_dir().join(format!("ps-serial-{}-{tag}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(base.join("sys")).unwrap();
+    // A machine without USB devices or serial ports of its own: sysfs's empty directories.
+    fs::create_dir_all(base.join("sys/bus/usb/devices")).unwrap();
+    fs::create_dir_all(base.join("sys/class/tty")).unwrap();
     fs::create_dir_all(base.join("nut")).unwrap();
     if let Some(c) = ups_conf {
         fs::write(base.join("nut/ups.conf"), c).unwrap();

@@ -43,8 +43,8 @@ pub fn gather(args: &Args) -> Result<Checked, String> {
     let nut = validate::Nut::resolve(common)?;
     let stored = settings::stored(args);
     let target = upsd_target(args, stored.as_ref())?;
+    let root = probe::root(common)?;
     let (parsed, mut findings) = nut.validate();
-    let root = probe::root(common);
     let inv = probe::hardware(common, &root, parsed.ups.as_ref());
 
     let live = match &target {

@@ -9,12 +9,22 @@ use crate::nut::ups_conf::UpsConf;
 use crate::nut::version::NutVersion;
 use crate::probe::{cross, scan, Bus, Detected, Inventory, Root, Scan};
 
-/// The probe's root, from `--sysfs-root`.
-pub fn root(common: &Common) -> Root {
-    match &common.sysfs_root {
-        Some(dir) => Root::from_sysfs(dir.clone()),
-        None => Root::system(),
+/// The probe's root, from `--sysfs-root`: a directory that looks like sysfs, or an error
+/// saying what it is not.
+pub fn root(common: &Common) -> Result<Root, String> {
+    let Some(dir) = &common.sysfs_root else {
+        return Ok(Root::system());
+    };
+    if !dir.is_dir() {
+        return Err(format!("--sysfs-root {} is not a directory", dir.display()));
     }
+    if !dir.join("bus/usb").exists() && !dir.join("class/tty").exists() {
+        return Err(format!(
+            "--sysfs-root {} is not a sysfs tree: it has neither bus/usb nor class/tty (give the tree's sys directory)",
+            dir.display()
+        ));
+    }
+    Ok(Root::from_sysfs(dir.clone()))
 }
 
 /// The serial ports to talk to: `--serial-port`s and those ups.conf names for serial drivers.
@@ -55,7 +65,10 @@ pub fn run(args: &Args) -> (u8, String) {
     if let Some(extra) = args.positional.first() {
         return validate::fail(common.format, &format!("probe takes no argument `{extra}`"));
     }
-    let root = root(common);
+    let root = match root(common) {
+        Ok(r) => r,
+        Err(e) => return validate::fail(common.format, &e),
+    };
     // ups.conf, when there is one, names serial ports to probe and section names to avoid.
     let nut = validate::Nut::resolve(common).ok();
     let parsed = nut.as_ref().map(|n| n.validate().0);

@@ -15,16 +15,20 @@ pub fn run(args: &Args) -> (u8, String) {
         Ok(o) => o,
         Err(e) => return usage(format, &e),
     };
+    let root = match super::probe::root(&args.common) {
+        Ok(r) => r,
+        Err(e) => return usage(format, &e),
+    };
     let config = agent::Config {
         settings_path: super::settings::path(args),
         nut_dir: args.common.nut_dir.clone(),
         nut_version: args.common.nut_version,
         control_socket: control_socket(args),
-        root: super::probe::root(&args.common),
+        root: root.clone(),
         client,
         set_log_level: Box::new(super::logger::set_base),
         #[cfg(feature = "web")]
-        web: web_config(args),
+        web: web_config(args, root),
     };
     (agent::run(config), String::new())
 }
@@ -39,7 +43,7 @@ pub fn control_socket(args: &Args) -> PathBuf {
 /// The setup page's needs: the settings file, the hardware's root, upsd's TLS trust, and the
 /// full check as `check` runs it.
 #[cfg(feature = "web")]
-fn web_config(args: &Args) -> crate::web::Config {
+fn web_config(args: &Args, root: crate::probe::Root) -> crate::web::Config {
     let client = client_options(&args.common).unwrap_or_default();
     let base = args.clone();
     let check: crate::web::CheckFn = std::sync::Arc::new(move |dir: &std::path::Path| {
@@ -78,7 +82,7 @@ fn web_config(args: &Args) -> crate::web::Config {
     });
     crate::web::Config {
         settings_path: super::settings::path(args),
-        root: super::probe::root(&args.common),
+        root,
         client,
         check,
     }

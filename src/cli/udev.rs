@@ -10,7 +10,11 @@ use crate::probe::udev_event::{self, Action, Event};
 use crate::probe::{knowledge, scan, udev_rules, Bus, Inventory, Scan, UsbDevice};
 
 pub fn rules(args: &Args) -> (u8, String) {
-    let know = knowledge(&probe::root(&args.common));
+    let root = match probe::root(&args.common) {
+        Ok(r) => r,
+        Err(e) => return validate::fail(args.common.format, &e),
+    };
+    let know = knowledge(&root);
     // Only our own table: the rules file is the same on every machine.
     let table = crate::probe::table::Knowledge {
         table: know.table,
@@ -76,7 +80,10 @@ pub fn check(args: &Args) -> (u8, String) {
     };
     let (parsed, _) = nut.validate();
     let conf = parsed.ups.clone().unwrap_or_default();
-    let root = probe::root(common);
+    let root = match probe::root(common) {
+        Ok(r) => r,
+        Err(e) => return validate::fail(common.format, &e),
+    };
     let know = knowledge(&root);
     // A known UPS's interface: the event of its device does the check.
     if event.is_interface() {
