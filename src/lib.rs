@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod inspect;
 pub mod json;
 pub mod nut;
 pub mod probe;

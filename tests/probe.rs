@@ -431,19 +431,20 @@ fn a_sysfs_root_that_is_not_one_is_refused_clearly() {
         (PathBuf::from("/nonexistent/sys"), "is not a directory"),
         (nut.clone(), "is not a sysfs tree"),
     ] {
-        for cmd in ["probe", "check"] {
+        for cmd in [&["probe"][..], &["check", "--no-upsd"]] {
             let o = bin()
-                .args([cmd, "--no-upsd", "--nut-version", "2.8.0", "--sysfs-root"])
+                .args(cmd)
+                .args(["--nut-version", "2.8.0", "--sysfs-root"])
                 .arg(&root)
                 .arg("--nut-dir")
                 .arg(&nut)
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&o.stderr);
-            assert_eq!(o.status.code(), Some(3), "{cmd}: {err}");
+            assert_eq!(o.status.code(), Some(3), "{cmd:?}: {err}");
             assert!(
                 err.contains("--sysfs-root") && err.contains(why),
-                "{cmd}: {err}"
+                "{cmd:?}: {err}"
             );
         }
     }

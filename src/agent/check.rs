@@ -1,48 +1,43 @@
-//! What the agent checks about the installation, and what changed between two checks.
+//! What the agent checks about the installation (the application layer's check, as the agent's
+//! face), and what changed between two checks.
 
 use std::path::Path;
 
+use crate::inspect::{self, Face, Installed, Plan};
 use crate::nut::diag::{Finding, Severity};
-use crate::nut::{validate, Context, Snapshot};
-use crate::probe::{self, Root};
+use crate::probe::Root;
 use crate::settings::model::Settings;
-use crate::settings::sync;
 
-/// Every check of the installation, in one place: NUT's files (as `validate` does), the
-/// settings against them (as `sync` does, without asking upsd), and the hardware against
-/// ups.conf (as `check` does, without serial dialogues; the agent watches upsd itself, so
-/// without the live view).
-pub fn recheck(
-    snapshot: &Snapshot,
-    cx: &Context,
-    settings: &Settings,
-    settings_name: &str,
-    root: &Root,
-) -> Vec<Finding> {
-    let (parsed, mut findings) = validate(snapshot, cx);
-    let mut from_settings = sync::compare(settings, &parsed);
-    for f in &mut from_settings {
-        f.file = settings_name.to_string();
-    }
-    findings.extend(from_settings);
-    let conf = parsed.ups.unwrap_or_default();
-    // No serial dialogues here: a configured port belongs to its NUT driver, which may be
-    // starting right now (our lock would make it fail), and the agent sees through upsd whether
-    // the driver serves the UPS.
-    let asked = probe::named_ports(&conf);
-    let inv = probe::scan(
-        &probe::Scan {
-            root,
-            asked: &asked,
-            talk: false,
-            only: None,
-            progress: &|_| {},
-        },
-        &probe::knowledge(root),
-    );
-    findings.extend(probe::cross_check(root, &conf, &inv, None, cx.version).findings);
-    crate::nut::sort(&mut findings);
-    findings
+/// What the agent holds that a recheck needs: resolved when it starts and on each settings
+/// change, not per recheck.
+pub struct Recheck<'a> {
+    pub nut_dir: &'a Path,
+    pub installed: &'a Installed,
+    pub settings: &'a Settings,
+    pub settings_path: &'a Path,
+    pub root: &'a Root,
+}
+
+/// The application layer's check for the agent ([`Face::Recheck`]): NUT's files, the settings
+/// against them (without asking upsd), and the hardware against ups.conf (without serial
+/// dialogues: a configured port belongs to its NUT driver, which may be starting right now;
+/// the agent watches upsd itself, so without the live view).
+pub fn recheck(r: &Recheck) -> Vec<Finding> {
+    let plan = Plan {
+        face: Face::Recheck,
+        nut_dir: r.nut_dir.to_path_buf(),
+        dir_source: inspect::plan::DirSource::Option,
+        installed: r.installed.clone(),
+        settings_path: r.settings_path.to_path_buf(),
+        settings: Some(r.settings.clone()),
+        settings_warnings: Vec::new(),
+        root: r.root.clone(),
+        usb: inspect::plan::usb_reader(r.root),
+        upsd: None,
+        talk: Face::Recheck.talk(None),
+        serial_ports: Vec::new(),
+    };
+    inspect::check(&plan, &|_| {}).findings
 }
 
 /// A finding's identity across checks: the same code, file, line and message.

@@ -26,9 +26,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::nut::diag::Finding;
-use crate::nut::drivers::DriverDb;
+use crate::nut::host;
 use crate::nut::version::NutVersion;
-use crate::nut::{host, Context};
 use crate::settings::model::{LogLevel, Secret, Settings};
 use crate::settings::store;
 use crate::upsd::client::{is_transport, Client, Options};
@@ -274,30 +273,30 @@ impl Agent {
     }
 
     fn resolve_nut_dir(&self) -> PathBuf {
-        self.config
-            .nut_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(&self.settings.nut_conf_dir))
-    }
-
-    fn context(&self) -> Context<'_> {
-        Context {
-            version: self.version,
-            drivers: DriverDb::builtin(),
-            host_drivers: self.installed.as_deref(),
-        }
+        let path = &self.config.settings_path;
+        crate::inspect::plan::nut_dir(
+            self.config.nut_dir.as_deref(),
+            path.exists().then_some((path.as_path(), &self.settings)),
+            std::env::var_os("NUT_CONFPATH").as_deref(),
+        )
+        .0
     }
 
     /// Runs [`check::recheck`] and logs which findings appeared and went away.
     fn recheck(&mut self, first: bool) -> (Vec<String>, Vec<String>) {
-        let snapshot = host::snapshot(&self.nut_dir);
-        let new = check::recheck(
-            &snapshot,
-            &self.context(),
-            &self.settings,
-            &self.settings_name(),
-            &self.config.root,
-        );
+        let installed = crate::inspect::Installed {
+            version: self.version,
+            source: String::new(),
+            driver_dir: None,
+            drivers: self.installed.clone(),
+        };
+        let new = check::recheck(&check::Recheck {
+            nut_dir: &self.nut_dir,
+            installed: &installed,
+            settings: &self.settings,
+            settings_path: &self.config.settings_path,
+            root: &self.config.root,
+        });
         let summary = check::summary(&new);
         let (appeared, gone): (Vec<String>, Vec<String>) = if first {
             for f in &new {

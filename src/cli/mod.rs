@@ -1,6 +1,7 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
 pub(crate) mod check;
+pub mod error;
 mod events;
 mod logger;
 pub(crate) mod probe;
@@ -19,6 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::nut::version::NutVersion;
+
+pub use error::{CommandError, Output};
 
 /// Exit code when the check itself could not run.
 pub const EXIT_CANNOT_RUN: u8 = 3;
@@ -92,6 +95,91 @@ pub struct Args {
     pub command: Command,
     pub common: Common,
     pub positional: Vec<String>,
+}
+
+/// Options every command takes.
+pub const GLOBAL_OPTIONS: &[&str] = &["--format", "-v", "-q", "--help", "--version"];
+
+/// The options of upsd's client.
+const UPSD: [&str; 7] = [
+    "--timeout",
+    "--retries",
+    "--retry-delay",
+    "--tls",
+    "--ca-file",
+    "--pin-sha256",
+    "--allow-plaintext-password",
+];
+
+impl Command {
+    pub const ALL: [Command; 14] = [
+        Command::Validate,
+        Command::Status,
+        Command::TestConnection,
+        Command::Settings,
+        Command::Sync,
+        Command::Probe,
+        Command::Check,
+        Command::UdevRules,
+        Command::UdevCheck,
+        Command::Run,
+        Command::Events,
+        Command::WebPassword,
+        Command::Help,
+        Command::Version,
+    ];
+
+    /// The name the user types.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Validate => "validate",
+            Command::Status => "status",
+            Command::TestConnection => "test-connection",
+            Command::Settings => "settings",
+            Command::Sync => "sync",
+            Command::Probe => "probe",
+            Command::Check => "check",
+            Command::UdevRules => "udev-rules",
+            Command::UdevCheck => "udev-check",
+            Command::Run => "run",
+            Command::Events => "events",
+            Command::WebPassword => "web-password",
+            Command::Help => "help",
+            Command::Version => "version",
+        }
+    }
+
+    /// The options the command takes besides [`GLOBAL_OPTIONS`]; any other is a usage error.
+    pub fn options(self) -> Vec<&'static str> {
+        // Where NUT's directory is: the option, the settings, then $NUT_CONFPATH.
+        let nut = ["--nut-dir", "--settings", "--nut-version"];
+        let mut o: Vec<&'static str> = match self {
+            Command::Validate => nut.to_vec(),
+            Command::Probe => [&nut[..], &["--sysfs-root", "--serial-port", "--ups-conf"]].concat(),
+            Command::Check => [
+                &nut[..],
+                &["--sysfs-root", "--serial-port", "--upsd", "--no-upsd"],
+                &UPSD,
+            ]
+            .concat(),
+            Command::UdevRules => vec![],
+            Command::UdevCheck => [&nut[..], &["--sysfs-root", "--control-socket"]].concat(),
+            Command::Status => [&["--settings", "--agent", "--control-socket"][..], &UPSD].concat(),
+            Command::TestConnection => [
+                &["--settings", "--user", "--password-stdin", "--login"][..],
+                &UPSD,
+            ]
+            .concat(),
+            Command::Settings => [&nut[..], &["--ups", "--password-stdin"]].concat(),
+            Command::Sync => [&nut[..], &["--apply"]].concat(),
+            Command::Run => [&nut[..], &["--sysfs-root", "--control-socket"], &UPSD].concat(),
+            Command::Events => vec!["--control-socket", "--count"],
+            Command::WebPassword => vec!["--settings"],
+            Command::Help | Command::Version => vec![],
+        };
+        o.extend_from_slice(GLOBAL_OPTIONS);
+        o
+    }
 }
 
 pub const USAGE: &str = "\
@@ -188,6 +276,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         count: None,
     };
     let mut positional = Vec::new();
+    // Each option given: its canonical name and what the user typed.
+    let mut given: Vec<(&'static str, String)> = Vec::new();
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let arg = arg
@@ -206,6 +296,9 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     .ok_or_else(|| format!("{name} needs {what}")),
             }
         };
+        if let Some(canonical) = canonical(&name) {
+            given.push((canonical, name.clone()));
+        }
         match name.as_str() {
             "--nut-dir" => common.nut_dir = Some(PathBuf::from(value("a directory")?)),
             "--settings" => common.settings = Some(PathBuf::from(value("a file")?)),
@@ -292,11 +385,49 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         }
     }
     let command = command.ok_or("no command given")?;
+    let takes = command.options();
+    if let Some((_, typed)) = given.iter().find(|(c, _)| !takes.contains(c)) {
+        return Err(format!("`{}` does not take {typed}", command.name()));
+    }
     Ok(Args {
         command,
         common,
         positional,
     })
+}
+
+/// The canonical name of an option (`-n` is `--count`); `None` for what is not one.
+fn canonical(name: &str) -> Option<&'static str> {
+    const NAMES: &[&str] = &[
+        "--nut-dir",
+        "--settings",
+        "--format",
+        "--nut-version",
+        "--timeout",
+        "--retry-delay",
+        "--retries",
+        "--user",
+        "--password-stdin",
+        "--login",
+        "--tls",
+        "--ca-file",
+        "--pin-sha256",
+        "--allow-plaintext-password",
+        "--ups",
+        "--apply",
+        "--sysfs-root",
+        "--serial-port",
+        "--ups-conf",
+        "--upsd",
+        "--no-upsd",
+        "--control-socket",
+        "--agent",
+        "--count",
+    ];
+    match name {
+        "-n" => Some("--count"),
+        n => NAMES.iter().find(|k| **k == n).copied(),
+    }
 }
 
 /// Runs the program and returns its exit code.
@@ -309,12 +440,16 @@ pub fn main() -> ExitCode {
         }
     };
     logger::init(args.common.verbosity);
-    let (code, out) = match args.command {
-        Command::Help => (0, USAGE.to_string()),
-        Command::Version => (0, format!("power-snitch {}\n", env!("CARGO_PKG_VERSION"))),
+    let format = args.common.format;
+    let result = match args.command {
+        Command::Help => Ok(Output::ok(USAGE.to_string())),
+        Command::Version => Ok(Output::ok(format!(
+            "power-snitch {}\n",
+            env!("CARGO_PKG_VERSION")
+        ))),
         Command::Validate => validate::run(&args),
-        Command::Status => status::run(&args),
-        Command::TestConnection => test_connection::run(&args),
+        Command::Status => Ok(status::run(&args).into()),
+        Command::TestConnection => Ok(test_connection::run(&args).into()),
         Command::Settings => settings::run(&args),
         Command::Sync => settings::sync(&args),
         Command::Probe => probe::run(&args),
@@ -322,15 +457,15 @@ pub fn main() -> ExitCode {
         Command::UdevRules => udev::rules(&args),
         Command::UdevCheck => udev::check(&args),
         Command::Run => run::run(&args),
-        Command::Events => events::run(&args),
+        Command::Events => Ok(events::run(&args).into()),
         #[cfg(feature = "web")]
-        Command::WebPassword => web_password::run(&args),
+        Command::WebPassword => Ok(web_password::run(&args).into()),
         #[cfg(not(feature = "web"))]
-        Command::WebPassword => status::usage(
-            args.common.format,
-            "this build has no setup page (cargo feature `web`)",
-        ),
+        Command::WebPassword => Err(CommandError::Usage(
+            "this build has no setup page (cargo feature `web`)".into(),
+        )),
     };
+    let (code, out) = error::finish(format, result);
     write_stdout(&out);
     ExitCode::from(code)
 }
@@ -369,6 +504,43 @@ pub fn client_options(common: &Common) -> Result<crate::upsd::client::Options, S
         o.retry_delay = Duration::from_secs_f64(d);
     }
     Ok(o)
+}
+
+/// What the command line gives the application layer: the user's options and the environment.
+pub fn given(common: &Common) -> Result<crate::inspect::Given, CommandError> {
+    use crate::inspect::plan::{Given, Upsd};
+    let upsd = match (&common.upsd, common.no_upsd) {
+        (Some(_), true) => {
+            return Err(CommandError::Usage(
+                "give --upsd or --no-upsd, not both".into(),
+            ))
+        }
+        (_, true) => Upsd::None,
+        (Some(t), false) => {
+            let spec = if t.contains('@') {
+                t.clone()
+            } else {
+                format!("@{t}")
+            };
+            let mut target = crate::upsd::target::Target::parse(&spec)
+                .map_err(|e| CommandError::Usage(format!("--upsd: {e}")))?;
+            target.ups = None;
+            Upsd::At(target)
+        }
+        (None, false) => Upsd::Default,
+    };
+    Ok(Given {
+        nut_dir: common.nut_dir.clone(),
+        nut_version: common.nut_version,
+        settings: common.settings.clone(),
+        sysfs_root: common.sysfs_root.clone(),
+        serial_ports: common.serial_ports.clone(),
+        upsd,
+        client: client_options(common),
+        timeout_given: common.timeout.is_some(),
+        retries_given: common.retries.is_some(),
+        env_confpath: std::env::var_os("NUT_CONFPATH"),
+    })
 }
 
 /// A single-threaded runtime for one command.

@@ -1,90 +1,46 @@
 //! `power-snitch probe`: the UPS hardware on USB and serial ports.
 
-use std::io::IsTerminal;
-
-use super::{validate, Args, Common, Format};
+use super::{given, Args, CommandError, Format, Output};
+use crate::inspect::{self, render::device_json, Face, Installed, Plan};
 use crate::json::{self, Object};
 use crate::nut::drivers::{DriverDb, Lookup};
-use crate::nut::ups_conf::UpsConf;
 use crate::nut::version::NutVersion;
-use crate::probe::{cross, scan, Bus, Detected, Inventory, Root, Scan};
+use crate::probe::{cross, Bus, Inventory};
 
-/// The probe's root, from `--sysfs-root`: a directory that looks like sysfs, or an error
-/// saying what it is not.
-pub fn root(common: &Common) -> Result<Root, String> {
-    let Some(dir) = &common.sysfs_root else {
-        return Ok(Root::system());
-    };
-    if !dir.is_dir() {
-        return Err(format!("--sysfs-root {} is not a directory", dir.display()));
-    }
-    if !dir.join("bus/usb").exists() && !dir.join("class/tty").exists() {
-        return Err(format!(
-            "--sysfs-root {} is not a sysfs tree: it has neither bus/usb nor class/tty (give the tree's sys directory)",
-            dir.display()
-        ));
-    }
-    Ok(Root::from_sysfs(dir.clone()))
-}
-
-/// The serial ports to talk to: `--serial-port`s and those ups.conf names for serial drivers.
-pub fn asked_ports(common: &Common, conf: Option<&UpsConf>) -> Vec<String> {
-    let mut asked = common.serial_ports.clone();
-    for port in conf.map(crate::probe::named_ports).unwrap_or_default() {
-        if !asked.contains(&port) {
-            asked.push(port);
-        }
-    }
-    asked
-}
-
-/// Probes the hardware, showing progress on a terminal (never in JSON mode).
-pub fn hardware(common: &Common, root: &Root, conf: Option<&UpsConf>) -> Inventory {
-    let asked = asked_ports(common, conf);
-    let show = common.format == Format::Human && std::io::stderr().is_terminal();
-    let progress = move |path: &str| {
-        if show {
-            eprintln!("probing {path} (APC Smart, Megatec/Q1)...");
-        }
-    };
-    let know = crate::probe::knowledge(root);
-    scan(
-        &Scan {
-            root,
-            asked: &asked,
-            talk: true,
-            only: None,
-            progress: &progress,
-        },
-        &know,
-    )
-}
-
-pub fn run(args: &Args) -> (u8, String) {
+pub fn run(args: &Args) -> Result<Output, CommandError> {
     let common = &args.common;
     if let Some(extra) = args.positional.first() {
-        return validate::fail(common.format, &format!("probe takes no argument `{extra}`"));
+        return Err(CommandError::Usage(format!(
+            "probe takes no argument `{extra}`"
+        )));
     }
-    let root = match root(common) {
-        Ok(r) => r,
-        Err(e) => return validate::fail(common.format, &e),
-    };
+    let plan = Plan::resolve(
+        Face::Probe,
+        &given(common)?,
+        Installed::detect(common.nut_version),
+    )?;
     // ups.conf, when there is one, names serial ports to probe and section names to avoid.
-    let nut = validate::Nut::resolve(common).ok();
-    let parsed = nut.as_ref().map(|n| n.validate().0);
-    let conf = parsed.as_ref().and_then(|p| p.ups.as_ref());
-    let version = nut.as_ref().map_or(NutVersion::NEWEST, |n| n.version);
-    let inv = hardware(common, &root, conf);
-    let taken: Vec<&str> = conf
-        .map(|c| c.sections.iter().map(|s| s.name.as_str()).collect())
+    let has_dir = plan.require_nut_dir().is_ok();
+    let parsed = has_dir.then(|| inspect::read_nut(&plan).0);
+    let conf = parsed
+        .as_ref()
+        .and_then(|p| p.ups.clone())
         .unwrap_or_default();
+    let version = if has_dir {
+        plan.installed.version
+    } else {
+        NutVersion::NEWEST
+    };
+    let know = crate::probe::knowledge(&plan.root);
+    let inv = inspect::scan(&plan, &conf, &know, &super::check::progress(common.format));
+    let taken: Vec<&str> = conf.sections.iter().map(|s| s.name.as_str()).collect();
     let sections = sections(&inv, &taken, version);
-    let out = match (common.format, common.ups_conf) {
+    let text = match (common.format, common.ups_conf) {
         (Format::Human, true) => sections.iter().map(|s| format!("{s}\n\n")).collect(),
         (Format::Human, false) => human(&inv),
         (Format::Json, _) => format!("{}\n", json_report(&inv, &sections)),
     };
-    (0, out)
+    Ok(Output::ok(text))
 }
 
 /// A ready section per detected UPS, names unique among themselves and ups.conf's.
@@ -172,54 +128,6 @@ fn human(inv: &Inventory) -> String {
     for p in &inv.problems {
         out.push_str(&format!("problem: {p}\n"));
     }
-    out
-}
-
-/// One detected UPS in the JSON shape of `probe` and `check`.
-pub fn device_json(inv: &Inventory, u: &Detected, section: Option<&str>) -> String {
-    let mut out = String::new();
-    let hex = |v: Option<u16>| v.map(|v| format!("{v:04x}"));
-    let usb = u.usb.map(|i| &inv.usb[i]);
-    let mut o = Object::new(&mut out);
-    o.str("bus", u.bus.as_str())
-        .opt_str("vendor_id", hex(u.vendor_id).as_deref())
-        .opt_str("product_id", hex(u.product_id).as_deref())
-        .opt_str("serial", u.serial.as_deref())
-        .str("port", &u.port)
-        .raw(
-            "drivers",
-            &json::strings(u.drivers.iter().map(String::as_str)),
-        )
-        .opt_str("protocol", u.protocol.as_deref())
-        .str("identified_by", &u.identified_by.describe())
-        .opt_str("vendor", u.vendor.as_deref())
-        .opt_str("model", u.model.as_deref())
-        .opt_str("usb_path", usb.map(|d| d.name.as_str()));
-    let node = match u.bus {
-        Bus::Usb => usb.and_then(|d| d.node.as_ref()),
-        Bus::Serial => u.serial_port.and_then(|i| inv.serial[i].node.as_ref()),
-    };
-    match node {
-        Some(n) => {
-            let mut inner = String::new();
-            let mut no = Object::new(&mut inner);
-            no.str("path", &n.path);
-            if let Some(m) = n.meta {
-                no.str("mode", &format!("{:04o}", m.mode))
-                    .num("uid", m.uid.into())
-                    .num("gid", m.gid.into())
-                    .opt_str("owner", n.owner.as_deref())
-                    .opt_str("group", n.group.as_deref());
-            }
-            no.end();
-            o.raw("node", &inner);
-        }
-        None => {
-            o.raw("node", "null");
-        }
-    }
-    o.opt_str("ups_conf", section);
-    o.end();
     out
 }
 

@@ -1,36 +1,40 @@
-//! `power-snitch run`: the agent (see `crate::agent`).
+//! `power-snitch run`: the agent (see `crate::agent`), wired from the command line.
 
 use std::path::PathBuf;
 
-use super::status::usage;
-use super::{client_options, Args};
+use super::{client_options, Args, CommandError, Output};
 use crate::agent::{self, control};
 
-pub fn run(args: &Args) -> (u8, String) {
-    let format = args.common.format;
+pub fn run(args: &Args) -> Result<Output, CommandError> {
     if let Some(extra) = args.positional.first() {
-        return usage(format, &format!("run takes no argument `{extra}`"));
+        return Err(CommandError::Usage(format!(
+            "run takes no argument `{extra}`"
+        )));
     }
-    let client = match client_options(&args.common) {
-        Ok(o) => o,
-        Err(e) => return usage(format, &e),
-    };
-    let root = match super::probe::root(&args.common) {
-        Ok(r) => r,
-        Err(e) => return usage(format, &e),
-    };
+    let client = client_options(&args.common).map_err(CommandError::Usage)?;
+    let given = super::given(&args.common)?;
+    let root = crate::inspect::plan::root(given.sysfs_root.as_deref())?;
     let config = agent::Config {
         settings_path: super::settings::path(args),
         nut_dir: args.common.nut_dir.clone(),
         nut_version: args.common.nut_version,
         control_socket: control_socket(args),
         root: root.clone(),
-        client,
+        client: client.clone(),
         set_log_level: Box::new(super::logger::set_base),
         #[cfg(feature = "web")]
-        web: web_config(args, root),
+        web: crate::web::Config {
+            settings_path: super::settings::path(args),
+            root,
+            client,
+            installed: crate::inspect::Installed::detect(args.common.nut_version),
+            given,
+        },
     };
-    (agent::run(config), String::new())
+    Ok(Output {
+        code: agent::run(config),
+        text: String::new(),
+    })
 }
 
 pub fn control_socket(args: &Args) -> PathBuf {
@@ -38,52 +42,4 @@ pub fn control_socket(args: &Args) -> PathBuf {
         .control_socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(control::DEFAULT_PATH))
-}
-
-/// The setup page's needs: the settings file, the hardware's root, upsd's TLS trust, and the
-/// full check as `check` runs it.
-#[cfg(feature = "web")]
-fn web_config(args: &Args, root: crate::probe::Root) -> crate::web::Config {
-    let client = client_options(&args.common).unwrap_or_default();
-    let base = args.clone();
-    let check: crate::web::CheckFn = std::sync::Arc::new(move |dir: &std::path::Path| {
-        let mut a = base.clone();
-        a.common.nut_dir = Some(dir.to_path_buf());
-        a.common.format = super::Format::Json;
-        a.positional.clear();
-        let c = super::check::gather(&a)?;
-        let (_, json) = super::check::render(super::Format::Json, &c);
-        let found = c
-            .inv
-            .ups
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let section = c
-                    .claims
-                    .iter()
-                    .find(|(_, j)| *j == i)
-                    .map(|(n, _)| n.clone());
-                let f = crate::web::pages::Found {
-                    description: crate::probe::cross::describe(&c.inv, u),
-                    drivers: u.drivers.clone(),
-                    port: u.port.clone(),
-                };
-                (f, section)
-            })
-            .collect();
-        Ok(crate::web::CheckReport {
-            nut_dir: c.nut.dir.display().to_string(),
-            nut_version: c.nut.version.to_string(),
-            findings: c.findings,
-            found,
-            json,
-        })
-    });
-    crate::web::Config {
-        settings_path: super::settings::path(args),
-        root,
-        client,
-        check,
-    }
 }

@@ -2,39 +2,38 @@
 
 use std::path::PathBuf;
 
-use super::status::usage;
-use super::{Args, Format};
+use super::{Args, CommandError, Format, Output};
+use crate::inspect::{self, Face, Installed, Plan};
 use crate::json::Object;
-use crate::nut::drivers::DriverDb;
-use crate::nut::version::NutVersion;
-use crate::nut::{host, validate, Context, Parsed};
 use crate::report::{self, Summary, Validation};
 use crate::settings::model::{Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
-use crate::settings::store::{self, check_dir, load, save, DEFAULT_PATH};
+use crate::settings::store::{self, check_dir, load, save};
 use crate::settings::sync;
 
+/// The settings that are numbers, shown as JSON numbers.
+const NUMBER_KEYS: &[&str] = &[
+    "nut_retry_count",
+    "nut_retry_delay",
+    "upsd_port",
+    "poll_interval",
+];
+
 pub fn path(args: &Args) -> PathBuf {
-    args.common
-        .settings
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    crate::inspect::plan::settings_path(args.common.settings.as_deref())
 }
 
-pub fn run(args: &Args) -> (u8, String) {
-    let format = args.common.format;
+pub fn run(args: &Args) -> Result<Output, CommandError> {
     match args.positional.first().map(String::as_str) {
-        Some("show") => show(args),
+        Some("show") => Ok(show(args)),
         Some("set") => set(args),
         Some("import") => import(args),
         Some("history") => history(args),
-        Some(other) => usage(
-            format,
-            &format!("unknown settings command `{other}`: show, set, import or history"),
-        ),
-        None => usage(
-            format,
-            "settings needs a command: show, set, import or history",
-        ),
+        Some(other) => Err(CommandError::Usage(format!(
+            "unknown settings command `{other}`: show, set, import or history"
+        ))),
+        None => Err(CommandError::Usage(
+            "settings needs a command: show, set, import or history".into(),
+        )),
     }
 }
 
@@ -57,7 +56,7 @@ fn load_warned(args: &Args) -> store::Loaded {
     loaded
 }
 
-fn show(args: &Args) -> (u8, String) {
+fn show(args: &Args) -> Output {
     let loaded = load_warned(args);
     let s = &loaded.settings;
     match args.common.format {
@@ -72,7 +71,7 @@ fn show(args: &Args) -> (u8, String) {
                     out.push_str(&format!("  {k}: {}\n", u.show(k)));
                 }
             }
-            (0, out)
+            Output::ok(out)
         }
         Format::Json => {
             let mut ups = String::from("[");
@@ -82,7 +81,7 @@ fn show(args: &Args) -> (u8, String) {
                 }
                 let mut o = Object::new(&mut ups);
                 for k in UPS_KEYS {
-                    o.str(k, &u.show(k));
+                    json_value(&mut o, k, u.show(k));
                 }
                 o.end();
             }
@@ -90,13 +89,24 @@ fn show(args: &Args) -> (u8, String) {
             let mut out = String::new();
             let mut o = Object::new(&mut out);
             for k in AGENT_KEYS {
-                o.str(k, &s.show_agent(k));
+                json_value(&mut o, k, s.show_agent(k));
             }
             o.raw("ups", &ups);
             o.end();
-            (0, out + "\n")
+            Output::ok(out + "\n")
         }
     }
+}
+
+/// A setting's value in JSON: numbers as numbers, everything else as a string.
+fn json_value(o: &mut Object, key: &str, shown: String) {
+    if NUMBER_KEYS.contains(&key) {
+        if let Ok(n) = shown.parse::<u64>() {
+            o.num(key, n);
+            return;
+        }
+    }
+    o.str(key, &shown);
 }
 
 /// The entry `--ups` names, or the only one.
@@ -119,52 +129,44 @@ fn entry<'a>(s: &'a mut Settings, ups: Option<&str>) -> Result<&'a mut UpsEntry,
     }
 }
 
-fn set(args: &Args) -> (u8, String) {
-    let format = args.common.format;
+fn set(args: &Args) -> Result<Output, CommandError> {
     let pairs = &args.positional[1..];
     if pairs.is_empty() && !args.common.password_stdin {
-        return usage(
-            format,
-            "settings set needs KEY=VALUE pairs (or --password-stdin)",
-        );
+        return Err(CommandError::Usage(
+            "settings set needs KEY=VALUE pairs (or --password-stdin)".into(),
+        ));
     }
     let loaded = load_warned(args);
     let old = loaded.settings.clone();
     let mut new = loaded.settings;
     for pair in pairs {
         let Some((k, v)) = pair.split_once('=') else {
-            return usage(format, &format!("`{pair}` is not KEY=VALUE"));
+            return Err(CommandError::Usage(format!("`{pair}` is not KEY=VALUE")));
         };
         let r = if AGENT_KEYS.contains(&k) {
             new.set_agent(k, v)
         } else {
             entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set(k, v))
         };
-        if let Err(e) = r {
-            return usage(format, &e);
-        }
+        r.map_err(CommandError::Usage)?;
     }
     if args.common.password_stdin {
         let mut line = String::new();
-        if let Err(e) = std::io::stdin().read_line(&mut line) {
-            return usage(
-                format,
-                &format!("cannot read the password from standard input: {e}"),
-            );
-        }
+        std::io::stdin().read_line(&mut line).map_err(|e| {
+            CommandError::Usage(format!("cannot read the password from standard input: {e}"))
+        })?;
         let pw = line.trim_end_matches(['\n', '\r']);
-        if let Err(e) = entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set_password(pw))
-        {
-            return usage(format, &e);
-        }
+        entry(&mut new, args.common.ups.as_deref())
+            .and_then(|u| u.set_password(pw))
+            .map_err(CommandError::Usage)?;
     }
     write(args, &old, &new)
 }
 
-fn write(args: &Args, old: &Settings, new: &Settings) -> (u8, String) {
+fn write(args: &Args, old: &Settings, new: &Settings) -> Result<Output, CommandError> {
     let p = path(args);
     match save(&p, new) {
-        Ok(false) => (0, format!("{}: unchanged\n", p.display())),
+        Ok(false) => Ok(Output::ok(format!("{}: unchanged\n", p.display()))),
         Ok(true) => {
             let changes = store::changes(old, new);
             if let Err(e) = store::log_changes(&p, &changes) {
@@ -173,265 +175,85 @@ fn write(args: &Args, old: &Settings, new: &Settings) -> (u8, String) {
             for (f, a, b) in &changes {
                 log::info!("settings: {f}: {a} -> {b}");
             }
-            (
-                0,
-                format!("{}: {} change(s) written\n", p.display(), changes.len()),
-            )
+            Ok(Output::ok(format!(
+                "{}: {} change(s) written\n",
+                p.display(),
+                changes.len()
+            )))
         }
-        Err(e) => {
-            eprintln!("power-snitch: {e}");
-            (2, String::new())
-        }
+        Err(e) => Err(CommandError::Failed(e)),
     }
 }
 
-fn history(args: &Args) -> (u8, String) {
+fn history(args: &Args) -> Result<Output, CommandError> {
     let log = store::log_path(&path(args));
     match std::fs::read_to_string(&log) {
-        Ok(t) => (0, t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, String::new()),
-        Err(e) => {
-            eprintln!("power-snitch: cannot read {}: {e}", log.display());
-            (2, String::new())
-        }
+        Ok(t) => Ok(Output::ok(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Output::ok(String::new())),
+        Err(e) => Err(CommandError::Failed(format!(
+            "cannot read {}: {e}",
+            log.display()
+        ))),
     }
 }
 
-/// NUT's files as validate reads them.
-fn nut(args: &Args, settings: &Settings) -> Result<(PathBuf, Parsed, NutVersion), String> {
-    let dir = args
-        .common
-        .nut_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&settings.nut_conf_dir));
-    if !dir.is_dir() {
-        return Err(format!(
-            "{} is not a directory: give --nut-dir DIR or set nut_conf_dir",
-            dir.display()
-        ));
-    }
-    let version = args
-        .common
-        .nut_version
-        .or_else(|| host::detect_version().map(|v| v.0))
-        .unwrap_or(NutVersion::NEWEST);
-    let cx = Context {
-        version,
-        drivers: DriverDb::builtin(),
-        host_drivers: None,
-    };
-    let (parsed, _) = validate(&host::snapshot(&dir), &cx);
-    Ok((dir, parsed, version))
+/// The plan of `settings import` and `sync`: NUT's directory by the one precedence, which
+/// must exist.
+fn plan(args: &Args) -> Result<Plan, CommandError> {
+    let plan = Plan::resolve(
+        Face::Sync,
+        &super::given(&args.common)?,
+        Installed::detect(args.common.nut_version),
+    )?;
+    plan.require_nut_dir()?;
+    Ok(plan)
 }
 
-fn import(args: &Args) -> (u8, String) {
+fn import(args: &Args) -> Result<Output, CommandError> {
+    let loaded = load_warned(args);
+    let plan = plan(args)?;
+    let (parsed, _) = inspect::read_nut(&plan);
+    let mut new = sync::import(&loaded.settings, &parsed, args.common.ups.as_deref())
+        .map_err(CommandError::Usage)?;
+    // The directory the entries came from is the one the agent then watches.
+    let dir = std::fs::canonicalize(&plan.nut_dir).unwrap_or_else(|_| plan.nut_dir.clone());
+    let dir = dir
+        .to_str()
+        .ok_or_else(|| CommandError::Usage(format!("{} is not a UTF-8 path", dir.display())))?;
+    new.set_agent("nut_conf_dir", dir)
+        .map_err(CommandError::Usage)?;
+    write(args, &loaded.settings, &new)
+}
+
+pub fn sync(args: &Args) -> Result<Output, CommandError> {
     let format = args.common.format;
     let loaded = load_warned(args);
-    let (_, parsed, _) = match nut(args, &loaded.settings) {
-        Ok(n) => n,
-        Err(e) => return usage(format, &e),
-    };
-    match sync::import(&loaded.settings, &parsed, args.common.ups.as_deref()) {
-        Ok(new) => write(args, &loaded.settings, &new),
-        Err(e) => usage(format, &e),
-    }
-}
-
-/// Asks upsd itself whether each entry's user name and password are right, with the SET probe
-/// that changes nothing (see test-connection). Where only LOGIN could tell, or upsd does not
-/// answer, says so as info.
-async fn live_credentials(
-    settings: &Settings,
-    parsed: &Parsed,
-    file: &str,
-) -> Vec<crate::nut::diag::Finding> {
-    use crate::nut::diag::{Code, Finding, Severity};
-    use crate::nut::lexer::Pos;
-    use crate::upsd::client::{Client, Options};
-    use crate::upsd::proto::Request;
-    use std::time::Duration;
-    let mut out = Vec::new();
-    for u in &settings.ups {
-        let (Some(user), Some(pw)) = (&u.nut_username, &u.nut_password) else {
-            continue;
-        };
-        let target = crate::upsd::target::Target {
-            ups: Some(u.nut_device_name.clone()),
-            host: u.upsd_host.clone(),
-            port: u.upsd_port,
-        };
-        let mut opts = Options {
-            retry_count: 0,
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(2),
-            ..Options::default()
-        };
-        opts.tls.mode = u.tls;
-        let mut c = Client::new(target.clone(), opts);
-        let name = &u.nut_device_name;
-        let mut say =
-            |sev, code, m: String| out.push(Finding::new(sev, code, file, Pos::new(0, 0), m));
-        let mut result = Ok(());
-        for req in [
-            Request::Username(user.clone()),
-            Request::Password(pw.0.clone()),
-        ] {
-            if let Err(e) = c.request(&req).await {
-                result = Err(e);
-                break;
-            }
-        }
-        if let Err(e) = result {
-            say(
-                Severity::Info,
-                Code::SettingsPassword,
-                format!(
-                    "UPS `{name}`: could not check the credentials with upsd at {}: {}",
-                    target.address(),
-                    e.message
-                ),
-            );
-            continue;
-        }
-        let probe = Request::SetVar(
-            name.clone(),
-            "power-snitch.credential-probe".into(),
-            "x".into(),
-        );
-        match c.request(&probe).await {
-            Err(e) if e.code == "VAR-NOT-SUPPORTED" || e.code == "VAR-UNKNOWN" => {}
-            Err(e) if e.code == "ACCESS-DENIED" => {
-                // upsd.users says whether the user may SET: then a refusal means the password.
-                let may_set = parsed
-                    .users
-                    .as_ref()
-                    .and_then(|us| us.user(user))
-                    .is_some_and(|nu| nu.actions.iter().any(|a| a == "SET"));
-                if may_set {
-                    say(
-                        Severity::Error,
-                        Code::SettingsPassword,
-                        format!("UPS `{name}`: upsd refuses the settings' password for `{user}`"),
-                    );
-                } else {
-                    say(Severity::Info, Code::SettingsPassword, format!("UPS `{name}`: upsd refused the SET probe for `{user}`, who has no SET rights, so only LOGIN can tell: `power-snitch test-connection --login`"));
-                }
-            }
-            Err(e) if e.code == "UNKNOWN-UPS" => say(
-                Severity::Error,
-                Code::SettingsUpsMissing,
-                format!(
-                    "UPS `{name}`: upsd at {} does not serve it",
-                    target.address()
-                ),
-            ),
-            Err(e) => say(
-                Severity::Info,
-                Code::SettingsPassword,
-                format!(
-                    "UPS `{name}`: could not check the credentials with upsd: {}",
-                    e.message
-                ),
-            ),
-            Ok(_) => {}
-        }
-    }
-    out
-}
-
-/// Compares the fingerprints of NUT's files and of the settings with the last check's, and
-/// remembers the new ones.
-fn track_changes(
-    settings: &std::path::Path,
-    nut_dir: &std::path::Path,
-    name: &str,
-) -> Vec<crate::nut::diag::Finding> {
-    use crate::settings::fingerprint;
-    let seen_path = {
-        let mut s = settings.as_os_str().to_owned();
-        s.push(".seen");
-        PathBuf::from(s)
-    };
-    let mut now: Vec<_> = [
-        crate::nut::NUT_CONF,
-        crate::nut::UPS_CONF,
-        crate::nut::UPSD_CONF,
-        crate::nut::UPSD_USERS,
-        crate::nut::UPSMON_CONF,
-    ]
-    .iter()
-    .filter_map(|f| fingerprint::of(f, &nut_dir.join(f)))
-    .collect();
-    now.extend(fingerprint::of(name, settings));
-    let found = match std::fs::read_to_string(&seen_path) {
-        Ok(text) => fingerprint::changes(&fingerprint::parse(&text), &now, name),
-        Err(_) => Vec::new(),
-    };
-    if let Err(e) = std::fs::write(&seen_path, fingerprint::format(&now)) {
-        eprintln!(
-            "power-snitch: warning: cannot remember the files' fingerprints in {}: {e}",
-            seen_path.display()
-        );
-    }
-    found
-}
-
-/// The settings against NUT's files: the comparison, what changed since the last check, and
-/// upsd's word on the stored credentials. Findings name the settings file.
-pub fn compare(
-    args: &Args,
-    settings: &Settings,
-    parsed: &Parsed,
-    nut_dir: &std::path::Path,
-) -> Vec<crate::nut::diag::Finding> {
-    let settings_path = path(args);
-    let name = settings_path.file_name().map_or_else(
-        || "settings".to_string(),
-        |n| n.to_string_lossy().to_string(),
-    );
-    let mut findings = sync::compare(settings, parsed);
-    for f in &mut findings {
-        f.file = name.clone();
-    }
-    findings.extend(track_changes(&settings_path, nut_dir, &name));
-    findings.extend(super::runtime().block_on(live_credentials(settings, parsed, &name)));
-    findings
-}
-
-/// The stored settings for `check`, when there are any (warnings on stderr).
-pub fn stored(args: &Args) -> Option<Settings> {
-    path(args).exists().then(|| load_warned(args).settings)
-}
-
-pub fn sync(args: &Args) -> (u8, String) {
-    let format = args.common.format;
-    let loaded = load_warned(args);
-    let (dir, parsed, version) = match nut(args, &loaded.settings) {
-        Ok(n) => n,
-        Err(e) => return usage(format, &e),
-    };
+    let plan = plan(args)?;
+    let (parsed, _) = inspect::read_nut(&plan);
     if args.common.apply {
         let new = sync::apply(&loaded.settings, &parsed);
-        let (code, out) = write(args, &loaded.settings, &new);
-        return (code, out);
+        return write(args, &loaded.settings, &new);
     }
-    let settings_path = path(args);
-    let findings = compare(args, &loaded.settings, &parsed, &dir);
-    let settings_dir = settings_path
+    let findings = inspect::settings::compare(&plan, &loaded.settings, &parsed);
+    let settings_dir = plan
+        .settings_path
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default();
     let v = Validation {
         dir: &settings_dir,
-        nut_version: version.to_string(),
-        version_source: format!("against {}", dir.display()),
+        nut_version: plan.installed.version.to_string(),
+        version_source: format!("against {}", plan.nut_dir.display()),
         findings: &findings,
     };
-    let out = match format {
+    let text = match format {
         Format::Human => report::human(&v),
         Format::Json => report::json(&v),
     };
-    (Summary::of(&findings).exit_code(), out)
+    Ok(Output {
+        code: Summary::of(&findings).exit_code(),
+        text,
+    })
 }
 
 /// Where `status` and `test-connection` go without a target: the first UPS of the stored

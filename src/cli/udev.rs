@@ -1,26 +1,27 @@
 //! `power-snitch udev-rules` (the rules, from the device table) and `power-snitch udev-check`
 //! (what the rules' unit runs: one device that came or went, against ups.conf).
 
-use super::{probe, validate, Args};
-use crate::nut::diag::{Code, Severity};
+use super::{given, Args, CommandError, Output};
+use crate::inspect::{self, Face, Installed, Plan, Report};
+use crate::nut::diag::{Code, Finding, Severity};
 use crate::nut::ups_conf::UpsConf;
-use crate::probe::cross::{self, Outcome};
+use crate::probe::cross;
 use crate::probe::matcher::Field;
 use crate::probe::udev_event::{self, Action, Event};
-use crate::probe::{knowledge, scan, udev_rules, Bus, Inventory, Scan, UsbDevice};
+use crate::probe::{udev_rules, Bus, UsbDevice};
 
-pub fn rules(args: &Args) -> (u8, String) {
-    let root = match probe::root(&args.common) {
-        Ok(r) => r,
-        Err(e) => return validate::fail(args.common.format, &e),
-    };
-    let know = knowledge(&root);
+pub fn rules(args: &Args) -> Result<Output, CommandError> {
+    if let Some(extra) = args.positional.first() {
+        return Err(CommandError::Usage(format!(
+            "udev-rules takes no argument `{extra}`"
+        )));
+    }
     // Only our own table: the rules file is the same on every machine.
     let table = crate::probe::table::Knowledge {
-        table: know.table,
+        table: crate::probe::table::Knowledge::builtin().table,
         host: None,
     };
-    (0, udev_rules::generate(&table))
+    Ok(Output::ok(udev_rules::generate(&table)))
 }
 
 /// Log priorities as journald reads them from a `<N>` prefix.
@@ -64,27 +65,23 @@ fn emit(p: Priority, message: &str) {
     }
 }
 
-pub fn check(args: &Args) -> (u8, String) {
+pub fn check(args: &Args) -> Result<Output, CommandError> {
     let common = &args.common;
     let event = match args.positional.first() {
         Some(instance) => udev_event::from_instance(instance),
         None => udev_event::from_env(|k| std::env::var(k).ok()),
-    };
-    let event = match event {
-        Ok(e) => e,
-        Err(e) => return validate::fail(common.format, &e),
-    };
-    let nut = match validate::Nut::resolve(common) {
-        Ok(n) => n,
-        Err(e) => return validate::fail(common.format, &e),
-    };
-    let (parsed, _) = nut.validate();
-    let conf = parsed.ups.clone().unwrap_or_default();
-    let root = match probe::root(common) {
-        Ok(r) => r,
-        Err(e) => return validate::fail(common.format, &e),
-    };
-    let know = knowledge(&root);
+    }
+    .map_err(CommandError::Usage)?;
+    let mut plan = Plan::resolve(
+        Face::UdevCheck,
+        &given(common)?,
+        Installed::detect(common.nut_version),
+    )?;
+    plan.require_nut_dir()?;
+    // Only the port of this event is talked to, only when it appears, and only when no
+    // ups.conf section names it (see `Face::talk`).
+    plan.talk = Face::UdevCheck.talk(Some(&event));
+    let know = crate::probe::knowledge(&plan.root);
     // A known UPS's interface: the event of its device does the check.
     if event.is_interface() {
         if let (Some(v), Some(p)) = (event.vendor_id, event.product_id) {
@@ -96,43 +93,21 @@ pub fn check(args: &Args) -> (u8, String) {
                         event.describe()
                     ),
                 );
-                return (0, String::new());
+                return Ok(Output::ok(String::new()));
             }
         }
     }
-    // Only the port of this event is talked to, only when it appears, and only when no
-    // ups.conf section names it: a configured port belongs to the NUT driver udev is starting
-    // right now, which our lock on the port would make fail.
-    let tty = event.is_tty().then(|| format!("/dev/{}", event.kernel));
-    let asked: Vec<String> = tty.iter().cloned().collect();
-    let configured = crate::probe::named_ports(&conf).iter().any(|p| {
-        std::fs::canonicalize(root.dev_path(p))
-            .ok()
-            .and_then(|r| r.file_name().map(|n| n == event.kernel.as_str()))
-            .unwrap_or(false)
-    });
-    let only = (event.action == Action::Add && event.is_tty() && !configured)
-        .then_some(event.kernel.as_str());
-    let inv = scan(
-        &Scan {
-            root: &root,
-            asked: &asked,
-            talk: only.is_some(),
-            only,
-            progress: &|_| {},
-        },
-        &know,
-    );
-    let outcome = crate::probe::cross_check(&root, &conf, &inv, None, nut.version);
+    let report = inspect::check(&plan, &|_| {});
+    let conf = report.parsed.ups.clone().unwrap_or_default();
     let lines = match event.action {
-        Action::Add => added(&event, &inv, &outcome, &conf),
-        Action::Remove => removed(&event, &inv, &outcome, &conf, &know),
+        Action::Add => added(&event, &report, &conf),
+        Action::Remove => removed(&event, &report, &conf),
     };
     for (p, m) in &lines {
         emit(*p, m);
     }
     ask_agent_to_recheck(&super::run::control_socket(args));
-    (0, String::new())
+    Ok(Output::ok(String::new()))
 }
 
 /// Tells the running agent to check again now (it then logs what changed). No agent running is
@@ -157,16 +132,14 @@ fn ask_agent_to_recheck(socket: &std::path::Path) {
     }
 }
 
-/// Findings about a section (its name in the message), at warning or above.
+/// Findings about a section, at warning or above.
 fn section_findings<'a>(
-    outcome: &'a Outcome,
+    findings: &'a [Finding],
     name: &'a str,
 ) -> impl Iterator<Item = (Priority, String)> + 'a {
-    let tag = format!("[{name}]");
-    outcome
-        .findings
+    findings
         .iter()
-        .filter(move |f| f.severity >= Severity::Warning && f.message.contains(&tag))
+        .filter(move |f| f.severity >= Severity::Warning && f.section.as_deref() == Some(name))
         .map(|f| {
             let hint = f
                 .hint
@@ -180,12 +153,8 @@ fn section_findings<'a>(
         })
 }
 
-fn added(
-    event: &Event,
-    inv: &Inventory,
-    outcome: &Outcome,
-    conf: &UpsConf,
-) -> Vec<(Priority, String)> {
+fn added(event: &Event, report: &Report, conf: &UpsConf) -> Vec<(Priority, String)> {
+    let inv = &report.inv;
     let mut out = Vec::new();
     let found = inv.ups.iter().position(|u| match u.bus {
         Bus::Usb => u
@@ -198,8 +167,8 @@ fn added(
     if let Some(i) = found {
         let ups = &inv.ups[i];
         let what = cross::describe(inv, ups);
-        match outcome.claims.iter().find(|(_, j)| *j == i) {
-            Some((name, _)) => {
+        match report.section_of(i) {
+            Some(name) => {
                 out.push((
                     Priority::Info,
                     format!(
@@ -207,7 +176,7 @@ fn added(
                         event.kernel
                     ),
                 ));
-                out.extend(section_findings(outcome, name));
+                out.extend(section_findings(&report.findings, name));
             }
             None => {
                 let taken: Vec<&str> = conf.sections.iter().map(|s| s.name.as_str()).collect();
@@ -269,7 +238,7 @@ fn added(
                     s.value("driver").unwrap_or("?")
                 ),
             ));
-            out.extend(section_findings(outcome, &s.name));
+            out.extend(section_findings(&report.findings, &s.name));
         }
         return out;
     }
@@ -284,16 +253,11 @@ fn names_port(port: Option<&str>, p: &crate::probe::SerialPort) -> bool {
     port.is_some_and(|port| port == p.path || p.by_id.iter().any(|b| b == port))
 }
 
-fn removed(
-    event: &Event,
-    inv: &Inventory,
-    outcome: &Outcome,
-    conf: &UpsConf,
-    know: &crate::probe::table::Knowledge,
-) -> Vec<(Priority, String)> {
+fn removed(event: &Event, report: &Report, conf: &UpsConf) -> Vec<(Priority, String)> {
+    let (inv, know) = (&report.inv, &report.know);
     let mut out = Vec::new();
     // The sections that now have no device.
-    let lost: Vec<&str> = outcome
+    let lost: Vec<&str> = report
         .findings
         .iter()
         .filter(|f| {
@@ -302,16 +266,13 @@ fn removed(
                 Code::UpsAbsent | Code::MatcherNoMatch | Code::PortMissing
             )
         })
-        .filter_map(|f| {
-            let name = f.message.split_once('[')?.1.split_once(']')?.0;
-            conf.section(name).map(|s| s.name.as_str())
-        })
+        .filter_map(|f| conf.section(f.section.as_deref()?).map(|s| s.name.as_str()))
         .collect();
     for s in &conf.sections {
         let (Some(driver), port) = (s.value("driver"), s.value("port").unwrap_or("")) else {
             continue;
         };
-        let was_it = match cross::kind(driver, port) {
+        let was_it = match crate::nut::drivers::bus(driver, port) {
             Some(Bus::Usb) => match (event.vendor_id, event.product_id) {
                 (Some(v), Some(p)) if event.usb_device().is_some() => {
                     usb_section_could_match(s, driver, v, p, know)

@@ -145,6 +145,8 @@ pub struct Finding {
     pub column: u32,
     pub message: String,
     pub hint: Option<String>,
+    /// The ups.conf section the finding is about, when it is about one.
+    pub section: Option<String>,
 }
 
 impl Finding {
@@ -157,6 +159,7 @@ impl Finding {
             column: pos.col,
             message,
             hint: None,
+            section: None,
         }
     }
 
@@ -202,6 +205,15 @@ impl<'a> Sink<'a> {
 
     pub fn info(&mut self, code: Code, pos: Pos, message: String) -> &mut Finding {
         self.push(Severity::Info, code, pos, message)
+    }
+}
+
+impl Sink<'_> {
+    /// Marks the findings from `from` on as being about `section`.
+    pub fn about_section(&mut self, from: usize, section: &str) {
+        for f in &mut self.findings[from..] {
+            f.section = Some(section.to_string());
+        }
     }
 }
 

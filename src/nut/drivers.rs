@@ -203,6 +203,60 @@ impl DriverDb {
     }
 }
 
+/// The bus a driver talks on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    Usb,
+    Serial,
+}
+
+impl Bus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bus::Usb => "usb",
+            Bus::Serial => "serial",
+        }
+    }
+}
+
+/// Drivers that only talk USB: their `port` is ignored (`auto` by convention).
+const USB_DRIVERS: &[&str] = &[
+    "usbhid-ups",
+    "blazer_usb",
+    "bcmxcp_usb",
+    "tripplite_usb",
+    "richcomm_usb",
+    "riello_usb",
+    "nutdrv_atcl_usb",
+];
+/// Drivers that talk USB when `port = auto` and serial otherwise.
+const DUAL_DRIVERS: &[&str] = &["nutdrv_qx", "apc_modbus"];
+/// Drivers whose `port` is a file, a host or another UPS, never a serial device.
+const NOT_SERIAL: &[&str] = &[
+    "dummy-ups",
+    "clone",
+    "clone-outlet",
+    "snmp-ups",
+    "netxml-ups",
+    "apcupsd-ups",
+    "nut-ipmipsu",
+    "powerman-pdu",
+    "generic_gpio",
+    "macosx-ups",
+];
+
+/// Whether a section's driver talks USB or serial (a device path, `/dev/...` or a link to
+/// one), or neither (network and dummy drivers).
+pub fn bus(driver: &str, port: &str) -> Option<Bus> {
+    if USB_DRIVERS.contains(&driver) {
+        return Some(Bus::Usb);
+    }
+    if DUAL_DRIVERS.contains(&driver) && (port == "auto" || port.is_empty()) {
+        return Some(Bus::Usb);
+    }
+    (port.starts_with('/') && !NOT_SERIAL.contains(&driver)).then_some(Bus::Serial)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

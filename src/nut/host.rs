@@ -94,13 +94,19 @@ pub fn account(name: &str) -> Option<Account> {
     })
 }
 
-/// The names of the drivers installed on the host, when a driver directory exists.
-pub fn installed_drivers() -> Option<Vec<String>> {
-    let dir = LIBEXEC_DIRS
+/// The directory of NUT's drivers on the host, when one is installed.
+pub fn driver_dir() -> Option<PathBuf> {
+    LIBEXEC_DIRS
         .iter()
         .map(Path::new)
-        .find(|d| d.join("dummy-ups").exists())?;
-    let mut names: Vec<String> = fs::read_dir(dir)
+        .find(|d| d.join("dummy-ups").exists())
+        .map(Path::to_path_buf)
+}
+
+/// The names of the drivers installed on the host, when a driver directory exists.
+pub fn installed_drivers() -> Option<Vec<String>> {
+    let dir = driver_dir()?;
+    let mut names: Vec<String> = fs::read_dir(&dir)
         .ok()?
         .filter_map(|e| e.ok())
         .filter(|e| {

@@ -6,37 +6,11 @@ use super::matcher::{Field, Matchers, Regex};
 use super::perms;
 use super::{Bus, Detected, Inventory, SerialPort, Skip, UsbDevice};
 use crate::nut::diag::{Code, Finding, Sink};
-use crate::nut::drivers::{DriverDb, Lookup};
+use crate::nut::drivers::{bus, DriverDb, Lookup};
 use crate::nut::lexer::Pos;
 use crate::nut::ups_conf::{UpsConf, UpsSection};
 use crate::nut::version::NutVersion;
 use crate::nut::{Account, UPS_CONF};
-
-/// Drivers that only talk USB: their `port` is ignored (`auto` by convention).
-const USB_DRIVERS: &[&str] = &[
-    "usbhid-ups",
-    "blazer_usb",
-    "bcmxcp_usb",
-    "tripplite_usb",
-    "richcomm_usb",
-    "riello_usb",
-    "nutdrv_atcl_usb",
-];
-/// Drivers that talk USB when `port = auto` and serial otherwise.
-const DUAL_DRIVERS: &[&str] = &["nutdrv_qx", "apc_modbus"];
-/// Drivers whose `port` is a file, a host or another UPS, never a serial device.
-const NOT_SERIAL: &[&str] = &[
-    "dummy-ups",
-    "clone",
-    "clone-outlet",
-    "snmp-ups",
-    "netxml-ups",
-    "apcupsd-ups",
-    "nut-ipmipsu",
-    "powerman-pdu",
-    "generic_gpio",
-    "macosx-ups",
-];
 
 /// What upsd says about one UPS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +79,8 @@ pub fn check(input: &Input) -> Outcome {
             continue;
         };
         let port = section.value("port").unwrap_or("");
-        let claim = match kind(driver, port) {
+        let from = sink.findings.len();
+        let claim = match bus(driver, port) {
             Some(Bus::Usb) => usb_section(input, section, driver, &mut sink),
             Some(Bus::Serial) => serial_section(input, section, driver, port, &mut sink),
             None => Claim::Nothing,
@@ -125,6 +100,7 @@ pub fn check(input: &Input) -> Outcome {
                 claims.push((section.name.clone(), i, section.pos));
             }
         }
+        sink.about_section(from, &section.name);
     }
     for (i, ups) in input.inv.ups.iter().enumerate() {
         if claims.iter().any(|(_, j, _)| *j == i) || covered.contains(&i) {
@@ -163,18 +139,6 @@ pub fn check(input: &Input) -> Outcome {
         findings,
         claims: claims.into_iter().map(|(n, i, _)| (n, i)).collect(),
     }
-}
-
-/// Whether a section's driver talks USB or serial (a device path, `/dev/...` or a link to
-/// one), or neither (network and dummy drivers).
-pub fn kind(driver: &str, port: &str) -> Option<Bus> {
-    if USB_DRIVERS.contains(&driver) {
-        return Some(Bus::Usb);
-    }
-    if DUAL_DRIVERS.contains(&driver) && (port == "auto" || port.is_empty()) {
-        return Some(Bus::Usb);
-    }
-    (port.starts_with('/') && !NOT_SERIAL.contains(&driver)).then_some(Bus::Serial)
 }
 
 /// A detected UPS in a few words: `CPS CP1500PFCLCD (0764:0501, serial CTHJV2002919, USB 1-1.3)`.
@@ -697,6 +661,34 @@ fn live_checks(input: &Input, live: &Live, claims: &[(String, usize, Pos)], sink
         if !crate::nut::ups_conf::complete(section) {
             continue;
         }
+        let from = sink.findings.len();
+        live_section(input, live, claims, section, sink);
+        sink.about_section(from, &section.name);
+    }
+    for (name, _) in &live.ups {
+        if input.conf.section(name).is_none() {
+            sink.warning(
+                Code::LiveMismatch,
+                Pos::new(0, 0),
+                format!(
+                    "upsd at {} serves [{name}], which ups.conf does not define",
+                    live.target
+                ),
+            )
+            .with_hint("upsd runs with an older ups.conf: `upsd -c reload`");
+        }
+    }
+}
+
+/// upsd's view of one complete section.
+fn live_section(
+    input: &Input,
+    live: &Live,
+    claims: &[(String, usize, Pos)],
+    section: &UpsSection,
+    sink: &mut Sink,
+) {
+    {
         let name = &section.name;
         let Some((_, state)) = live.ups.iter().find(|(n, _)| n == name) else {
             sink.error(
@@ -705,7 +697,7 @@ fn live_checks(input: &Input, live: &Live, claims: &[(String, usize, Pos)], sink
                 format!("upsd at {} does not serve [{name}]", live.target),
             )
             .with_hint("upsd reads ups.conf only when it starts or reloads: `upsd -c reload` (or restart nut-server), then start the driver: `upsdrvctl start`");
-            continue;
+            return;
         };
         match state {
             LiveUps::Error(e) if e == "DRIVER-NOT-CONNECTED" => {
@@ -749,11 +741,11 @@ fn live_checks(input: &Input, live: &Live, claims: &[(String, usize, Pos)], sink
                     }
                 }
                 let Some(&(_, i, _)) = claims.iter().find(|(n, _, _)| n == name) else {
-                    continue;
+                    return;
                 };
                 let ups = &input.inv.ups[i];
                 let (Some(v), Some(p)) = (ups.vendor_id, ups.product_id) else {
-                    continue;
+                    return;
                 };
                 let differs = |live: &Option<String>, want: u16| {
                     live.as_deref()
@@ -774,19 +766,6 @@ fn live_checks(input: &Input, live: &Live, claims: &[(String, usize, Pos)], sink
                     .with_hint("the driver serves another device than ups.conf selects: restart it, and make the matchers select one device");
                 }
             }
-        }
-    }
-    for (name, _) in &live.ups {
-        if input.conf.section(name).is_none() {
-            sink.warning(
-                Code::LiveMismatch,
-                Pos::new(0, 0),
-                format!(
-                    "upsd at {} serves [{name}], which ups.conf does not define",
-                    live.target
-                ),
-            )
-            .with_hint("upsd runs with an older ups.conf: `upsd -c reload`");
         }
     }
 }

@@ -1,17 +1,21 @@
 //! Finding UPS hardware: USB devices from sysfs, serial ports, and the dialogues that identify
 //! a serial UPS; then the cross-check of what was found against ups.conf and the live upsd.
+//! This file holds the inventory's data and its identification (pure); [`scan`] drives the
+//! edges.
 //!
-//! **Architecture invariant:** [`hid`], [`table`], [`dialogue`], [`matcher`], [`perms`] and
-//! [`cross`] are pure. [`sysfs`] and [`serial`] are the edges: they read a root path (the real
-//! `/` or a captured tree) and talk to ports. [`usbdev`] asks the devices themselves, through a
-//! [`usbdev::DeviceReader`], for what sysfs lacks; only for the real `/sys`, never for a captured
-//! tree. Nothing else here does I/O.
+//! **Architecture invariant:** this file, [`hid`], [`table`], [`dialogue`], [`matcher`],
+//! [`perms`] and [`cross`] are pure. [`sysfs`] and [`serial`] are the edges: they read a root
+//! path (the real `/` or a captured tree) and talk to ports. [`usbdev`] asks the devices
+//! themselves, through the [`usbdev::DeviceReader`] the caller passes in (the application
+//! layer's plan gives one for the real `/sys` only, never for a captured tree). [`scan`] joins
+//! them: it reads NUT's udev rules, lists and probes the ports, looks up the drivers' account.
 
 pub mod cross;
 pub mod dialogue;
 pub mod hid;
 pub mod matcher;
 pub mod perms;
+pub mod scan;
 pub mod serial;
 pub mod sysfs;
 pub mod table;
@@ -22,6 +26,9 @@ pub mod usbdev;
 use std::path::PathBuf;
 
 use crate::nut::FileMeta;
+
+pub use crate::nut::drivers::Bus;
+pub use scan::{cross_check, knowledge, path_states, scan, Scan};
 
 /// A device node as found: its path on the system (`/dev/bus/usb/001/002`) and its metadata,
 /// when it could be read.
@@ -149,21 +156,6 @@ impl SerialPort {
     /// The name ups.conf should use: the first by-id link, else the path.
     pub fn stable_path(&self) -> &str {
         self.by_id.first().map(String::as_str).unwrap_or(&self.path)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bus {
-    Usb,
-    Serial,
-}
-
-impl Bus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Bus::Usb => "usb",
-            Bus::Serial => "serial",
-        }
     }
 }
 
@@ -343,101 +335,6 @@ pub fn identify(inv: &mut Inventory, know: &table::Knowledge) {
     }
 }
 
-/// NUT's udev rules as packages install them, relative to a system root.
-const RULES: [&str; 3] = [
-    "etc/udev/rules.d/62-nut-usbups.rules",
-    "lib/udev/rules.d/62-nut-usbups.rules",
-    "usr/lib/udev/rules.d/62-nut-usbups.rules",
-];
-
-/// Our table, plus NUT's udev rules found under the root's base (`/` for the system).
-pub fn knowledge(root: &Root) -> table::Knowledge {
-    let base = root.sys.parent().unwrap_or(std::path::Path::new("/"));
-    let know = table::Knowledge::builtin();
-    for rel in RULES {
-        let path = base.join(rel);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return know.with_host_rules(&path.display().to_string(), &text);
-        }
-    }
-    know
-}
-
-/// What to look at, and whether serial ports may be talked to.
-pub struct Scan<'a> {
-    pub root: &'a Root,
-    /// Serial ports named by ups.conf or the user.
-    pub asked: &'a [String],
-    pub talk: bool,
-    /// Talk to this port (kernel name) only.
-    pub only: Option<&'a str>,
-    /// Hears the path of each serial port as its dialogue starts.
-    pub progress: &'a (dyn Fn(&str) + Sync),
-}
-
-/// Reads the USB devices (asking the devices for what the real sysfs lacks), lists and probes
-/// the serial ports, and identifies the UPSes.
-pub fn scan(s: &Scan, know: &table::Knowledge) -> Inventory {
-    let (mut usb, mut problems) = sysfs::usb_devices(s.root);
-    if s.root.is_system() {
-        usbdev::fill(&mut usb, usbdev::system().as_ref(), &mut problems);
-    }
-    let plan = serial::Plan {
-        root: s.root,
-        asked: s.asked,
-        talk: s.talk,
-        only: s.only,
-    };
-    let mut ports = serial::ports(&plan, &usb, know);
-    serial::probe(s.root, &mut ports, s.progress);
-    let mut inv = Inventory {
-        usb,
-        serial: ports,
-        problems,
-        ..Inventory::default()
-    };
-    identify(&mut inv, know);
-    inv
-}
-
-/// Whether each serial port ups.conf names exists under the root.
-pub fn path_states(root: &Root, conf: &crate::nut::ups_conf::UpsConf) -> Vec<cross::PathState> {
-    conf.sections
-        .iter()
-        .filter_map(|s| {
-            let port = s.value("port")?;
-            (cross::kind(s.value("driver")?, port) == Some(Bus::Serial)).then(|| cross::PathState {
-                path: port.to_string(),
-                exists: std::fs::metadata(root.dev_path(port)).is_ok(),
-            })
-        })
-        .collect()
-}
-
-/// The cross-check of an inventory against ups.conf (and upsd's view, when given), with the
-/// drivers' account looked up on this system.
-pub fn cross_check(
-    root: &Root,
-    conf: &crate::nut::ups_conf::UpsConf,
-    inv: &Inventory,
-    live: Option<&cross::Live>,
-    version: crate::nut::version::NutVersion,
-) -> cross::Outcome {
-    let paths = path_states(root, conf);
-    let user = conf.global("user").unwrap_or("nut").to_string();
-    let account = crate::nut::host::account(&user);
-    cross::check(&cross::Input {
-        conf,
-        inv,
-        paths: &paths,
-        driver_user: &user,
-        driver_account: account.as_ref(),
-        live,
-        db: crate::nut::drivers::DriverDb::builtin(),
-        version,
-    })
-}
-
 /// The serial ports ups.conf names for serial drivers: these may be probed.
 pub fn named_ports(conf: &crate::nut::ups_conf::UpsConf) -> Vec<String> {
     let mut ports: Vec<String> = Vec::new();
@@ -445,7 +342,9 @@ pub fn named_ports(conf: &crate::nut::ups_conf::UpsConf) -> Vec<String> {
         let (Some(driver), Some(port)) = (s.value("driver"), s.value("port")) else {
             continue;
         };
-        if cross::kind(driver, port) == Some(Bus::Serial) && !ports.iter().any(|p| p == port) {
+        if crate::nut::drivers::bus(driver, port) == Some(Bus::Serial)
+            && !ports.iter().any(|p| p == port)
+        {
             ports.push(port.to_string());
         }
     }

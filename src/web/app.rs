@@ -5,7 +5,6 @@
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::{self, Brake, Session, Sessions};
@@ -513,9 +512,9 @@ impl App {
     }
 
     async fn run_check(&self) -> Result<CheckReport, String> {
-        let check = Arc::clone(&self.config.check);
-        let dir = self.nut_dir();
-        tokio::task::spawn_blocking(move || check(&dir))
+        let given = self.config.given.clone();
+        let installed = self.config.installed.clone();
+        tokio::task::spawn_blocking(move || super::check_report(&given, installed))
             .await
             .map_err(|e| format!("the check stopped: {e}"))?
     }
@@ -701,9 +700,11 @@ pub fn settings_json(s: &Settings) -> String {
 /// The setup form's choices (blocking: reads sysfs and NUT's files).
 pub fn choices(root: &crate::probe::Root, nut_dir: &Path, version: NutVersion) -> Choices {
     use crate::probe::{scan, Scan};
+    let usb = crate::inspect::plan::usb_reader(root);
     let inv = scan(
         &Scan {
             root,
+            usb: usb.as_deref(),
             asked: &[],
             talk: false,
             only: None,

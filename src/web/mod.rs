@@ -23,9 +23,9 @@ pub mod server;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use crate::agent::Shared;
+use crate::inspect::{self, Face, Given, Installed, Plan};
 use crate::nut::diag::Finding;
 use crate::nut::version::NutVersion;
 
@@ -41,9 +41,6 @@ pub struct CheckReport {
     pub json: String,
 }
 
-/// Runs the full check for a NUT directory (blocking; run off the agent's thread).
-pub type CheckFn = Arc<dyn Fn(&Path) -> Result<CheckReport, String> + Send + Sync>;
-
 /// What the page needs from the command line that started the agent.
 #[derive(Clone)]
 pub struct Config {
@@ -52,7 +49,39 @@ pub struct Config {
     pub root: crate::probe::Root,
     /// upsd client options (TLS trust) for test-connection.
     pub client: crate::upsd::client::Options,
-    pub check: CheckFn,
+    /// What the check's plan is resolved from, as for `check`: the agent's options.
+    pub given: Given,
+    /// The installed NUT, resolved once when the agent starts.
+    pub installed: Installed,
+}
+
+/// The page's Check: the application layer's check of the page's plan (blocking; run off the
+/// agent's thread), as the check page and `/api/check` show it.
+pub fn check_report(given: &Given, installed: Installed) -> Result<CheckReport, String> {
+    let plan = Plan::resolve(Face::Page, given, installed).map_err(|e| e.to_string())?;
+    plan.require_nut_dir().map_err(|e| e.to_string())?;
+    let report = inspect::check(&plan, &|_| {});
+    let found = report
+        .inv
+        .ups
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let f = pages::Found {
+                description: crate::probe::cross::describe(&report.inv, u),
+                drivers: u.drivers.clone(),
+                port: u.port.clone(),
+            };
+            (f, report.section_of(i).map(str::to_string))
+        })
+        .collect();
+    Ok(CheckReport {
+        nut_dir: plan.nut_dir.display().to_string(),
+        nut_version: plan.installed.version.to_string(),
+        json: inspect::render::check_json(&plan, &report),
+        findings: report.findings,
+        found,
+    })
 }
 
 /// The setup code file the SD-card image writes next to the settings.
