@@ -12,6 +12,7 @@ pub mod fnv;
 pub mod host;
 pub mod lexer;
 pub mod nut_conf;
+pub mod target;
 pub mod text;
 pub mod ups_conf;
 pub mod upsd_conf;

@@ -351,7 +351,7 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
 
 /// Splits `ups@host[:port]` as NUT's `upscli_splitname` does.
 pub fn split_system(s: &str) -> Result<(String, String, u16), String> {
-    let t = crate::upsd::target::Target::parse(s)?;
+    let t = super::target::Target::parse(s)?;
     let ups = t
         .ups
         .ok_or_else(|| format!("`{s}` has no UPS name before `@`"))?;
