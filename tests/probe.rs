@@ -1,7 +1,9 @@
 //! `probe` and `check` against captured sysfs trees (tests/fixtures/usb/<case>/, with the
 //! owners and modes of their `nodes` file applied to a copy), and ups.conf files checked
 //! against them (tests/fixtures/usb-checks/<name>/: `case` names the tree, `args` adds options,
-//! `expected` is the report; BLESS=1 writes it).
+//! `expected` is the report; BLESS=1 writes it). The fixtures run in this process through the
+//! application layer (`power_snitch::inspect`); a few tests run the binary for what the
+//! command line adds.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use power_snitch::inspect::{self, plan::Upsd, render, Face, Given, Installed, Plan};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -102,6 +105,24 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// What `check`/`probe` would be given: these options (as the command line parses them), this
+/// tree and NUT directory, no upsd, and a settings file that does not exist.
+fn given(command: &str, root: &Path, nut: &Path, options: &str) -> Given {
+    let argv = std::iter::once(command).chain(options.split_whitespace());
+    let args = power_snitch::cli::parse_args(argv.map(std::ffi::OsString::from)).unwrap();
+    let mut g = power_snitch::cli::given(&args.common).unwrap();
+    g.sysfs_root = Some(root.join("sys"));
+    g.nut_dir = Some(nut.to_path_buf());
+    g.settings = Some(nut.join("no-settings.bin"));
+    g.upsd = Upsd::None;
+    g
+}
+
+/// A plan for `face`, as its command resolves it.
+fn plan(face: Face, g: &Given) -> Plan {
+    Plan::resolve(face, g, Installed::detect(g.nut_version)).unwrap()
+}
+
 /// Paths of this run replaced by names, so reports compare across runs.
 fn normalise(s: &str, root: &Path, nut: &Path) -> String {
     s.replace(&root.display().to_string(), "$ROOT")
@@ -136,22 +157,14 @@ fn every_captured_tree_probes_as_expected() {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let root = tree(&name, &format!("probe-{name}"));
         let nut = nut_dir(&[], &format!("probe-{name}"));
-        let o = bin()
-            .args(["probe", "--nut-version", "2.8.0", "--sysfs-root"])
-            .arg(root.join("sys"))
-            .arg("--nut-dir")
-            .arg(&nut)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{name}: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let plan = plan(
+            Face::Probe,
+            &given("probe", &root, &nut, "--nut-version 2.8.0"),
         );
+        let probed = inspect::probe(&plan, &|_| {});
         compare(
             &case.join("probe.expected"),
-            &normalise(&text(&o), &root, &nut),
+            &normalise(&render::probe_human(&probed.inv), &root, &nut),
             &mut failures,
         );
         let _ = fs::remove_dir_all(&root);
@@ -180,17 +193,15 @@ fn check_fixture(dir: &Path, format: &str) -> (i32, String) {
     let nut = nut_dir(&refs, &format!("check-{name}"));
     let args =
         fs::read_to_string(dir.join("args")).unwrap_or_else(|_| "--nut-version 2.8.0".into());
-    let o = bin()
-        .args(["check", "--no-upsd", "--format", format, "--sysfs-root"])
-        .arg(root.join("sys"))
-        .arg("--nut-dir")
-        .arg(&nut)
-        .args(args.split_whitespace())
-        .output()
-        .unwrap();
-    let out = normalise(&text(&o), &root, &nut);
+    let plan = plan(Face::Check, &given("check", &root, &nut, &args));
+    let report = inspect::check(&plan, &|_| {});
+    let text = match format {
+        "json" => render::check_json(&plan, &report),
+        _ => render::check_human(&plan, &report),
+    };
+    let out = normalise(&text, &root, &nut);
     let _ = fs::remove_dir_all(&root);
-    (o.status.code().unwrap_or(-1), out)
+    (i32::from(render::exit_code(&report.findings)), out)
 }
 
 #[test]

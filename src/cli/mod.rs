@@ -599,6 +599,98 @@ mod tests {
         assert_eq!(parse("").unwrap_err(), "no command given");
     }
 
+    /// A value each option can take, or none for a flag.
+    fn sample(option: &str) -> Option<&'static str> {
+        match option {
+            "--nut-dir" | "--sysfs-root" => Some("/x"),
+            "--settings" | "--ca-file" | "--control-socket" => Some("/x/f"),
+            "--format" => Some("json"),
+            "--nut-version" => Some("2.8.0"),
+            "--timeout" | "--retry-delay" => Some("1"),
+            "--retries" | "--count" => Some("2"),
+            "--user" | "--ups" => Some("u"),
+            "--tls" => Some("off"),
+            "--pin-sha256" => {
+                Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+            }
+            "--serial-port" => Some("/dev/ttyS0"),
+            "--upsd" => Some("localhost:3493"),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_command_takes_its_own_options_and_refuses_the_others() {
+        let all: Vec<&str> = [
+            "--nut-dir",
+            "--settings",
+            "--format",
+            "--nut-version",
+            "--timeout",
+            "--retry-delay",
+            "--retries",
+            "--user",
+            "--password-stdin",
+            "--login",
+            "--tls",
+            "--ca-file",
+            "--pin-sha256",
+            "--allow-plaintext-password",
+            "--ups",
+            "--apply",
+            "--sysfs-root",
+            "--serial-port",
+            "--ups-conf",
+            "--upsd",
+            "--no-upsd",
+            "--control-socket",
+            "--agent",
+            "--count",
+        ]
+        .into();
+        for command in Command::ALL {
+            if command == Command::Version {
+                continue;
+            }
+            let takes = command.options();
+            for option in &all {
+                let mut argv = vec![command.name().to_string(), option.to_string()];
+                argv.extend(sample(option).map(String::from));
+                let r = parse_args(argv.iter().map(OsString::from));
+                if takes.contains(option) {
+                    let a = r.unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+                    assert_eq!(a.command, command);
+                } else {
+                    assert_eq!(
+                        r.unwrap_err(),
+                        format!("`{}` does not take {option}", command.name()),
+                        "{argv:?}"
+                    );
+                }
+            }
+        }
+        // What users typed and was silently ignored before.
+        for (line, ok) in [
+            ("validate --apply", false),
+            ("probe --login", false),
+            ("probe --no-upsd", false),
+            ("events -n 3", true),
+            ("status -n 3", false),
+            ("check --upsd localhost --serial-port /dev/ttyS1", true),
+            ("sync --apply --nut-dir /x", true),
+            ("settings import --nut-dir /x", true),
+            ("run --ups-conf", false),
+            ("udev-rules --settings /x", false),
+            ("help --format json -v", true),
+        ] {
+            assert_eq!(parse(line).is_ok(), ok, "{line}");
+        }
+        assert_eq!(
+            parse("status -n 3").unwrap_err(),
+            "`status` does not take -n"
+        );
+    }
+
     #[test]
     fn agent_commands_and_their_options() {
         let a = parse("run --control-socket /tmp/c.sock -v").unwrap();

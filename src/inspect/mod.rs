@@ -11,8 +11,9 @@ pub mod render;
 pub mod settings;
 
 use crate::nut::diag::{Code, Finding, Severity};
-use crate::nut::drivers::DriverDb;
+use crate::nut::drivers::{DriverDb, Lookup};
 use crate::nut::lexer::Pos;
+use crate::nut::version::NutVersion;
 use crate::nut::{host, validate, Context, Parsed};
 use crate::probe::cross::{Live, LiveUps};
 use crate::probe::{self, Inventory};
@@ -158,6 +159,61 @@ pub fn check(plan: &Plan, progress: &(dyn Fn(&str) + Sync)) -> Report {
         claims,
         know,
     }
+}
+
+/// What `probe` found: the inventory, and a ready ups.conf section per detected UPS.
+pub struct Probed {
+    pub inv: Inventory,
+    pub sections: Vec<String>,
+}
+
+/// The hardware as the plan allows, with a ready section per UPS found whose name no ups.conf
+/// section (when NUT's directory is there) has taken.
+pub fn probe(plan: &Plan, progress: &(dyn Fn(&str) + Sync)) -> Probed {
+    // ups.conf, when there is one, names serial ports to probe and section names to avoid.
+    let has_dir = plan.require_nut_dir().is_ok();
+    let conf = if has_dir {
+        read_nut(plan).0.ups.unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let version = if has_dir {
+        plan.installed.version
+    } else {
+        NutVersion::NEWEST
+    };
+    let know = probe::knowledge(&plan.root);
+    let inv = scan(plan, &conf, &know, progress);
+    let taken: Vec<&str> = conf.sections.iter().map(|s| s.name.as_str()).collect();
+    let sections = sections(&inv, &taken, version);
+    Probed { inv, sections }
+}
+
+/// A ready section per detected UPS, names unique among themselves and ups.conf's.
+fn sections(inv: &Inventory, taken: &[&str], version: NutVersion) -> Vec<String> {
+    let db = DriverDb::builtin();
+    let busport = |d: &str| {
+        matches!(
+            db.section_var(d, "busport", version),
+            Some(Lookup::Accepted(_))
+        )
+    };
+    let mut names: Vec<String> = taken.iter().map(|s| s.to_string()).collect();
+    inv.ups
+        .iter()
+        .map(|u| {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let text = probe::cross::section_text(u, inv, &refs, busport);
+            let name = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_matches(['[', ']'])
+                .to_string();
+            names.push(name);
+            text
+        })
+        .collect()
 }
 
 /// Asks upsd which UPSes it serves and, for each, the variables the cross-check compares.

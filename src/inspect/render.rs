@@ -1,6 +1,6 @@
 //! A check's report as people and programs read it, shared by the CLI and the page.
 
-use super::{Plan, Report};
+use super::{Plan, Probed, Report};
 use crate::json::{self, Object};
 use crate::nut::diag::Finding;
 use crate::probe::{cross, Bus, Detected, Inventory};
@@ -96,6 +96,118 @@ pub fn device_json(inv: &Inventory, u: &Detected, section: Option<&str>) -> Stri
         }
     }
     o.opt_str("ups_conf", section);
+    o.end();
+    out
+}
+
+/// `probe` for people: each UPS, each other device and why it is not one, the serial ports.
+pub fn probe_human(inv: &Inventory) -> String {
+    let mut out = String::new();
+    if inv.ups.is_empty() {
+        out.push_str("no UPS found\n");
+    }
+    for u in &inv.ups {
+        out.push_str(&format!(
+            "{}: {}\n    driver: {}; port = {}; identified by {}\n",
+            u.bus.as_str(),
+            cross::describe(inv, u),
+            if u.drivers.is_empty() {
+                "unknown".to_string()
+            } else {
+                u.drivers.join(", ")
+            },
+            u.port,
+            u.identified_by.describe()
+        ));
+        if let Some(node) = u
+            .usb
+            .filter(|_| u.bus == Bus::Usb)
+            .and_then(|i| inv.usb[i].node.as_ref())
+        {
+            out.push_str(&format!(
+                "    node: {} {}\n",
+                node.path,
+                node.describe_access()
+            ));
+        }
+    }
+    for o in &inv.others {
+        let d = &inv.usb[o.usb];
+        out.push_str(&format!(
+            "not a UPS: USB {} {:04x}:{:04x} {}: {}\n",
+            d.name,
+            d.vendor_id,
+            d.product_id,
+            d.product.as_deref().unwrap_or(""),
+            o.why
+        ));
+    }
+    for p in &inv.serial {
+        if let Some(skip) = &p.skipped {
+            out.push_str(&format!(
+                "serial port {} not probed: {}\n",
+                p.path,
+                skip.describe()
+            ));
+        } else if p.answer.is_none() {
+            out.push_str(&format!(
+                "serial port {}: no APC Smart or Megatec/Q1 answer\n",
+                p.path
+            ));
+        }
+    }
+    for p in &inv.problems {
+        out.push_str(&format!("problem: {p}\n"));
+    }
+    out
+}
+
+/// `probe --format json`.
+pub fn probe_json(p: &Probed) -> String {
+    let (inv, sections) = (&p.inv, &p.sections);
+    let devices = json::array(
+        inv.ups
+            .iter()
+            .zip(sections)
+            .map(|(u, s)| device_json(inv, u, Some(s))),
+    );
+    let others = json::array(inv.others.iter().map(|o| {
+        let d = &inv.usb[o.usb];
+        let mut out = String::new();
+        let mut ob = Object::new(&mut out);
+        ob.str("bus", "usb")
+            .str("vendor_id", &format!("{:04x}", d.vendor_id))
+            .str("product_id", &format!("{:04x}", d.product_id))
+            .opt_str("product", d.product.as_deref())
+            .str("usb_path", &d.name)
+            .str("why", &o.why);
+        ob.end();
+        out
+    }));
+    let ports = json::array(inv.serial.iter().map(|p| {
+        let mut out = String::new();
+        let mut ob = Object::new(&mut out);
+        ob.str("path", &p.path)
+            .raw("by_id", &json::strings(p.by_id.iter().map(String::as_str)))
+            .bool("console", p.console)
+            .bool("probed", p.skipped.is_none())
+            .opt_str(
+                "skipped",
+                p.skipped.as_ref().map(|s| s.describe()).as_deref(),
+            )
+            .opt_str("protocol", p.answer.as_ref().map(|a| a.0.name()));
+        ob.end();
+        out
+    }));
+    let mut out = String::new();
+    let mut o = Object::new(&mut out);
+    o.raw("devices", &devices)
+        .raw("others", &others)
+        .raw("serial_ports", &ports)
+        .raw(
+            "problems",
+            &json::strings(inv.problems.iter().map(String::as_str)),
+        );
     o.end();
     out
 }
