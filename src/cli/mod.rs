@@ -216,8 +216,9 @@ Commands:
   web-password             set the setup page's admin password, read from standard input
   help                     print this text
 
-Options (before or after the command):
-  --nut-dir DIR          NUT's configuration directory (default: $NUT_CONFPATH, else /etc/nut)
+Options (before or after the command; each command takes those it uses, any other is refused):
+  --nut-dir DIR          NUT's configuration directory (default: the settings' nut_conf_dir
+                         when there is a settings file, else $NUT_CONFPATH, else /etc/nut)
   --settings FILE        Power Snitch's settings file (default: /var/lib/power-snitch/settings.bin)
   --format human|json    output for people (default) or for programs
   --nut-version X.Y.Z    check against this NUT release instead of the installed one
@@ -396,6 +397,37 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
     })
 }
 
+/// The options of each command, as `help` lists them (from [`Command::options`]).
+pub fn options_text() -> String {
+    let mut out = String::from("Options per command (besides --format, -v, -q):\n");
+    for c in Command::ALL {
+        let own: Vec<&str> = c
+            .options()
+            .into_iter()
+            .filter(|o| !GLOBAL_OPTIONS.contains(o))
+            .collect();
+        if matches!(c, Command::Help | Command::Version) {
+            continue;
+        }
+        let mut line = format!("  {:<16}", c.name());
+        if own.is_empty() {
+            line.push_str(" none");
+        }
+        for o in own {
+            if line.len() + 1 + o.len() > 98 {
+                out.push_str(&line);
+                out.push('\n');
+                line = " ".repeat(18);
+            }
+            line.push(' ');
+            line.push_str(o);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The canonical name of an option (`-n` is `--count`); `None` for what is not one.
 fn canonical(name: &str) -> Option<&'static str> {
     const NAMES: &[&str] = &[
@@ -442,7 +474,7 @@ pub fn main() -> ExitCode {
     logger::init(args.common.verbosity);
     let format = args.common.format;
     let result = match args.command {
-        Command::Help => Ok(Output::ok(USAGE.to_string())),
+        Command::Help => Ok(Output::ok(format!("{USAGE}\n{}", options_text()))),
         Command::Version => Ok(Output::ok(format!(
             "power-snitch {}\n",
             env!("CARGO_PKG_VERSION")
