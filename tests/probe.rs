@@ -460,3 +460,39 @@ fn a_sysfs_root_that_is_not_one_is_refused_clearly() {
         }
     }
 }
+
+#[test]
+fn hardware_findings_name_the_section_they_are_about() {
+    for (fixture, code, section) in [
+        ("cps-no-match", "matcher-no-match", "cps"),
+        ("cps-twice", "device-claimed-twice", "again"),
+        ("cps-wrong-driver", "driver-mismatch", "cps"),
+    ] {
+        let dir = checks_dir().join(fixture);
+        let case = fs::read_to_string(dir.join("case")).unwrap();
+        let root = tree(case.trim(), &format!("section-{fixture}"));
+        let conf = fs::read_to_string(dir.join("ups.conf")).unwrap();
+        let nut = nut_dir(&[("ups.conf", &conf)], &format!("section-{fixture}"));
+        let plan = plan(
+            Face::Check,
+            &given("check", &root, &nut, "--nut-version 2.8.0"),
+        );
+        let report = inspect::check(&plan, &|_| {});
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.code.as_str() == code)
+            .unwrap_or_else(|| panic!("{fixture}: no {code} in {:?}", report.findings));
+        assert_eq!(f.section.as_deref(), Some(section), "{fixture}: {f:?}");
+        // Findings about no section (the directory, nut.conf) name none.
+        assert!(
+            report
+                .findings
+                .iter()
+                .filter(|f| f.file != "ups.conf")
+                .all(|f| f.section.is_none()),
+            "{fixture}"
+        );
+        let _ = fs::remove_dir_all(&root);
+    }
+}

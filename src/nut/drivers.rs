@@ -261,6 +261,24 @@ pub fn bus(driver: &str, port: &str) -> Option<Bus> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn each_driver_talks_on_its_bus() {
+        for (driver, port, bus_) in [
+            ("usbhid-ups", "auto", Some(Bus::Usb)),
+            ("usbhid-ups", "/dev/ttyS0", Some(Bus::Usb)),
+            ("nutdrv_qx", "auto", Some(Bus::Usb)),
+            ("nutdrv_qx", "", Some(Bus::Usb)),
+            ("nutdrv_qx", "/dev/ttyUSB0", Some(Bus::Serial)),
+            ("blazer_ser", "/dev/serial/by-id/x", Some(Bus::Serial)),
+            ("apcsmart", "/dev/ttyS0", Some(Bus::Serial)),
+            ("dummy-ups", "/etc/nut/ups.dev", None),
+            ("snmp-ups", "10.0.0.9", None),
+            ("apcsmart", "auto", None),
+        ] {
+            assert_eq!(bus(driver, port), bus_, "{driver} {port}");
+        }
+    }
+
     const V280: NutVersion = NutVersion::new(2, 8, 0);
 
     #[test]
