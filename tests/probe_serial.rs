@@ -368,3 +368,41 @@ fn a_port_a_running_nut_driver_holds_is_left_to_it() {
         assert!(!c.iter().any(|(c, _)| c == bad), "{bad}: {c:?}");
     }
 }
+
+/// Which faces talk to a port ups.conf names: `check` does; the agent's recheck and the page's
+/// Check never (a NUT driver about to start must not find its port locked by us).
+#[test]
+fn only_check_talks_to_a_configured_port_not_the_agent_nor_the_page() {
+    use power_snitch::inspect::{self, plan::Upsd, Face, Given, Installed, Plan};
+    use power_snitch::probe::Skip;
+    let sim = megatec();
+    let link = sim.link().display().to_string();
+    let conf = format!("[q]\n\tdriver = nutdrv_qx\n\tport = {link}\n");
+    let (sys, nut) = dirs("policy", Some(&conf));
+    let given = Given {
+        nut_dir: Some(nut.clone()),
+        settings: Some(nut.join("no-settings.bin")),
+        sysfs_root: Some(sys),
+        upsd: Upsd::None,
+        ..Given::default()
+    };
+    for (face, talks) in [
+        (Face::Check, true),
+        (Face::Recheck, false),
+        (Face::Page, false),
+    ] {
+        let installed = Installed::detect(Some("2.8.0".parse().unwrap()));
+        let plan = Plan::resolve(face, &given, installed).unwrap();
+        let report = inspect::check(&plan, &|_| {});
+        let port = report
+            .inv
+            .serial
+            .iter()
+            .find(|p| p.path == link)
+            .unwrap_or_else(|| panic!("{face:?}: {link} not listed: {:?}", report.inv.serial));
+        assert_eq!(port.answer.is_some(), talks, "{face:?}: {port:?}");
+        if !talks {
+            assert_eq!(port.skipped, Some(Skip::NotAsked), "{face:?}");
+        }
+    }
+}

@@ -491,7 +491,7 @@ pub fn main() -> ExitCode {
         Command::Run => run::run(&args),
         Command::Events => Ok(events::run(&args).into()),
         #[cfg(feature = "web")]
-        Command::WebPassword => Ok(web_password::run(&args).into()),
+        Command::WebPassword => web_password::run(&args),
         #[cfg(not(feature = "web"))]
         Command::WebPassword => Err(CommandError::Usage(
             "this build has no setup page (cargo feature `web`)".into(),

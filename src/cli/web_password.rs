@@ -5,36 +5,27 @@
 use std::io::BufRead;
 
 use super::settings::path;
-use super::status::usage;
-use super::Args;
+use super::{Args, CommandError, Output};
 use crate::settings::model::Secret;
 use crate::settings::store;
 use crate::web::auth;
 
-pub fn run(args: &Args) -> (u8, String) {
-    let format = args.common.format;
+pub fn run(args: &Args) -> Result<Output, CommandError> {
     if let Some(extra) = args.positional.first() {
-        return usage(
-            format,
-            &format!("web-password takes no argument `{extra}`; it reads the password from standard input"),
-        );
+        return Err(CommandError::Usage(format!(
+            "web-password takes no argument `{extra}`; it reads the password from standard input"
+        )));
     }
     let mut line = String::new();
-    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
-        return usage(
-            format,
-            &format!("cannot read the password from standard input: {e}"),
-        );
-    }
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        CommandError::Usage(format!("cannot read the password from standard input: {e}"))
+    })?;
     let password = line.trim_end_matches(['\n', '\r']);
-    if let Err(e) = auth::password_acceptable(password) {
-        return usage(format, &e);
-    }
+    auth::password_acceptable(password).map_err(CommandError::Usage)?;
     let Some(salt) = crate::web::random::<{ auth::SALT_LEN }>() else {
-        return usage(
-            format,
-            "the system has no randomness to give (getrandom failed)",
-        );
+        return Err(CommandError::CannotRun(
+            "the system has no randomness to give (getrandom failed)".into(),
+        ));
     };
     let hash = auth::hash_password(password, &salt, auth::ITERATIONS);
     let p = path(args);
@@ -52,14 +43,11 @@ pub fn run(args: &Args) -> (u8, String) {
             }
             let code = crate::web::setup_code_path(&p);
             let _ = std::fs::remove_file(&code);
-            (
-                0,
-                format!("{}: the setup page's admin password is set\n", p.display()),
-            )
+            Ok(Output::ok(format!(
+                "{}: the setup page's admin password is set\n",
+                p.display()
+            )))
         }
-        Err(e) => {
-            eprintln!("power-snitch: {e}");
-            (2, String::new())
-        }
+        Err(e) => Err(CommandError::Failed(e)),
     }
 }
