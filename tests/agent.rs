@@ -350,7 +350,7 @@ fn agent_logs_upsd_restarts_and_a_lost_driver_on_its_own() {
     nut.start_upsd();
     let (i, _) = agent.find_from(
         m,
-        |l| l.contains("connection to upsd regained"),
+        |l| l.contains("connection to upsd restored after"),
         Duration::from_secs(15),
     );
     nut.wait_ready("ups1");
@@ -455,7 +455,7 @@ fn agent_reacts_to_edited_files_new_settings_and_sighup() {
     let slow = polls(&agent) - p1;
     assert!((2..=4).contains(&slow), "{slow} polls in 6 s at 2 s");
     // No reconnection for a new poll interval.
-    assert!(!agent.log()[..].contains("regained"));
+    assert!(!agent.log()[..].contains("restored after"));
 
     // A new UPS in the settings is monitored without a restart, on the same connection.
     let m = agent.mark();
@@ -689,5 +689,53 @@ fn agent_checks_the_hardware_and_rechecks_when_udev_check_asks() {
         |l| l.contains("recheck asked on the control socket"),
         Duration::from_secs(5),
     );
+    agent.stop();
+}
+
+#[test]
+fn agent_says_when_upsd_is_back_and_does_not_log_an_unchanged_ups_as_new() {
+    let dev = "ups.status: OB LB\nbattery.charge: 15\n";
+    let mut nut = Nut::new("agent-back", &[("ups1", "ups1.dev", dev)], USERS, "");
+    nut.start_driver("ups1");
+    nut.start_upsd();
+    nut.wait_ready("ups1");
+    let agent = Agent::start("back", &nut.dir, &[("ups1", nut.port)], &[]);
+    agent.wait_for(|l| l.contains("ups1: status OB LB"), Duration::from_secs(5));
+
+    let m = agent.mark();
+    nut.stop_upsd();
+    nut.stop_driver("ups1");
+    agent.find_from(
+        m,
+        |l| l.contains("connection to upsd lost"),
+        Duration::from_secs(5),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nut.start_upsd();
+    std::thread::sleep(Duration::from_secs(3));
+    nut.start_driver("ups1");
+    let (i, _) = agent.find_from(
+        m,
+        |l| l.contains("connection to upsd restored after"),
+        Duration::from_secs(15),
+    );
+    nut.wait_ready("ups1");
+    // Two polls with the driver's data again.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = agent.log();
+    let after: Vec<&str> = log.lines().skip(m).collect();
+    for l in &after {
+        assert!(
+            !(l.contains("ups1: on battery")
+                || l.contains("ups1: low battery")
+                || l.contains("ups1: battery charge")
+                || l.contains("ups1: status")
+                || l.contains("(OB cleared)")
+                || l.contains("(LB cleared)")),
+            "an unchanged UPS logged as new after upsd came back: {l}\n{log}"
+        );
+    }
+    assert!(log.lines().nth(i).unwrap().contains(" s"), "{log}");
+    assert_eq!(agent.status()["ups"][0]["status"], "OB LB");
     agent.stop();
 }
