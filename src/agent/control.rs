@@ -3,12 +3,19 @@
 //!
 //! Protocol: the client sends one request per line (at most [`MAX_REQUEST`] bytes with its
 //! newline); the agent answers each with one line of JSON, `{"ok":true,...}` or
-//! `{"ok":false,"error":"..."}`. Requests: `status`, `events [N]`, `recheck`, `help`. A last
-//! word `text` asks for the human form instead, as `{"ok":true,"text":"..."}`. A longer line is
-//! answered with an error and the connection closed; so is a client silent for
-//! [`IDLE`]. At most [`MAX_CLIENTS`] clients are served at once; others are told so and closed.
+//! `{"ok":false,"error":"..."}` ([`Reply`] reads it back). Requests: `status`, `events [N]`,
+//! `recheck`, `help`. A last word `text` asks for the human form instead, as
+//! `{"ok":true,"text":"..."}`. A longer line is answered with an error and the connection
+//! closed; so is a client silent for [`IDLE`].
 //!
-//! The protocol (parsing and rendering) is pure; [`serve`] and [`ask`] are the edges.
+//! Who is served: at most [`MAX_CLIENTS`] clients at once, and at most [`PER_UID`] of them from
+//! one user (the kernel tells the peer's uid, `SO_PEERCRED`); [`RESERVED`] more places are kept
+//! for the agent's own user and root, so that the udev hook (which runs as the agent's user)
+//! and the administrator are served while other users hold every place. Others are told
+//! "busy" and closed. Rechecks are coalesced by the agent's loop (see `agent::decide`).
+//!
+//! The protocol (parsing, rendering, who is admitted) is pure; [`serve`] and [`ask`] are the
+//! edges.
 
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, Read, Write};
@@ -29,8 +36,12 @@ use crate::settings::store::timestamp;
 pub const DEFAULT_PATH: &str = "/run/power-snitch/control.sock";
 /// Bytes of one request line, its newline included.
 pub const MAX_REQUEST: usize = 4096;
-/// Clients served at once.
+/// Clients served at once (beyond them, only the reserved places).
 pub const MAX_CLIENTS: usize = 8;
+/// Clients one user may have among [`MAX_CLIENTS`].
+pub const PER_UID: usize = 3;
+/// Places only the agent's own user and root may take when the others are full.
+pub const RESERVED: usize = 4;
 /// A client that sends no complete request for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(10);
 /// Bytes of a reply the command-line client reads (the largest, 256 events, is about 100 KB).
@@ -344,12 +355,73 @@ pub fn string_field(reply: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Whether a client of user `uid` is served, given the users of the clients served now (one
+/// entry per client). `trusted` is the agent's own user or root: they may also take the
+/// [`RESERVED`] places, and no per-user limit applies to them.
+pub fn admit(open: &[u32], uid: u32, trusted: bool) -> Result<(), String> {
+    if trusted {
+        return if open.len() < MAX_CLIENTS + RESERVED {
+            Ok(())
+        } else {
+            Err(format!("busy: {} clients already", open.len()))
+        };
+    }
+    let same = open.iter().filter(|u| **u == uid).count();
+    if same >= PER_UID {
+        return Err(format!(
+            "busy: user {uid} already has {same} connections (at most {PER_UID})"
+        ));
+    }
+    if open.len() >= MAX_CLIENTS {
+        return Err(format!("busy: {MAX_CLIENTS} clients already"));
+    }
+    Ok(())
+}
+
+/// A reply line as the client reads it: the agent said yes (the line as written, and its
+/// human text when one was asked for), or refused with a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Ok { json: String, text: Option<String> },
+    Refused(String),
+}
+
+impl Reply {
+    /// Reads one of our reply lines (without its newline); anything else is an error saying
+    /// what came.
+    pub fn parse(line: &str) -> Result<Reply, String> {
+        let form = |l: &str| l.starts_with('{') && l.ends_with('}');
+        if form(line) && line.starts_with(r#"{"ok":true"#) {
+            return Ok(Reply::Ok {
+                json: line.to_string(),
+                text: string_field(line, "text"),
+            });
+        }
+        if form(line) && line.starts_with(r#"{"ok":false"#) {
+            return Ok(Reply::Refused(
+                string_field(line, "error").unwrap_or_else(|| "no reason given".into()),
+            ));
+        }
+        Err(format!(
+            "the agent's reply is not one of its JSON lines: `{}`",
+            ring::bounded(line, 80)
+        ))
+    }
+}
+
 /// A request the main loop answers (recheck), with where the reply goes.
 pub type Asked = (Parsed, oneshot::Sender<String>);
 
+/// How long a refused client has to read its "busy" line.
+const BUSY_WRITE: Duration = Duration::from_secs(1);
+
 /// Accepts clients until the task is dropped.
 pub async fn serve(listener: UnixListener, shared: Rc<RefCell<Shared>>, main: mpsc::Sender<Asked>) {
-    let active = Rc::new(Cell::new(0usize));
+    let me = nix::unistd::geteuid().as_raw();
+    // The users of the clients served now: at most MAX_CLIENTS + RESERVED entries.
+    let open: Rc<RefCell<Vec<u32>>> =
+        Rc::new(RefCell::new(Vec::with_capacity(MAX_CLIENTS + RESERVED)));
+    let refusing = Rc::new(Cell::new(0usize));
     loop {
         let mut stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -359,19 +431,33 @@ pub async fn serve(listener: UnixListener, shared: Rc<RefCell<Shared>>, main: mp
                 continue;
             }
         };
-        if active.get() >= MAX_CLIENTS {
-            let mut line = error_reply(&format!("busy: {MAX_CLIENTS} clients already"));
-            line.push('\n');
-            tokio::task::spawn_local(async move {
-                let _ = tokio::time::timeout(IDLE, stream.write_all(line.as_bytes())).await;
-            });
+        // No credentials: the least trusted user there is.
+        let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
+        let verdict = admit(&open.borrow(), uid, uid == me || uid == 0);
+        if let Err(e) = verdict {
+            log::debug!("control socket: {e}");
+            // A bounded number of refusals being written; beyond, the client is just closed.
+            if refusing.get() < MAX_CLIENTS {
+                refusing.set(refusing.get() + 1);
+                let refusing = refusing.clone();
+                let mut line = error_reply(&e);
+                line.push('\n');
+                tokio::task::spawn_local(async move {
+                    let _ =
+                        tokio::time::timeout(BUSY_WRITE, stream.write_all(line.as_bytes())).await;
+                    refusing.set(refusing.get() - 1);
+                });
+            }
             continue;
         }
-        active.set(active.get() + 1);
-        let (shared, main, active) = (shared.clone(), main.clone(), active.clone());
+        open.borrow_mut().push(uid);
+        let (shared, main, open) = (shared.clone(), main.clone(), open.clone());
         tokio::task::spawn_local(async move {
             client(stream, &shared, &main).await;
-            active.set(active.get() - 1);
+            let mut o = open.borrow_mut();
+            if let Some(i) = o.iter().position(|u| *u == uid) {
+                o.swap_remove(i);
+            }
         });
     }
 }
@@ -452,8 +538,8 @@ async fn read_line<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// The client side, blocking: sends one request and returns the reply line.
-pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<String, String> {
+/// The client side, blocking: sends one request and returns the agent's reply.
+pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<Reply, String> {
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot reach the agent at {}: {e} (is `power-snitch run` running? --control-socket PATH)",
@@ -472,7 +558,7 @@ pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<String, Stri
         return Err("the agent's reply was cut short".into());
     }
     reply.pop();
-    Ok(reply)
+    Reply::parse(&reply)
 }
 
 #[cfg(test)]
@@ -531,5 +617,72 @@ mod tests {
             events_text(r.last(10)),
             "1970-01-01T00:00:00Z warning ups1: on battery (OB)\n"
         );
+    }
+
+    #[test]
+    fn agent_control_replies_are_read_back_typed() {
+        assert_eq!(
+            Reply::parse(&text_reply("3 polls")),
+            Ok(Reply::Ok {
+                json: text_reply("3 polls"),
+                text: Some("3 polls".into())
+            })
+        );
+        assert_eq!(
+            Reply::parse(r#"{"ok":true,"errors":0}"#),
+            Ok(Reply::Ok {
+                json: r#"{"ok":true,"errors":0}"#.into(),
+                text: None
+            })
+        );
+        assert_eq!(
+            Reply::parse(&error_reply("busy: 8 clients already")),
+            Ok(Reply::Refused("busy: 8 clients already".into()))
+        );
+        for bad in [
+            "",
+            "ok",
+            r#"{"ok":truely"#,
+            "{\"ok\":true",
+            r#"["ok",true]"#,
+        ] {
+            let e = Reply::parse(bad).unwrap_err();
+            assert!(e.starts_with("the agent's reply is not"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn agent_control_one_user_cannot_take_every_place() {
+        let (me, other, third) = (998, 1000, 1001);
+        // One user: PER_UID places, then busy.
+        let mut open = Vec::new();
+        while admit(&open, other, false).is_ok() {
+            open.push(other);
+        }
+        assert_eq!(open.len(), PER_UID);
+        assert!(admit(&open, other, false)
+            .unwrap_err()
+            .contains("user 1000 already has 3 connections"));
+        // Others fill the shared places...
+        let mut uid = 2000;
+        while open.len() < MAX_CLIENTS {
+            assert_eq!(admit(&open, uid, false), Ok(()));
+            open.push(uid);
+            uid += 1;
+        }
+        assert!(admit(&open, third, false)
+            .unwrap_err()
+            .contains("busy: 8 clients"));
+        // ...and the agent's own user and root still get the reserved ones.
+        for _ in 0..RESERVED {
+            assert_eq!(admit(&open, me, true), Ok(()));
+            open.push(me);
+        }
+        assert!(
+            admit(&open, 0, true).is_err(),
+            "the reserved places are bounded too"
+        );
+        // The trusted clients in reserved places do not let others in.
+        assert!(admit(&open, third, false).is_err());
     }
 }

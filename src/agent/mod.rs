@@ -3,11 +3,19 @@
 //! and tells systemd how it is doing. One thread (a current-thread tokio runtime), one task per
 //! upsd connection, bounded memory.
 //!
+//! Both loops here (the main loop, and one per upsd connection) are "wait for the next event,
+//! then handle it": what to do is asked of [`decide`], what a reading means of [`monitor`].
+//!
 //! **Architecture invariant:** the meaning of a reading or a failed connection is decided in
 //! [`monitor`] (pure, time passed in); this module only feeds it and logs what it says.
+//!
+//! **Architecture invariant:** every decision of the loops (reconnect now or back off, which
+//! UPS to poll and when, which connections a settings change restarts, when a recheck runs) is
+//! a pure function in [`decide`] with `now` passed in; the loops only wait and dispatch.
 
 pub mod check;
 pub mod control;
+pub mod decide;
 pub mod monitor;
 pub mod notify;
 pub mod ring;
@@ -35,14 +43,11 @@ use crate::upsd::client::{is_transport, Client, Options};
 use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
-use crate::upsd::tls::TlsMode;
+use decide::{AfterPoll, Params, Step};
 use monitor::{Link, Note, Reading, Readings, RetryPolicy, UpsState, Vars};
 use ring::Ring;
 
-/// Longest pause between reconnection attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
-/// How long file events settle before the files are read again (editors write in steps).
-pub const SETTLE: Duration = Duration::from_millis(150);
+pub use decide::{BACKOFF_CAP, SETTLE};
 /// Findings logged one by one after a change; beyond, a count.
 pub const MAX_LOGGED_FINDINGS: usize = 20;
 /// Exit code when the agent cannot start.
@@ -85,6 +90,11 @@ pub struct UpsSlot {
 impl UpsSlot {
     /// A UPS not polled yet, due now.
     pub fn new(name: &str, upsd: &str, poll_interval: u32) -> UpsSlot {
+        UpsSlot::at(name, upsd, poll_interval, Instant::now())
+    }
+
+    /// A UPS not polled yet, due at `now`.
+    pub fn at(name: &str, upsd: &str, poll_interval: u32, now: Instant) -> UpsSlot {
         UpsSlot {
             name: name.to_string(),
             upsd: upsd.to_string(),
@@ -94,7 +104,7 @@ impl UpsSlot {
             polls: 0,
             last_poll_ms: None,
             last_poll: None,
-            due: Instant::now(),
+            due: now,
         }
     }
 }
@@ -192,17 +202,6 @@ pub fn run(config: Config) -> u8 {
     local.block_on(&rt, main_loop(config, notifier))
 }
 
-/// What decides a upsd connection; a change reconnects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Params {
-    host: String,
-    port: u16,
-    retry_count: u32,
-    retry_delay: u32,
-    tls: TlsMode,
-    credentials: Option<(String, Secret)>,
-}
-
 struct Group {
     address: String,
     params: Params,
@@ -222,15 +221,6 @@ struct Agent {
     groups: Vec<Group>,
     #[cfg(feature = "web")]
     web: Option<crate::web::Running>,
-}
-
-fn address(host: &str, port: u16) -> String {
-    Target {
-        ups: None,
-        host: host.to_string(),
-        port,
-    }
-    .address()
 }
 
 impl Agent {
@@ -288,8 +278,9 @@ impl Agent {
         }
     }
 
-    /// Runs [`check::recheck`] and logs which findings appeared and went away.
-    fn recheck(&mut self, first: bool) -> (Vec<String>, Vec<String>) {
+    /// Runs [`check::recheck`] and logs which findings appeared and went away; `asked` says
+    /// it was asked on the control socket (then an unchanged result is only a debug line).
+    fn recheck(&mut self, first: bool, asked: bool) -> (Vec<String>, Vec<String>) {
         let snapshot = host::snapshot(&self.nut_dir);
         let new = check::recheck(
             &snapshot,
@@ -335,19 +326,16 @@ impl Agent {
             )
         };
         let (e, w, i) = summary;
-        let verb = if first || !appeared.is_empty() || !gone.is_empty() {
-            "now"
-        } else {
-            "unchanged"
-        };
-        self.emit(
-            if e > 0 { Level::Warn } else { Level::Info },
-            "check",
-            &format!(
-                "{} and the settings: {verb} {e} error(s), {w} warning(s), {i} info(s)",
-                self.nut_dir.display()
-            ),
+        let changed = !appeared.is_empty() || !gone.is_empty();
+        let verb = if first || changed { "now" } else { "unchanged" };
+        let text = format!(
+            "{} and the settings: {verb} {e} error(s), {w} warning(s), {i} info(s)",
+            self.nut_dir.display()
         );
+        match decide::summary_level(first, changed, asked, e) {
+            Some(level) => self.emit(level, "check", &text),
+            None => log::debug!("check: {text}"),
+        }
         self.findings = new;
         let mut sh = self.shared.borrow_mut();
         sh.findings = summary;
@@ -360,6 +348,7 @@ impl Agent {
     fn refresh(
         &mut self,
         reload_settings: bool,
+        asked: bool,
         watcher: Option<&mut watch::Watcher>,
     ) -> (Vec<String>, Vec<String>) {
         let prints = check::fingerprints(&self.nut_dir, &self.config.settings_path);
@@ -391,7 +380,7 @@ impl Agent {
                 }
             }
         }
-        self.recheck(false)
+        self.recheck(false, asked)
     }
 
     /// Serves the setup page on the settings' `web_listen`: started, moved or stopped when it
@@ -448,42 +437,14 @@ impl Agent {
         #[cfg(feature = "web")]
         self.apply_web();
         let now = Instant::now();
+        let mut notes = Vec::new();
         {
             let mut sh = self.shared.borrow_mut();
-            let mut old = std::mem::take(&mut sh.ups);
-            let mut slots = Vec::with_capacity(self.settings.ups.len());
-            for u in &self.settings.ups {
-                let upsd = address(&u.upsd_host, u.upsd_port);
-                let interval = Duration::from_secs(u64::from(u.poll_interval));
-                match old
-                    .iter()
-                    .position(|s| s.name == u.nut_device_name && s.upsd == upsd)
-                {
-                    Some(i) => {
-                        let mut s = old.remove(i);
-                        if s.poll_interval != u.poll_interval {
-                            s.poll_interval = u.poll_interval;
-                            s.due = s.last_poll.map_or(now, |t| t + interval);
-                        }
-                        slots.push(s);
-                    }
-                    None => {
-                        sh.emit(
-                            Level::Info,
-                            &u.nut_device_name,
-                            &format!(
-                                "monitoring through upsd at {upsd}, every {} s",
-                                u.poll_interval
-                            ),
-                        );
-                        slots.push(UpsSlot::new(&u.nut_device_name, &upsd, u.poll_interval));
-                    }
-                }
+            let old = std::mem::take(&mut sh.ups);
+            sh.ups = decide::slots(old, &self.settings, now, &mut notes);
+            for (source, text) in &notes {
+                sh.emit(Level::Info, source, text);
             }
-            for s in old {
-                sh.emit(Level::Info, &s.name, "no longer monitored");
-            }
-            sh.ups = slots;
             if self.settings.ups.is_empty() {
                 sh.emit(
                     Level::Warn,
@@ -492,31 +453,14 @@ impl Agent {
                 );
             }
         }
-        // One connection per upsd; the first entry for it gives the retry policy, TLS mode and
-        // credentials.
-        let mut wanted: Vec<Params> = Vec::new();
-        for u in &self.settings.ups {
-            if wanted
-                .iter()
-                .any(|p| p.host == u.upsd_host && p.port == u.upsd_port)
-            {
-                continue;
-            }
-            wanted.push(Params {
-                host: u.upsd_host.clone(),
-                port: u.upsd_port,
-                retry_count: u.nut_retry_count,
-                retry_delay: u.nut_retry_delay,
-                tls: u.tls,
-                credentials: u.nut_username.clone().zip(u.nut_password.clone()),
-            });
-        }
-        let mut kept = Vec::new();
-        for g in std::mem::take(&mut self.groups) {
-            if wanted.contains(&g.params) {
-                g.wake.notify_one();
-                kept.push(g);
-            } else {
+        let running: Vec<Params> = self.groups.iter().map(|g| g.params.clone()).collect();
+        let plan = decide::restarts(&running, &decide::connections(&self.settings));
+        let mut groups: Vec<Option<Group>> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for &i in &plan.stop {
+            if let Some(g) = groups[i].take() {
                 g.task.abort();
                 self.shared
                     .borrow_mut()
@@ -524,17 +468,20 @@ impl Agent {
                     .retain(|l| l.address != g.address);
             }
         }
-        for p in wanted {
-            if kept.iter().any(|g| g.params == p) {
-                continue;
+        for &i in &plan.keep {
+            if let Some(g) = groups[i].take() {
+                g.wake.notify_one();
+                self.groups.push(g);
             }
-            kept.push(self.spawn(p));
         }
-        self.groups = kept;
+        for p in plan.start {
+            let g = self.spawn(p);
+            self.groups.push(g);
+        }
     }
 
     fn spawn(&self, p: Params) -> Group {
-        let address = address(&p.host, p.port);
+        let address = decide::address(&p.host, p.port);
         let policy = RetryPolicy {
             count: p.retry_count,
             delay: Duration::from_secs(u64::from(p.retry_delay)),
@@ -603,7 +550,8 @@ async fn poll(client: &mut Client, ups: &str) -> Result<Vec<(String, String)>, N
     client.vars(ups).await
 }
 
-/// One upsd connection: connects per the retry policy, polls each of its UPSes when due.
+/// One upsd connection: asks [`decide::upsd_step`] what to do next (connect, poll a UPS,
+/// wait), does it, and feeds the outcome to the link's state machine and the UPS's monitor.
 async fn watch_upsd(
     shared: Rc<RefCell<Shared>>,
     address: String,
@@ -615,127 +563,113 @@ async fn watch_upsd(
     let mut notes = Vec::with_capacity(16);
     let mut next_attempt = Instant::now();
     let mut up = false;
-    let link_do = |f: &mut dyn FnMut(&mut Link) -> Option<Note>| {
+    // Feeds the link's state machine; logs what it says; returns its wait (for a failure).
+    let link_do = |f: &mut dyn FnMut(&mut Link) -> (Duration, Option<Note>)| {
         let mut sh = shared.borrow_mut();
-        let n = sh
+        let (wait, n) = sh
             .links
             .iter_mut()
             .find(|l| l.address == address)
-            .and_then(|l| f(&mut l.link));
+            .map_or((BACKOFF_CAP, None), |l| f(&mut l.link));
         if let Some(n) = n {
             sh.emit(n.level, &source, &n.text);
         }
+        wait
     };
     loop {
-        if !up {
-            tokio::select! {
-                _ = sleep_until(next_attempt) => {}
-                _ = wake.notified() => continue,
-            }
-            match open(&mut client, &credentials, &source).await {
-                Ok(()) => up = true,
-                Err(e) => {
-                    let mut wait = Duration::ZERO;
-                    link_do(&mut |l| {
-                        let (w, n) = l.failed(unix_now(), &e.message);
-                        wait = w;
-                        n
-                    });
-                    log::debug!(
-                        "{source}: {}; next attempt in {} ms",
-                        e.message,
-                        wait.as_millis()
-                    );
-                    next_attempt = Instant::now() + wait;
-                    continue;
-                }
-            }
-        }
         let now = Instant::now();
-        let due: Vec<String> = shared
-            .borrow()
-            .ups
-            .iter()
-            .filter(|u| u.upsd == address && u.due <= now)
-            .map(|u| u.name.clone())
-            .collect();
-        for name in due {
-            let mut r = poll(&mut client, &name).await;
-            if matches!(&r, Err(e) if is_transport(e)) {
-                // upsd drops idle clients and restarts: one immediate reconnect is not a loss.
-                log::debug!(
-                    "{source}: {}; reconnecting",
-                    r.as_ref().err().map_or("", |e| &e.message)
-                );
-                r = match open(&mut client, &credentials, &source).await {
-                    Ok(()) => poll(&mut client, &name).await,
-                    Err(e) => Err(e),
-                };
+        let step = decide::upsd_step(up, next_attempt, &shared.borrow().ups, &address, now);
+        let name = match step {
+            Step::Wait(until) => {
+                tokio::select! {
+                    _ = sleep_until(until) => {}
+                    _ = wake.notified() => {}
+                }
+                continue;
             }
-            match &r {
-                Err(e) if is_transport(e) => {
+            Step::Connect => {
+                match open(&mut client, &credentials, &source).await {
+                    Ok(()) => up = true,
+                    Err(e) => {
+                        let wait = link_do(&mut |l| l.failed(unix_now(), &e.message));
+                        log::debug!(
+                            "{source}: {}; next attempt in {} ms",
+                            e.message,
+                            wait.as_millis()
+                        );
+                        next_attempt = Instant::now() + wait;
+                    }
+                }
+                continue;
+            }
+            Step::Poll(name) => name,
+        };
+        let mut r = poll(&mut client, &name).await;
+        let mut reconnects = 0;
+        loop {
+            let transport = matches!(&r, Err(e) if is_transport(e));
+            match decide::after_poll(transport, reconnects) {
+                AfterPoll::Answered => {
+                    link_do(&mut |l| (Duration::ZERO, l.connected(unix_now())));
+                    break;
+                }
+                AfterPoll::ReconnectNow => {
+                    log::debug!(
+                        "{source}: {}; reconnecting",
+                        r.as_ref().err().map_or("", |e| &e.message)
+                    );
+                    reconnects += 1;
+                    r = match open(&mut client, &credentials, &source).await {
+                        Ok(()) => poll(&mut client, &name).await,
+                        Err(e) => Err(e),
+                    };
+                }
+                AfterPoll::Lost => {
+                    let message = r.as_ref().err().map_or("", |e| &e.message);
+                    let wait = link_do(&mut |l| l.failed(unix_now(), message));
                     up = false;
-                    let mut wait = Duration::ZERO;
-                    link_do(&mut |l| {
-                        let (w, n) = l.failed(unix_now(), &e.message);
-                        wait = w;
-                        n
-                    });
                     next_attempt = Instant::now() + wait;
                     break;
                 }
-                _ => link_do(&mut |l| l.connected(unix_now())),
             }
-            let reading = match &r {
-                Ok(list) => Reading::Vars(Vars::from_list(list)),
-                Err(e) => Reading::Unavailable {
-                    code: &e.code,
-                    message: &e.message,
-                },
-            };
-            let mut sh = shared.borrow_mut();
-            let Some(slot) = sh
-                .ups
-                .iter_mut()
-                .find(|u| u.name == name && u.upsd == address)
-            else {
-                continue;
-            };
-            slot.state.observe(reading, unix_now(), &mut notes);
-            slot.readings = match &r {
-                Ok(list) => Readings::from_list(list),
-                Err(_) => Readings::default(),
-            };
-            let done = Instant::now();
-            let interval = Duration::from_secs(u64::from(slot.poll_interval));
-            slot.polls += 1;
-            slot.last_poll = Some(done);
-            slot.last_poll_ms = Some(unix_ms());
-            slot.due += interval;
-            if slot.due <= done {
-                slot.due = done + interval;
-            }
-            log::debug!(
-                "{name}: polled ({} variables)",
-                r.as_ref().map_or(0, |l| l.len())
-            );
-            sh.emit_notes(&name, &mut notes);
         }
         if !up {
             continue;
         }
-        let next = shared
-            .borrow()
+        let reading = match &r {
+            Ok(list) => Reading::Vars(Vars::from_list(list)),
+            Err(e) => Reading::Unavailable {
+                code: &e.code,
+                message: &e.message,
+            },
+        };
+        let mut sh = shared.borrow_mut();
+        let Some(slot) = sh
             .ups
-            .iter()
-            .filter(|u| u.upsd == address)
-            .map(|u| u.due)
-            .min()
-            .unwrap_or_else(|| Instant::now() + BACKOFF_CAP);
-        tokio::select! {
-            _ = sleep_until(next) => {}
-            _ = wake.notified() => {}
-        }
+            .iter_mut()
+            .find(|u| u.name == name && u.upsd == address)
+        else {
+            continue;
+        };
+        slot.state.observe(reading, unix_now(), &mut notes);
+        slot.readings = match &r {
+            Ok(list) => Readings::from_list(list),
+            Err(_) => Readings::default(),
+        };
+        let done = Instant::now();
+        slot.polls += 1;
+        slot.last_poll = Some(done);
+        slot.last_poll_ms = Some(unix_ms());
+        slot.due = decide::next_due(
+            slot.due,
+            Duration::from_secs(u64::from(slot.poll_interval)),
+            done,
+        );
+        log::debug!(
+            "{name}: polled ({} variables)",
+            r.as_ref().map_or(0, |l| l.len())
+        );
+        sh.emit_notes(&name, &mut notes);
     }
 }
 
@@ -785,7 +719,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     );
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
+    let (Ok(term), Ok(int), Ok(hup)) = signals else {
         log::error!("cannot handle signals");
         return EXIT_CANNOT_RUN;
     };
@@ -843,7 +777,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
             ),
         );
     }
-    agent.recheck(true);
+    agent.recheck(true, false);
     agent.prints = check::fingerprints(&agent.nut_dir, &agent.config.settings_path);
 
     let listener = match bind_control(&agent.config.control_socket) {
@@ -853,7 +787,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
             return EXIT_CANNOT_RUN;
         }
     };
-    let (asked_tx, mut asked_rx) = mpsc::channel::<control::Asked>(4);
+    let (asked_tx, asked_rx) = mpsc::channel::<control::Asked>(4);
     let server = tokio::task::spawn_local(control::serve(listener, shared.clone(), asked_tx));
 
     let mut watcher = match watch::Watcher::new() {
@@ -872,7 +806,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     agent.apply_settings();
 
-    let mut last_status = status_line(&shared.borrow());
+    let last_status = status_line(&shared.borrow());
     notifier.send(&format!(
         "READY=1\n{}",
         notify::status_message(&last_status)
@@ -885,51 +819,29 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watchdog_every = notifier.watchdog.unwrap_or(Duration::from_secs(3600));
-    let mut watchdog = tokio::time::interval(watchdog_every);
-    let mut pending = watch::Pending::default();
-    let mut settle: Option<Instant> = None;
-    let mut events = Vec::new();
+    let mut sources = Sources {
+        term,
+        int,
+        hup,
+        asked: asked_rx,
+        tick,
+        watchdog: tokio::time::interval(watchdog_every),
+        watchdog_on: notifier.watchdog.is_some(),
+    };
+    let mut state = LoopState {
+        watcher,
+        events: Vec::new(),
+        pending: watch::Pending::default(),
+        settle: None,
+        waiting: Vec::new(),
+        recheck_at: None,
+        last_recheck: None,
+        last_status,
+    };
     loop {
-        tokio::select! {
-            _ = term.recv() => { log::info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { log::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => {
-                agent.emit(Level::Info, "agent", "SIGHUP: reading the settings and NUT's files again");
-                agent.refresh(true, watcher.as_mut());
-            }
-            r = async { watcher.as_mut().expect("guarded").next(&mut events).await }, if watcher.is_some() => {
-                match r {
-                    Ok(()) => {
-                        watch::classify(&events, &agent.nut_dir, &agent.config.settings_path, &mut pending);
-                        if pending.nut || pending.settings {
-                            settle.get_or_insert(Instant::now() + SETTLE);
-                        }
-                    }
-                    Err(e) => {
-                        agent.emit(Level::Warn, "files", &format!("stopped watching files: {e}; changes are seen only on SIGHUP"));
-                        watcher = None;
-                    }
-                }
-            }
-            _ = async { sleep_until(settle.expect("guarded")).await }, if settle.is_some() => {
-                settle = None;
-                let p = std::mem::take(&mut pending);
-                agent.refresh(p.settings, watcher.as_mut());
-            }
-            Some((asked, reply)) = asked_rx.recv() => {
-                agent.emit(Level::Info, "agent", "recheck asked on the control socket");
-                let (appeared, gone) = agent.refresh(false, watcher.as_mut());
-                let r = recheck_reply(&shared.borrow(), &appeared, &gone, asked.text);
-                let _ = reply.send(r);
-            }
-            _ = tick.tick() => {
-                let now = status_line(&shared.borrow());
-                if now != last_status {
-                    notifier.send(&notify::status_message(&now));
-                    last_status = now;
-                }
-            }
-            _ = watchdog.tick(), if notifier.watchdog.is_some() => notifier.send("WATCHDOG=1"),
+        let event = next_event(&mut sources, &mut state).await;
+        if handle_event(&mut agent, &mut state, &notifier, event, Instant::now()) == Flow::Stop {
+            break;
         }
     }
     notifier.send("STOPPING=1");
@@ -943,6 +855,141 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     let _ = std::fs::remove_file(&agent.config.control_socket);
     0
+}
+
+/// What the main loop waits on.
+struct Sources {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    asked: mpsc::Receiver<control::Asked>,
+    tick: tokio::time::Interval,
+    watchdog: tokio::time::Interval,
+    watchdog_on: bool,
+}
+
+/// What the main loop keeps between events.
+struct LoopState {
+    watcher: Option<watch::Watcher>,
+    events: Vec<(PathBuf, std::ffi::OsString)>,
+    pending: watch::Pending,
+    /// When pending file events are read.
+    settle: Option<Instant>,
+    /// Recheck requests waiting for the next run (one per client: bounded by the control
+    /// socket's places), and whether each wants text.
+    waiting: Vec<(bool, tokio::sync::oneshot::Sender<String>)>,
+    recheck_at: Option<Instant>,
+    last_recheck: Option<Instant>,
+    last_status: String,
+}
+
+/// One thing that happened.
+enum Event {
+    Stop(&'static str),
+    Hangup,
+    Files(std::io::Result<()>),
+    Settled,
+    Asked(control::Asked),
+    RecheckDue,
+    Tick,
+    Watchdog,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Waits for the next event; decides nothing.
+async fn next_event(src: &mut Sources, st: &mut LoopState) -> Event {
+    let watching = st.watcher.is_some();
+    tokio::select! {
+        _ = src.term.recv() => Event::Stop("SIGTERM"),
+        _ = src.int.recv() => Event::Stop("SIGINT"),
+        _ = src.hup.recv() => Event::Hangup,
+        r = async {
+            match st.watcher.as_mut() {
+                Some(w) => w.next(&mut st.events).await,
+                None => std::future::pending().await,
+            }
+        }, if watching => Event::Files(r),
+        _ = sleep_until(st.settle.unwrap_or_else(Instant::now)), if st.settle.is_some() => Event::Settled,
+        Some(a) = src.asked.recv() => Event::Asked(a),
+        _ = sleep_until(st.recheck_at.unwrap_or_else(Instant::now)), if st.recheck_at.is_some() => Event::RecheckDue,
+        _ = src.tick.tick() => Event::Tick,
+        _ = src.watchdog.tick(), if src.watchdog_on => Event::Watchdog,
+    }
+}
+
+/// Does what an event calls for, as [`decide`] says.
+fn handle_event(
+    agent: &mut Agent,
+    st: &mut LoopState,
+    notifier: &notify::Notifier,
+    event: Event,
+    now: Instant,
+) -> Flow {
+    match event {
+        Event::Stop(why) => {
+            log::info!("{why}: stopping");
+            return Flow::Stop;
+        }
+        Event::Hangup => {
+            agent.emit(
+                Level::Info,
+                "agent",
+                "SIGHUP: reading the settings and NUT's files again",
+            );
+            agent.refresh(true, false, st.watcher.as_mut());
+        }
+        Event::Files(Ok(())) => {
+            watch::classify(
+                &st.events,
+                &agent.nut_dir,
+                &agent.config.settings_path,
+                &mut st.pending,
+            );
+            st.settle = decide::settle_at(st.settle, &st.pending, now);
+        }
+        Event::Files(Err(e)) => {
+            agent.emit(
+                Level::Warn,
+                "files",
+                &format!("stopped watching files: {e}; changes are seen only on SIGHUP"),
+            );
+            st.watcher = None;
+        }
+        Event::Settled => {
+            st.settle = None;
+            let p = std::mem::take(&mut st.pending);
+            agent.refresh(p.settings, false, st.watcher.as_mut());
+        }
+        Event::Asked((asked, reply)) => {
+            st.waiting.push((asked.text, reply));
+            st.recheck_at = Some(decide::recheck_at(st.last_recheck, st.recheck_at, now));
+        }
+        Event::RecheckDue => {
+            st.recheck_at = None;
+            st.last_recheck = Some(now);
+            let n = st.waiting.len();
+            log::debug!("recheck asked on the control socket ({n} request(s) share this run)");
+            let (appeared, gone) = agent.refresh(false, true, st.watcher.as_mut());
+            let sh = agent.shared.borrow();
+            for (text, reply) in st.waiting.drain(..) {
+                let _ = reply.send(recheck_reply(&sh, &appeared, &gone, text));
+            }
+        }
+        Event::Tick => {
+            let now = status_line(&agent.shared.borrow());
+            if now != st.last_status {
+                notifier.send(&notify::status_message(&now));
+                st.last_status = now;
+            }
+        }
+        Event::Watchdog => notifier.send("WATCHDOG=1"),
+    }
+    Flow::Go
 }
 
 /// The reply to `recheck`: the summary, and the findings that appeared and went away.
