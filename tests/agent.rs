@@ -883,3 +883,43 @@ fn agent_control_socket_flood_shares_rechecks_logs_none_and_keeps_serving_others
     agent.stop();
     let _ = std::fs::remove_dir_all(&nut_dir);
 }
+
+#[test]
+fn agent_notices_a_new_mode_on_nut_s_files_and_directory_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let nut = Nut::new(
+        "agent-modes",
+        &[("ups1", "ups1.dev", "ups.status: OL\n")],
+        USERS,
+        "",
+    );
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(&nut.dir.join("upsd.users"), 0o644);
+    mode(&nut.dir, 0o755);
+    let agent = Agent::start("modes", &nut.dir, &[], &[]);
+    agent.wait_for(|l| l.contains("world-readable"), Duration::from_secs(5));
+
+    let m = agent.mark();
+    mode(&nut.dir.join("upsd.users"), 0o640);
+    agent.find_from(
+        m,
+        |l| l.contains("files: upsd.users: mode 0644 -> 0640"),
+        Duration::from_secs(2),
+    );
+    agent.find_from(
+        m,
+        |l| l.contains("check: resolved: upsd.users") && l.contains("world-readable"),
+        Duration::from_secs(2),
+    );
+    let m = agent.mark();
+    mode(&nut.dir, 0o750);
+    let dir = nut.dir.display().to_string();
+    agent.find_from(
+        m,
+        |l| l.contains(&format!("files: {dir}: mode 0755 -> 0750")),
+        Duration::from_secs(2),
+    );
+    agent.stop();
+}

@@ -16,6 +16,7 @@
 pub mod check;
 pub mod control;
 pub mod decide;
+pub mod files;
 pub mod monitor;
 pub mod notify;
 pub mod ring;
@@ -217,7 +218,8 @@ struct Agent {
     version: NutVersion,
     installed: Option<Vec<String>>,
     findings: Vec<Finding>,
-    prints: Vec<(String, Option<u64>)>,
+    /// What the last look found of NUT's directory, its files and the settings file.
+    prints: Vec<files::FileState>,
     groups: Vec<Group>,
     #[cfg(feature = "web")]
     web: Option<crate::web::Running>,
@@ -351,10 +353,10 @@ impl Agent {
         asked: bool,
         watcher: Option<&mut watch::Watcher>,
     ) -> (Vec<String>, Vec<String>) {
-        let prints = check::fingerprints(&self.nut_dir, &self.config.settings_path);
+        let prints = files::look(&self.nut_dir, &self.config.settings_path);
         let settings_name = self.settings_name();
         let mut settings_changed = reload_settings;
-        for c in check::changed_files(&self.prints, &prints) {
+        for c in files::changes(&self.prints, &prints) {
             settings_changed |= c.starts_with(&settings_name);
             self.emit(Level::Info, "files", &c);
         }
@@ -374,7 +376,7 @@ impl Agent {
             if dir != self.nut_dir {
                 self.nut_dir = dir;
                 self.shared.borrow_mut().nut_dir = self.nut_dir.display().to_string();
-                self.prints = check::fingerprints(&self.nut_dir, &self.config.settings_path);
+                self.prints = files::look(&self.nut_dir, &self.config.settings_path);
                 if let Some(w) = watcher {
                     self.watch(w);
                 }
@@ -778,7 +780,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         );
     }
     agent.recheck(true, false);
-    agent.prints = check::fingerprints(&agent.nut_dir, &agent.config.settings_path);
+    agent.prints = files::look(&agent.nut_dir, &agent.config.settings_path);
 
     let listener = match bind_control(&agent.config.control_socket) {
         Ok(l) => l,
