@@ -17,15 +17,16 @@ pub mod check;
 pub mod control;
 pub mod decide;
 pub mod files;
-pub mod monitor;
 pub mod notify;
-pub mod ring;
 pub mod watch;
+
+pub use crate::state::{monitor, ring};
+pub use crate::state::{status_line, unix_now, LinkSlot, Shared, UpsSlot};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use log::Level;
 use tokio::net::UnixListener;
@@ -40,12 +41,13 @@ use crate::nut::version::NutVersion;
 use crate::nut::{host, Context};
 use crate::settings::model::{LogLevel, Secret, Settings};
 use crate::settings::store;
+use crate::state::{unix_ms, Companion};
 use crate::upsd::client::{is_transport, Client, Options};
 use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
 use decide::{AfterPoll, Params, Step};
-use monitor::{Link, Note, Reading, Readings, RetryPolicy, UpsState, Vars};
+use monitor::{Link, Note, Reading, Readings, RetryPolicy, Vars};
 use ring::Ring;
 
 pub use decide::{BACKOFF_CAP, SETTLE};
@@ -67,122 +69,8 @@ pub struct Config {
     pub client: Options,
     /// Applies the settings' log level (the command line's -v/-q and RUST_LOG on top).
     pub set_log_level: Box<dyn Fn(LogLevel)>,
-    /// The setup page's needs; it is served on the settings' `web_listen`.
-    #[cfg(feature = "web")]
-    pub web: crate::web::Config,
-}
-
-/// One configured UPS, as the monitor tasks and the control socket see it.
-pub struct UpsSlot {
-    pub name: String,
-    /// upsd's `host:port`.
-    pub upsd: String,
-    pub poll_interval: u32,
-    pub state: UpsState,
-    /// The last poll's numbers (charge, runtime, load, voltages) and names; empty when upsd
-    /// had no data.
-    pub readings: Readings,
-    pub polls: u64,
-    pub last_poll_ms: Option<u64>,
-    last_poll: Option<Instant>,
-    due: Instant,
-}
-
-impl UpsSlot {
-    /// A UPS not polled yet, due now.
-    pub fn new(name: &str, upsd: &str, poll_interval: u32) -> UpsSlot {
-        UpsSlot::at(name, upsd, poll_interval, Instant::now())
-    }
-
-    /// A UPS not polled yet, due at `now`.
-    pub fn at(name: &str, upsd: &str, poll_interval: u32, now: Instant) -> UpsSlot {
-        UpsSlot {
-            name: name.to_string(),
-            upsd: upsd.to_string(),
-            poll_interval,
-            state: UpsState::default(),
-            readings: Readings::default(),
-            polls: 0,
-            last_poll_ms: None,
-            last_poll: None,
-            due: now,
-        }
-    }
-}
-
-pub struct LinkSlot {
-    pub address: String,
-    pub link: Link,
-}
-
-/// What the tasks share (one thread: a `RefCell`, never borrowed across an await).
-pub struct Shared {
-    pub started: u64,
-    pub ring: Ring,
-    pub ups: Vec<UpsSlot>,
-    pub links: Vec<LinkSlot>,
-    /// Errors, warnings, infos of the last check, and when it ran.
-    pub findings: (usize, usize, usize),
-    pub checked_at: u64,
-    pub settings_path: String,
-    pub nut_dir: String,
-}
-
-impl Shared {
-    /// Logs an event and keeps it in the ring (debug ones are only logged).
-    pub fn emit(&mut self, level: Level, source: &str, text: &str) {
-        log::log!(level, "{source}: {text}");
-        if level <= Level::Info {
-            self.ring.push(unix_now(), level, source, text);
-        }
-    }
-
-    fn emit_notes(&mut self, source: &str, notes: &mut Vec<Note>) {
-        for n in notes.drain(..) {
-            self.emit(n.level, source, &n.text);
-        }
-    }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The one-line state for systemd's STATUS=: each UPS, its data and its upsd, then findings.
-pub fn status_line(s: &Shared) -> String {
-    let mut parts: Vec<String> = s
-        .ups
-        .iter()
-        .map(|u| {
-            let st = &u.state;
-            let data = match &st.data {
-                monitor::Data::Unknown => "not read yet".to_string(),
-                monitor::Data::Ok => st.status_text(),
-                monitor::Data::Unavailable(code) => code.clone(),
-            };
-            let charge = st.charge.map_or(String::new(), |c| format!(", {c}%"));
-            let link = s
-                .links
-                .iter()
-                .find(|l| l.address == u.upsd)
-                .map_or("?", |l| l.link.state.as_str());
-            format!("{}: {data}{charge}, upsd {link}", u.name)
-        })
-        .collect();
-    if parts.is_empty() {
-        parts.push("no UPS configured".into());
-    }
-    let (e, w, _) = s.findings;
-    parts.push(format!("NUT files: {e} error(s), {w} warning(s)"));
-    parts.join("; ")
+    /// What runs beside the agent and follows its settings (the setup page, made by `run`).
+    pub companions: Vec<Box<dyn Companion>>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT; returns the exit code.
@@ -221,8 +109,6 @@ struct Agent {
     /// What the last look found of NUT's directory, its files and the settings file.
     prints: Vec<files::FileState>,
     groups: Vec<Group>,
-    #[cfg(feature = "web")]
-    web: Option<crate::web::Running>,
 }
 
 impl Agent {
@@ -385,40 +271,6 @@ impl Agent {
         self.recheck(false, asked)
     }
 
-    /// Serves the setup page on the settings' `web_listen`: started, moved or stopped when it
-    /// changes. An address that cannot be bound is logged; the agent runs on without the page.
-    #[cfg(feature = "web")]
-    fn apply_web(&mut self) {
-        let want = self.settings.web_listen.clone();
-        if self.web.as_ref().map(|w| w.listen.as_str()) == Some(want.as_str()) {
-            return;
-        }
-        if let Some(old) = self.web.take() {
-            old.task.abort();
-            self.emit(
-                Level::Info,
-                "web",
-                &format!("stopped serving on {}", old.listen),
-            );
-        }
-        if want.is_empty() {
-            log::info!("web: the setup page is off (web_listen is empty)");
-            return;
-        }
-        match crate::web::start(
-            &want,
-            self.shared.clone(),
-            self.config.web.clone(),
-            self.version,
-        ) {
-            Ok(r) => {
-                self.emit(Level::Info, "web", &format!("setup page on http://{want}/"));
-                self.web = Some(r);
-            }
-            Err(e) => self.emit(Level::Warn, "web", &format!("no setup page: {e}")),
-        }
-    }
-
     fn watch(&self, w: &mut watch::Watcher) {
         let settings_dir = self
             .config
@@ -436,8 +288,9 @@ impl Agent {
     /// settings changed is reconnected.
     fn apply_settings(&mut self) {
         (self.config.set_log_level)(self.settings.log_level);
-        #[cfg(feature = "web")]
-        self.apply_web();
+        for c in &mut self.config.companions {
+            c.apply(&self.settings, self.version, &self.shared);
+        }
         let now = Instant::now();
         let mut notes = Vec::new();
         {
@@ -745,8 +598,6 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         findings: Vec::new(),
         prints: Vec::new(),
         groups: Vec::new(),
-        #[cfg(feature = "web")]
-        web: None,
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);
@@ -848,9 +699,8 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     notifier.send("STOPPING=1");
     server.abort();
-    #[cfg(feature = "web")]
-    if let Some(w) = agent.web.take() {
-        w.task.abort();
+    for c in &mut agent.config.companions {
+        c.stop();
     }
     for g in &agent.groups {
         g.task.abort();

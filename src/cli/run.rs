@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::status::usage;
 use super::{client_options, Args};
 use crate::agent::{self, control};
+use crate::state::Companion;
 
 pub fn run(args: &Args) -> (u8, String) {
     let format = args.common.format;
@@ -19,18 +20,33 @@ pub fn run(args: &Args) -> (u8, String) {
         Ok(r) => r,
         Err(e) => return usage(format, &e),
     };
+    // The agent and, beside it, the page: the agent tells the page the settings it applies.
+    let companions = companions(args, &root);
     let config = agent::Config {
         settings_path: super::settings::path(args),
         nut_dir: args.common.nut_dir.clone(),
         nut_version: args.common.nut_version,
         control_socket: control_socket(args),
-        root: root.clone(),
+        root,
         client,
         set_log_level: Box::new(super::logger::set_base),
-        #[cfg(feature = "web")]
-        web: web_config(args, root),
+        companions,
     };
     (agent::run(config), String::new())
+}
+
+/// What `run` serves beside the agent: the setup page (feature `web`).
+#[cfg(feature = "web")]
+fn companions(args: &Args, root: &crate::probe::Root) -> Vec<Box<dyn Companion>> {
+    vec![Box::new(crate::web::Page::new(web_config(
+        args,
+        root.clone(),
+    )))]
+}
+
+#[cfg(not(feature = "web"))]
+fn companions(_: &Args, _: &crate::probe::Root) -> Vec<Box<dyn Companion>> {
+    Vec::new()
 }
 
 pub fn control_socket(args: &Args) -> PathBuf {
