@@ -1,6 +1,6 @@
 //! The agent's decisions, sans I/O: what a upsd connection does next (connect, poll a UPS, or
 //! wait), whether a failed poll reconnects at once or gives the connection up to the back-off
-//! of [`super::monitor::Link`], when each UPS is polled next, which upsd connections a settings
+//! of [`crate::state::monitor::Link`], when each UPS is polled next, which upsd connections a settings
 //! change restarts and which it leaves alone, and when a recheck runs. Each is a function of
 //! state, an event and `now`, all passed in.
 //!
@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::watch::Pending;
-use super::UpsSlot;
 use crate::settings::model::{Secret, Settings};
+use crate::state::UpsSlot;
 use crate::upsd::target::Target;
 use crate::upsd::tls::TlsMode;
 

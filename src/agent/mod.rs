@@ -20,8 +20,8 @@ pub mod files;
 pub mod notify;
 pub mod watch;
 
-pub use crate::state::{monitor, ring};
-pub use crate::state::{status_line, unix_now, LinkSlot, Shared, UpsSlot};
+use crate::state::{monitor, ring};
+use crate::state::{status_line, unix_now, LinkSlot, Shared};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -50,7 +50,8 @@ use decide::{AfterPoll, Params, Step};
 use monitor::{Link, Note, Reading, Readings, RetryPolicy, Vars};
 use ring::Ring;
 
-pub use decide::{BACKOFF_CAP, SETTLE};
+use decide::BACKOFF_CAP;
+
 /// Findings logged one by one after a change; beyond, a count.
 pub const MAX_LOGGED_FINDINGS: usize = 20;
 /// Exit code when the agent cannot start.
