@@ -9,6 +9,7 @@ pub mod nut;
 pub mod probe;
 pub mod report;
 pub mod settings;
+pub mod state;
 pub mod upsd;
 #[cfg(feature = "web")]
 pub mod web;

@@ -350,7 +350,7 @@ fn agent_logs_upsd_restarts_and_a_lost_driver_on_its_own() {
     nut.start_upsd();
     let (i, _) = agent.find_from(
         m,
-        |l| l.contains("connection to upsd regained"),
+        |l| l.contains("connection to upsd restored after"),
         Duration::from_secs(15),
     );
     nut.wait_ready("ups1");
@@ -455,7 +455,7 @@ fn agent_reacts_to_edited_files_new_settings_and_sighup() {
     let slow = polls(&agent) - p1;
     assert!((2..=4).contains(&slow), "{slow} polls in 6 s at 2 s");
     // No reconnection for a new poll interval.
-    assert!(!agent.log()[..].contains("regained"));
+    assert!(!agent.log()[..].contains("restored after"));
 
     // A new UPS in the settings is monitored without a restart, on the same connection.
     let m = agent.mark();
@@ -529,8 +529,9 @@ fn agent_cuts_off_huge_requests_and_too_many_clients_and_keeps_running() {
     let st = agent.status();
     assert_eq!(st["ok"], true);
 
-    // Eight idle clients take every place; the ninth is told so.
-    let idle: Vec<UnixStream> = (0..8)
+    // Twelve idle clients of the agent's own user take every place (eight shared, four kept for
+    // the agent's user and root); the thirteenth is told so.
+    let idle: Vec<UnixStream> = (0..12)
         .map(|_| UnixStream::connect(&agent.socket).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -660,6 +661,8 @@ fn agent_checks_the_hardware_and_rechecks_when_udev_check_asks() {
             "2.8.0",
             "--sysfs-root",
             sys.to_str().unwrap(),
+            // An unchanged recheck asked on the socket is logged at debug only.
+            "-v",
         ],
     );
     agent.wait_for(
@@ -688,6 +691,235 @@ fn agent_checks_the_hardware_and_rechecks_when_udev_check_asks() {
         mark,
         |l| l.contains("recheck asked on the control socket"),
         Duration::from_secs(5),
+    );
+    agent.stop();
+}
+
+#[test]
+fn agent_says_when_upsd_is_back_and_does_not_log_an_unchanged_ups_as_new() {
+    let dev = "ups.status: OB LB\nbattery.charge: 15\n";
+    let mut nut = Nut::new("agent-back", &[("ups1", "ups1.dev", dev)], USERS, "");
+    nut.start_driver("ups1");
+    nut.start_upsd();
+    nut.wait_ready("ups1");
+    let agent = Agent::start("back", &nut.dir, &[("ups1", nut.port)], &[]);
+    agent.wait_for(|l| l.contains("ups1: status OB LB"), Duration::from_secs(5));
+
+    let m = agent.mark();
+    nut.stop_upsd();
+    nut.stop_driver("ups1");
+    agent.find_from(
+        m,
+        |l| l.contains("connection to upsd lost"),
+        Duration::from_secs(5),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nut.start_upsd();
+    std::thread::sleep(Duration::from_secs(3));
+    nut.start_driver("ups1");
+    let (i, _) = agent.find_from(
+        m,
+        |l| l.contains("connection to upsd restored after"),
+        Duration::from_secs(15),
+    );
+    nut.wait_ready("ups1");
+    // Two polls with the driver's data again.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = agent.log();
+    let after: Vec<&str> = log.lines().skip(m).collect();
+    for l in &after {
+        assert!(
+            !(l.contains("ups1: on battery")
+                || l.contains("ups1: low battery")
+                || l.contains("ups1: battery charge")
+                || l.contains("ups1: status")
+                || l.contains("(OB cleared)")
+                || l.contains("(LB cleared)")),
+            "an unchanged UPS logged as new after upsd came back: {l}\n{log}"
+        );
+    }
+    assert!(log.lines().nth(i).unwrap().contains(" s"), "{log}");
+    assert_eq!(agent.status()["ups"][0]["status"], "OB LB");
+    agent.stop();
+}
+
+/// Runs `f` on a new thread whose user (real, effective, saved) is `uid`; only that thread
+/// changes (the raw system call, not libc's process-wide setresuid). Needs root.
+fn as_user<T: Send + 'static>(
+    uid: u32,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        // SAFETY: a plain system call on this thread's credentials; no memory is involved.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_setresuid,
+                uid as nix::libc::c_long,
+                uid as nix::libc::c_long,
+                uid as nix::libc::c_long,
+            )
+        };
+        assert_eq!(
+            r, 0,
+            "this test runs as root, to be other users on its threads"
+        );
+        f()
+    })
+}
+
+/// One request on a new connection: the reply line.
+fn ask_once(socket: &Path, request: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn agent_control_socket_flood_shares_rechecks_logs_none_and_keeps_serving_others() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let nut_dir = std::env::temp_dir().join(format!("ps-agent-flood-nut-{}", std::process::id()));
+    std::fs::create_dir_all(&nut_dir).unwrap();
+    std::fs::write(nut_dir.join("nut.conf"), "MODE=standalone\n").unwrap();
+    // -v twice: debug lines too, to count the recheck runs.
+    let agent = Agent::start_with("flood", &nut_dir, &[], &[], &["-v"]);
+    // Other users may reach the socket, as members of its group would.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let events_before = agent.ctl(&["events", "-n", "1", "--format", "json"]);
+    let seq = |o: &Output| -> u64 {
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["events"][0]["seq"].as_u64().unwrap()
+    };
+    let seq_before = seq(&events_before);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let replies = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    // Seven clients of one user ask `recheck` as fast as they can.
+    for _ in 0..7 {
+        let (stop, replies, socket) = (stop.clone(), replies.clone(), agent.socket.clone());
+        threads.push(as_user(65534, move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(s) = UnixStream::connect(&socket) else {
+                    continue;
+                };
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut w = &s;
+                let mut r = BufReader::new(&s);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut line = String::new();
+                    if w.write_all(b"recheck\n").is_err() || r.read_line(&mut line).is_err() {
+                        break;
+                    }
+                    if !line.starts_with(r#"{"ok":true"#) {
+                        // Busy: this user has its places; try again a little later.
+                        std::thread::sleep(Duration::from_millis(20));
+                        break;
+                    }
+                    replies.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Nine more clients of three other users connect and hold their connections, silent.
+    for uid in [65531, 65532, 65533] {
+        for _ in 0..3 {
+            let (stop, socket) = (stop.clone(), agent.socket.clone());
+            threads.push(as_user(uid, move || {
+                let s = UnixStream::connect(&socket).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(s);
+            }));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let m = agent.mark();
+    let t = Instant::now();
+    // Meanwhile the administrator's `status` and the udev hook's `recheck` (the agent's own
+    // user, here root) are served, every one.
+    for _ in 0..20 {
+        assert_eq!(agent.status()["ok"], true);
+    }
+    let hook = ask_once(&agent.socket, "recheck");
+    assert!(hook.starts_with(r#"{"ok":true"#), "{hook}");
+    let out = agent.ctl(&["status", "--agent"]);
+    assert!(out.status.success(), "{out:?}");
+    let flood = Duration::from_secs(5);
+    std::thread::sleep(flood.saturating_sub(t.elapsed()));
+    stop.store(true, Ordering::Relaxed);
+    let seconds = t.elapsed().as_secs_f64();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let log = agent.log();
+    let during: Vec<&str> = log.lines().skip(m).collect();
+    let runs = during
+        .iter()
+        .filter(|l| l.contains("share this run"))
+        .count();
+    let above_debug: Vec<&&str> = during.iter().filter(|l| !l.contains(": debug: ")).collect();
+    let n = replies.load(Ordering::Relaxed);
+    eprintln!(
+        "flood of {seconds:.1} s: {n} recheck replies from {runs} runs; {} line(s) logged above debug",
+        above_debug.len()
+    );
+    assert!(n >= 7, "the flooding clients were served too ({n})");
+    assert!(
+        runs as f64 <= seconds + 2.0,
+        "{runs} recheck runs in {seconds:.1} s: requests asked together share a run"
+    );
+    assert!(above_debug.is_empty(), "{above_debug:#?}");
+    let events_after = agent.ctl(&["events", "-n", "1", "--format", "json"]);
+    assert_eq!(
+        seq(&events_after),
+        seq_before,
+        "no event for an unchanged recheck"
+    );
+    agent.stop();
+    let _ = std::fs::remove_dir_all(&nut_dir);
+}
+
+#[test]
+fn agent_notices_a_new_mode_on_nut_s_files_and_directory_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let nut = Nut::new(
+        "agent-modes",
+        &[("ups1", "ups1.dev", "ups.status: OL\n")],
+        USERS,
+        "",
+    );
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(&nut.dir.join("upsd.users"), 0o644);
+    mode(&nut.dir, 0o755);
+    let agent = Agent::start("modes", &nut.dir, &[], &[]);
+    agent.wait_for(|l| l.contains("world-readable"), Duration::from_secs(5));
+
+    let m = agent.mark();
+    mode(&nut.dir.join("upsd.users"), 0o640);
+    agent.find_from(
+        m,
+        |l| l.contains("files: upsd.users: mode 0644 -> 0640"),
+        Duration::from_secs(2),
+    );
+    agent.find_from(
+        m,
+        |l| l.contains("check: resolved: upsd.users") && l.contains("world-readable"),
+        Duration::from_secs(2),
+    );
+    let m = agent.mark();
+    mode(&nut.dir, 0o750);
+    let dir = nut.dir.display().to_string();
+    agent.find_from(
+        m,
+        |l| l.contains(&format!("files: {dir}: mode 0755 -> 0750")),
+        Duration::from_secs(2),
     );
     agent.stop();
 }

@@ -3,34 +3,43 @@
 //!
 //! Protocol: the client sends one request per line (at most [`MAX_REQUEST`] bytes with its
 //! newline); the agent answers each with one line of JSON, `{"ok":true,...}` or
-//! `{"ok":false,"error":"..."}`. Requests: `status`, `events [N]`, `recheck`, `help`. A last
-//! word `text` asks for the human form instead, as `{"ok":true,"text":"..."}`. A longer line is
-//! answered with an error and the connection closed; so is a client silent for
-//! [`IDLE`]. At most [`MAX_CLIENTS`] clients are served at once; others are told so and closed.
+//! `{"ok":false,"error":"..."}` ([`Reply`] reads it back). Requests: `status`, `events [N]`,
+//! `recheck`, `help`. A last word `text` asks for the human form instead, as
+//! `{"ok":true,"text":"..."}`. A longer line is answered with an error and the connection
+//! closed; so is a client silent for [`IDLE`].
 //!
-//! The protocol (parsing and rendering) is pure; [`serve`] and [`ask`] are the edges.
+//! Who is served: at most [`MAX_CLIENTS`] clients at once, and at most [`PER_UID`] of them from
+//! one user (the kernel tells the peer's uid, `SO_PEERCRED`); [`RESERVED`] more places are kept
+//! for the agent's own user and root, so that the udev hook (which runs as the agent's user)
+//! and the administrator are served while other users hold every place. Others are told
+//! "busy" and closed. Rechecks are coalesced by the agent's loop (see `agent::decide`).
+//!
+//! The protocol (parsing, rendering, who is admitted) is pure; [`serve`] and [`ask`] are the
+//! edges.
 
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::monitor::{Data, LinkState};
-use super::ring::{self, Event};
-use super::{Shared, UpsSlot};
-use crate::json::{self, Object};
-use crate::settings::store::timestamp;
+use crate::json::Object;
+use crate::state::view::{events_json, events_text, status_json, status_text};
+use crate::state::{ring, Shared};
 
 pub const DEFAULT_PATH: &str = "/run/power-snitch/control.sock";
 /// Bytes of one request line, its newline included.
 pub const MAX_REQUEST: usize = 4096;
-/// Clients served at once.
+/// Clients served at once (beyond them, only the reserved places).
 pub const MAX_CLIENTS: usize = 8;
+/// Clients one user may have among [`MAX_CLIENTS`].
+pub const PER_UID: usize = 3;
+/// Places only the agent's own user and root may take when the others are full.
+pub const RESERVED: usize = 4;
 /// A client that sends no complete request for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(10);
 /// Bytes of a reply the command-line client reads (the largest, 256 events, is about 100 KB).
@@ -100,213 +109,6 @@ pub fn text_reply(text: &str) -> String {
     out
 }
 
-fn opt_num(o: &mut Object, k: &str, v: Option<u64>) {
-    match v {
-        Some(v) => o.num(k, v),
-        None => o.raw(k, "null"),
-    };
-}
-
-fn data_str(d: &Data) -> &str {
-    match d {
-        Data::Unknown => "unknown",
-        Data::Ok => "ok",
-        Data::Unavailable(code) => code,
-    }
-}
-
-/// `status` as JSON.
-pub fn status_json(s: &Shared) -> String {
-    let mut upsd = String::from("[");
-    for (i, l) in s.links.iter().enumerate() {
-        if i > 0 {
-            upsd.push(',');
-        }
-        let mut o = Object::new(&mut upsd);
-        let failures = match l.link.state {
-            LinkState::Retrying { failures } | LinkState::BackingOff { failures, .. } => failures,
-            _ => 0,
-        };
-        o.str("address", &l.address)
-            .str("state", l.link.state.as_str())
-            .num("since", l.link.since)
-            .num("failures", u64::from(failures))
-            .opt_str(
-                "error",
-                (!l.link.is_up() && !l.link.last_error.is_empty())
-                    .then_some(l.link.last_error.as_str()),
-            );
-        o.end();
-    }
-    upsd.push(']');
-    let mut ups = String::from("[");
-    for (i, u) in s.ups.iter().enumerate() {
-        if i > 0 {
-            ups.push(',');
-        }
-        ups_json(&mut ups, u);
-    }
-    ups.push(']');
-    let (e, w, n) = s.findings;
-    let mut findings = String::new();
-    let mut o = Object::new(&mut findings);
-    o.num("errors", e as u64)
-        .num("warnings", w as u64)
-        .num("infos", n as u64)
-        .num("checked", s.checked_at);
-    o.end();
-    let mut out = String::new();
-    let mut o = Object::new(&mut out);
-    o.raw("ok", "true")
-        .str("version", env!("CARGO_PKG_VERSION"))
-        .num("pid", u64::from(std::process::id()))
-        .num("started", s.started)
-        .str("settings", &s.settings_path)
-        .str("nut_dir", &s.nut_dir)
-        .raw("findings", &findings)
-        .raw("upsd", &upsd)
-        .raw("ups", &ups);
-    o.end();
-    out
-}
-
-fn ups_json(out: &mut String, u: &UpsSlot) {
-    let st = &u.state;
-    let mut flags = String::from("[");
-    for (i, w) in st.flags.words().enumerate() {
-        if i > 0 {
-            flags.push(',');
-        }
-        json::string(&mut flags, w);
-    }
-    flags.push(']');
-    let mut o = Object::new(out);
-    o.str("name", &u.name)
-        .str("upsd", &u.upsd)
-        .str("data", data_str(&st.data))
-        .str("status", &st.status_text())
-        .raw("flags", &flags)
-        .num("since", st.since);
-    opt_num(&mut o, "charge", st.charge.map(u64::from));
-    o.opt_str("alarm", (!st.alarm.is_empty()).then_some(st.alarm.as_str()))
-        .num("charge_low", u64::from(st.low))
-        .num("charge_warning", u64::from(st.warning))
-        .num("poll_interval", u64::from(u.poll_interval))
-        .num("polls", u.polls);
-    opt_num(&mut o, "last_poll_ms", u.last_poll_ms);
-    let mut readings = String::new();
-    let mut r = Object::new(&mut readings);
-    for (name, v) in super::monitor::READINGS.iter().zip(u.readings.values) {
-        if let Some(v) = v {
-            r.raw(name, &v.to_string());
-        }
-    }
-    r.end();
-    o.raw("readings", &readings)
-        .opt_str(
-            "mfr",
-            (!u.readings.mfr.is_empty()).then_some(u.readings.mfr.as_str()),
-        )
-        .opt_str(
-            "model",
-            (!u.readings.model.is_empty()).then_some(u.readings.model.as_str()),
-        );
-    o.end();
-}
-
-fn when(t: u64) -> String {
-    timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(t))
-}
-
-/// `status` for people.
-pub fn status_text(s: &Shared) -> String {
-    let mut out = String::new();
-    if s.ups.is_empty() {
-        out.push_str("no UPS in the settings\n");
-    }
-    for u in &s.ups {
-        let st = &u.state;
-        let what = match &st.data {
-            Data::Unknown => "not read yet".to_string(),
-            Data::Ok => format!("{} since {}", st.status_text(), when(st.since)),
-            Data::Unavailable(code) => format!("{code} (last status {})", st.status_text()),
-        };
-        let charge = st
-            .charge
-            .map_or(String::new(), |c| format!(", battery {c}%"));
-        out.push_str(&format!(
-            "{} at {}: {what}{charge}; polled every {} s, {} polls\n",
-            u.name, u.upsd, u.poll_interval, u.polls
-        ));
-    }
-    for l in &s.links {
-        let err = if l.link.is_up() || l.link.last_error.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", l.link.last_error)
-        };
-        out.push_str(&format!(
-            "upsd {}: {} since {}{err}\n",
-            l.address,
-            l.link.state.as_str(),
-            when(l.link.since)
-        ));
-    }
-    let (e, w, n) = s.findings;
-    out.push_str(&format!(
-        "{}: {e} error(s), {w} warning(s), {n} info(s), checked {}\n",
-        s.nut_dir,
-        when(s.checked_at)
-    ));
-    out
-}
-
-fn level_str(l: log::Level) -> &'static str {
-    match l {
-        log::Level::Error => "error",
-        log::Level::Warn => "warning",
-        log::Level::Info => "info",
-        log::Level::Debug => "debug",
-        log::Level::Trace => "trace",
-    }
-}
-
-pub fn events_json<'a>(events: impl Iterator<Item = &'a Event>) -> String {
-    let mut list = String::from("[");
-    for (i, e) in events.enumerate() {
-        if i > 0 {
-            list.push(',');
-        }
-        let mut o = Object::new(&mut list);
-        o.num("seq", e.seq)
-            .num("time", e.time)
-            .str("level", level_str(e.level))
-            .str("source", &e.source)
-            .str("text", &e.text);
-        o.end();
-    }
-    list.push(']');
-    let mut out = String::new();
-    let mut o = Object::new(&mut out);
-    o.raw("ok", "true").raw("events", &list);
-    o.end();
-    out
-}
-
-pub fn events_text<'a>(events: impl Iterator<Item = &'a Event>) -> String {
-    events
-        .map(|e| {
-            format!(
-                "{} {} {}: {}\n",
-                when(e.time),
-                level_str(e.level),
-                e.source,
-                e.text
-            )
-        })
-        .collect()
-}
-
 /// The reply to a request that needs nothing but the shared state.
 pub fn answer(p: Parsed, s: &Shared) -> String {
     match (p.request, p.text) {
@@ -344,12 +146,73 @@ pub fn string_field(reply: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Whether a client of user `uid` is served, given the users of the clients served now (one
+/// entry per client). `trusted` is the agent's own user or root: they may also take the
+/// [`RESERVED`] places, and no per-user limit applies to them.
+pub fn admit(open: &[u32], uid: u32, trusted: bool) -> Result<(), String> {
+    if trusted {
+        return if open.len() < MAX_CLIENTS + RESERVED {
+            Ok(())
+        } else {
+            Err(format!("busy: {} clients already", open.len()))
+        };
+    }
+    let same = open.iter().filter(|u| **u == uid).count();
+    if same >= PER_UID {
+        return Err(format!(
+            "busy: user {uid} already has {same} connections (at most {PER_UID})"
+        ));
+    }
+    if open.len() >= MAX_CLIENTS {
+        return Err(format!("busy: {MAX_CLIENTS} clients already"));
+    }
+    Ok(())
+}
+
+/// A reply line as the client reads it: the agent said yes (the line as written, and its
+/// human text when one was asked for), or refused with a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Ok { json: String, text: Option<String> },
+    Refused(String),
+}
+
+impl Reply {
+    /// Reads one of our reply lines (without its newline); anything else is an error saying
+    /// what came.
+    pub fn parse(line: &str) -> Result<Reply, String> {
+        let form = |l: &str| l.starts_with('{') && l.ends_with('}');
+        if form(line) && line.starts_with(r#"{"ok":true"#) {
+            return Ok(Reply::Ok {
+                json: line.to_string(),
+                text: string_field(line, "text"),
+            });
+        }
+        if form(line) && line.starts_with(r#"{"ok":false"#) {
+            return Ok(Reply::Refused(
+                string_field(line, "error").unwrap_or_else(|| "no reason given".into()),
+            ));
+        }
+        Err(format!(
+            "the agent's reply is not one of its JSON lines: `{}`",
+            ring::bounded(line, 80)
+        ))
+    }
+}
+
 /// A request the main loop answers (recheck), with where the reply goes.
 pub type Asked = (Parsed, oneshot::Sender<String>);
 
+/// How long a refused client has to read its "busy" line.
+const BUSY_WRITE: Duration = Duration::from_secs(1);
+
 /// Accepts clients until the task is dropped.
 pub async fn serve(listener: UnixListener, shared: Rc<RefCell<Shared>>, main: mpsc::Sender<Asked>) {
-    let active = Rc::new(Cell::new(0usize));
+    let me = nix::unistd::geteuid().as_raw();
+    // The users of the clients served now: at most MAX_CLIENTS + RESERVED entries.
+    let open: Rc<RefCell<Vec<u32>>> =
+        Rc::new(RefCell::new(Vec::with_capacity(MAX_CLIENTS + RESERVED)));
+    let refusing = Rc::new(Cell::new(0usize));
     loop {
         let mut stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -359,19 +222,33 @@ pub async fn serve(listener: UnixListener, shared: Rc<RefCell<Shared>>, main: mp
                 continue;
             }
         };
-        if active.get() >= MAX_CLIENTS {
-            let mut line = error_reply(&format!("busy: {MAX_CLIENTS} clients already"));
-            line.push('\n');
-            tokio::task::spawn_local(async move {
-                let _ = tokio::time::timeout(IDLE, stream.write_all(line.as_bytes())).await;
-            });
+        // No credentials: the least trusted user there is.
+        let uid = stream.peer_cred().map_or(u32::MAX, |c| c.uid());
+        let verdict = admit(&open.borrow(), uid, uid == me || uid == 0);
+        if let Err(e) = verdict {
+            log::debug!("control socket: {e}");
+            // A bounded number of refusals being written; beyond, the client is just closed.
+            if refusing.get() < MAX_CLIENTS {
+                refusing.set(refusing.get() + 1);
+                let refusing = refusing.clone();
+                let mut line = error_reply(&e);
+                line.push('\n');
+                tokio::task::spawn_local(async move {
+                    let _ =
+                        tokio::time::timeout(BUSY_WRITE, stream.write_all(line.as_bytes())).await;
+                    refusing.set(refusing.get() - 1);
+                });
+            }
             continue;
         }
-        active.set(active.get() + 1);
-        let (shared, main, active) = (shared.clone(), main.clone(), active.clone());
+        open.borrow_mut().push(uid);
+        let (shared, main, open) = (shared.clone(), main.clone(), open.clone());
         tokio::task::spawn_local(async move {
             client(stream, &shared, &main).await;
-            active.set(active.get() - 1);
+            let mut o = open.borrow_mut();
+            if let Some(i) = o.iter().position(|u| *u == uid) {
+                o.swap_remove(i);
+            }
         });
     }
 }
@@ -452,8 +329,8 @@ async fn read_line<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// The client side, blocking: sends one request and returns the reply line.
-pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<String, String> {
+/// The client side, blocking: sends one request and returns the agent's reply.
+pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<Reply, String> {
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot reach the agent at {}: {e} (is `power-snitch run` running? --control-socket PATH)",
@@ -472,7 +349,7 @@ pub fn ask(path: &Path, request: &str, timeout: Duration) -> Result<String, Stri
         return Err("the agent's reply was cut short".into());
     }
     reply.pop();
-    Ok(reply)
+    Reply::parse(&reply)
 }
 
 #[cfg(test)]
@@ -520,16 +397,69 @@ mod tests {
     }
 
     #[test]
-    fn agent_control_events_render() {
-        let mut r = ring::Ring::default();
-        r.push(0, log::Level::Warn, "ups1", "on battery (OB)");
+    fn agent_control_replies_are_read_back_typed() {
         assert_eq!(
-            events_json(r.last(10)),
-            r#"{"ok":true,"events":[{"seq":1,"time":0,"level":"warning","source":"ups1","text":"on battery (OB)"}]}"#
+            Reply::parse(&text_reply("3 polls")),
+            Ok(Reply::Ok {
+                json: text_reply("3 polls"),
+                text: Some("3 polls".into())
+            })
         );
         assert_eq!(
-            events_text(r.last(10)),
-            "1970-01-01T00:00:00Z warning ups1: on battery (OB)\n"
+            Reply::parse(r#"{"ok":true,"errors":0}"#),
+            Ok(Reply::Ok {
+                json: r#"{"ok":true,"errors":0}"#.into(),
+                text: None
+            })
         );
+        assert_eq!(
+            Reply::parse(&error_reply("busy: 8 clients already")),
+            Ok(Reply::Refused("busy: 8 clients already".into()))
+        );
+        for bad in [
+            "",
+            "ok",
+            r#"{"ok":truely"#,
+            "{\"ok\":true",
+            r#"["ok",true]"#,
+        ] {
+            let e = Reply::parse(bad).unwrap_err();
+            assert!(e.starts_with("the agent's reply is not"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn agent_control_one_user_cannot_take_every_place() {
+        let (me, other, third) = (998, 1000, 1001);
+        // One user: PER_UID places, then busy.
+        let mut open = Vec::new();
+        while admit(&open, other, false).is_ok() {
+            open.push(other);
+        }
+        assert_eq!(open.len(), PER_UID);
+        assert!(admit(&open, other, false)
+            .unwrap_err()
+            .contains("user 1000 already has 3 connections"));
+        // Others fill the shared places...
+        let mut uid = 2000;
+        while open.len() < MAX_CLIENTS {
+            assert_eq!(admit(&open, uid, false), Ok(()));
+            open.push(uid);
+            uid += 1;
+        }
+        assert!(admit(&open, third, false)
+            .unwrap_err()
+            .contains("busy: 8 clients"));
+        // ...and the agent's own user and root still get the reserved ones.
+        for _ in 0..RESERVED {
+            assert_eq!(admit(&open, me, true), Ok(()));
+            open.push(me);
+        }
+        assert!(
+            admit(&open, 0, true).is_err(),
+            "the reserved places are bounded too"
+        );
+        // The trusted clients in reserved places do not let others in.
+        assert!(admit(&open, third, false).is_err());
     }
 }

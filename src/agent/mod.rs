@@ -3,20 +3,30 @@
 //! and tells systemd how it is doing. One thread (a current-thread tokio runtime), one task per
 //! upsd connection, bounded memory.
 //!
+//! Both loops here (the main loop, and one per upsd connection) are "wait for the next event,
+//! then handle it": what to do is asked of [`decide`], what a reading means of [`monitor`].
+//!
 //! **Architecture invariant:** the meaning of a reading or a failed connection is decided in
 //! [`monitor`] (pure, time passed in); this module only feeds it and logs what it says.
+//!
+//! **Architecture invariant:** every decision of the loops (reconnect now or back off, which
+//! UPS to poll and when, which connections a settings change restarts, when a recheck runs) is
+//! a pure function in [`decide`] with `now` passed in; the loops only wait and dispatch.
 
 pub mod check;
 pub mod control;
-pub mod monitor;
+pub mod decide;
+pub mod files;
 pub mod notify;
-pub mod ring;
 pub mod watch;
+
+use crate::state::{monitor, ring};
+use crate::state::{status_line, unix_now, LinkSlot, Shared};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use log::Level;
 use tokio::net::UnixListener;
@@ -30,18 +40,17 @@ use crate::nut::host;
 use crate::nut::version::NutVersion;
 use crate::settings::model::{LogLevel, Secret, Settings};
 use crate::settings::store;
+use crate::state::{unix_ms, Companion};
 use crate::upsd::client::{is_transport, Client, Options};
 use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
-use crate::upsd::tls::TlsMode;
-use monitor::{Link, Note, Reading, Readings, RetryPolicy, UpsState, Vars};
+use decide::{AfterPoll, Params, Step};
+use monitor::{Link, Note, Reading, Readings, RetryPolicy, Vars};
 use ring::Ring;
 
-/// Longest pause between reconnection attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
-/// How long file events settle before the files are read again (editors write in steps).
-pub const SETTLE: Duration = Duration::from_millis(150);
+use decide::BACKOFF_CAP;
+
 /// Findings logged one by one after a change; beyond, a count.
 pub const MAX_LOGGED_FINDINGS: usize = 20;
 /// Exit code when the agent cannot start.
@@ -60,117 +69,8 @@ pub struct Config {
     pub client: Options,
     /// Applies the settings' log level (the command line's -v/-q and RUST_LOG on top).
     pub set_log_level: Box<dyn Fn(LogLevel)>,
-    /// The setup page's needs; it is served on the settings' `web_listen`.
-    #[cfg(feature = "web")]
-    pub web: crate::web::Config,
-}
-
-/// One configured UPS, as the monitor tasks and the control socket see it.
-pub struct UpsSlot {
-    pub name: String,
-    /// upsd's `host:port`.
-    pub upsd: String,
-    pub poll_interval: u32,
-    pub state: UpsState,
-    /// The last poll's numbers (charge, runtime, load, voltages) and names; empty when upsd
-    /// had no data.
-    pub readings: Readings,
-    pub polls: u64,
-    pub last_poll_ms: Option<u64>,
-    last_poll: Option<Instant>,
-    due: Instant,
-}
-
-impl UpsSlot {
-    /// A UPS not polled yet, due now.
-    pub fn new(name: &str, upsd: &str, poll_interval: u32) -> UpsSlot {
-        UpsSlot {
-            name: name.to_string(),
-            upsd: upsd.to_string(),
-            poll_interval,
-            state: UpsState::default(),
-            readings: Readings::default(),
-            polls: 0,
-            last_poll_ms: None,
-            last_poll: None,
-            due: Instant::now(),
-        }
-    }
-}
-
-pub struct LinkSlot {
-    pub address: String,
-    pub link: Link,
-}
-
-/// What the tasks share (one thread: a `RefCell`, never borrowed across an await).
-pub struct Shared {
-    pub started: u64,
-    pub ring: Ring,
-    pub ups: Vec<UpsSlot>,
-    pub links: Vec<LinkSlot>,
-    /// Errors, warnings, infos of the last check, and when it ran.
-    pub findings: (usize, usize, usize),
-    pub checked_at: u64,
-    pub settings_path: String,
-    pub nut_dir: String,
-}
-
-impl Shared {
-    /// Logs an event and keeps it in the ring (debug ones are only logged).
-    pub fn emit(&mut self, level: Level, source: &str, text: &str) {
-        log::log!(level, "{source}: {text}");
-        if level <= Level::Info {
-            self.ring.push(unix_now(), level, source, text);
-        }
-    }
-
-    fn emit_notes(&mut self, source: &str, notes: &mut Vec<Note>) {
-        for n in notes.drain(..) {
-            self.emit(n.level, source, &n.text);
-        }
-    }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The one-line state for systemd's STATUS=: each UPS, its data and its upsd, then findings.
-pub fn status_line(s: &Shared) -> String {
-    let mut parts: Vec<String> = s
-        .ups
-        .iter()
-        .map(|u| {
-            let st = &u.state;
-            let data = match &st.data {
-                monitor::Data::Unknown => "not read yet".to_string(),
-                monitor::Data::Ok => st.status_text(),
-                monitor::Data::Unavailable(code) => code.clone(),
-            };
-            let charge = st.charge.map_or(String::new(), |c| format!(", {c}%"));
-            let link = s
-                .links
-                .iter()
-                .find(|l| l.address == u.upsd)
-                .map_or("?", |l| l.link.state.as_str());
-            format!("{}: {data}{charge}, upsd {link}", u.name)
-        })
-        .collect();
-    if parts.is_empty() {
-        parts.push("no UPS configured".into());
-    }
-    let (e, w, _) = s.findings;
-    parts.push(format!("NUT files: {e} error(s), {w} warning(s)"));
-    parts.join("; ")
+    /// What runs beside the agent and follows its settings (the setup page, made by `run`).
+    pub companions: Vec<Box<dyn Companion>>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT; returns the exit code.
@@ -191,17 +91,6 @@ pub fn run(config: Config) -> u8 {
     local.block_on(&rt, main_loop(config, notifier))
 }
 
-/// What decides a upsd connection; a change reconnects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Params {
-    host: String,
-    port: u16,
-    retry_count: u32,
-    retry_delay: u32,
-    tls: TlsMode,
-    credentials: Option<(String, Secret)>,
-}
-
 struct Group {
     address: String,
     params: Params,
@@ -217,19 +106,9 @@ struct Agent {
     version: NutVersion,
     installed: Option<Vec<String>>,
     findings: Vec<Finding>,
-    prints: Vec<(String, Option<u64>)>,
+    /// What the last look found of NUT's directory, its files and the settings file.
+    prints: Vec<files::FileState>,
     groups: Vec<Group>,
-    #[cfg(feature = "web")]
-    web: Option<crate::web::Running>,
-}
-
-fn address(host: &str, port: u16) -> String {
-    Target {
-        ups: None,
-        host: host.to_string(),
-        port,
-    }
-    .address()
 }
 
 impl Agent {
@@ -282,8 +161,9 @@ impl Agent {
         .0
     }
 
-    /// Runs [`check::recheck`] and logs which findings appeared and went away.
-    fn recheck(&mut self, first: bool) -> (Vec<String>, Vec<String>) {
+    /// Runs [`check::recheck`] and logs which findings appeared and went away; `asked` says
+    /// it was asked on the control socket (then an unchanged result is only a debug line).
+    fn recheck(&mut self, first: bool, asked: bool) -> (Vec<String>, Vec<String>) {
         let installed = crate::inspect::Installed {
             version: self.version,
             source: String::new(),
@@ -334,19 +214,16 @@ impl Agent {
             )
         };
         let (e, w, i) = summary;
-        let verb = if first || !appeared.is_empty() || !gone.is_empty() {
-            "now"
-        } else {
-            "unchanged"
-        };
-        self.emit(
-            if e > 0 { Level::Warn } else { Level::Info },
-            "check",
-            &format!(
-                "{} and the settings: {verb} {e} error(s), {w} warning(s), {i} info(s)",
-                self.nut_dir.display()
-            ),
+        let changed = !appeared.is_empty() || !gone.is_empty();
+        let verb = if first || changed { "now" } else { "unchanged" };
+        let text = format!(
+            "{} and the settings: {verb} {e} error(s), {w} warning(s), {i} info(s)",
+            self.nut_dir.display()
         );
+        match decide::summary_level(first, changed, asked, e) {
+            Some(level) => self.emit(level, "check", &text),
+            None => log::debug!("check: {text}"),
+        }
         self.findings = new;
         let mut sh = self.shared.borrow_mut();
         sh.findings = summary;
@@ -359,12 +236,13 @@ impl Agent {
     fn refresh(
         &mut self,
         reload_settings: bool,
+        asked: bool,
         watcher: Option<&mut watch::Watcher>,
     ) -> (Vec<String>, Vec<String>) {
-        let prints = check::fingerprints(&self.nut_dir, &self.config.settings_path);
+        let prints = files::look(&self.nut_dir, &self.config.settings_path);
         let settings_name = self.settings_name();
         let mut settings_changed = reload_settings;
-        for c in check::changed_files(&self.prints, &prints) {
+        for c in files::changes(&self.prints, &prints) {
             settings_changed |= c.starts_with(&settings_name);
             self.emit(Level::Info, "files", &c);
         }
@@ -384,47 +262,13 @@ impl Agent {
             if dir != self.nut_dir {
                 self.nut_dir = dir;
                 self.shared.borrow_mut().nut_dir = self.nut_dir.display().to_string();
-                self.prints = check::fingerprints(&self.nut_dir, &self.config.settings_path);
+                self.prints = files::look(&self.nut_dir, &self.config.settings_path);
                 if let Some(w) = watcher {
                     self.watch(w);
                 }
             }
         }
-        self.recheck(false)
-    }
-
-    /// Serves the setup page on the settings' `web_listen`: started, moved or stopped when it
-    /// changes. An address that cannot be bound is logged; the agent runs on without the page.
-    #[cfg(feature = "web")]
-    fn apply_web(&mut self) {
-        let want = self.settings.web_listen.clone();
-        if self.web.as_ref().map(|w| w.listen.as_str()) == Some(want.as_str()) {
-            return;
-        }
-        if let Some(old) = self.web.take() {
-            old.task.abort();
-            self.emit(
-                Level::Info,
-                "web",
-                &format!("stopped serving on {}", old.listen),
-            );
-        }
-        if want.is_empty() {
-            log::info!("web: the setup page is off (web_listen is empty)");
-            return;
-        }
-        match crate::web::start(
-            &want,
-            self.shared.clone(),
-            self.config.web.clone(),
-            self.version,
-        ) {
-            Ok(r) => {
-                self.emit(Level::Info, "web", &format!("setup page on http://{want}/"));
-                self.web = Some(r);
-            }
-            Err(e) => self.emit(Level::Warn, "web", &format!("no setup page: {e}")),
-        }
+        self.recheck(false, asked)
     }
 
     fn watch(&self, w: &mut watch::Watcher) {
@@ -444,45 +288,18 @@ impl Agent {
     /// settings changed is reconnected.
     fn apply_settings(&mut self) {
         (self.config.set_log_level)(self.settings.log_level);
-        #[cfg(feature = "web")]
-        self.apply_web();
+        for c in &mut self.config.companions {
+            c.apply(&self.settings, self.version, &self.shared);
+        }
         let now = Instant::now();
+        let mut notes = Vec::new();
         {
             let mut sh = self.shared.borrow_mut();
-            let mut old = std::mem::take(&mut sh.ups);
-            let mut slots = Vec::with_capacity(self.settings.ups.len());
-            for u in &self.settings.ups {
-                let upsd = address(&u.upsd_host, u.upsd_port);
-                let interval = Duration::from_secs(u64::from(u.poll_interval));
-                match old
-                    .iter()
-                    .position(|s| s.name == u.nut_device_name && s.upsd == upsd)
-                {
-                    Some(i) => {
-                        let mut s = old.remove(i);
-                        if s.poll_interval != u.poll_interval {
-                            s.poll_interval = u.poll_interval;
-                            s.due = s.last_poll.map_or(now, |t| t + interval);
-                        }
-                        slots.push(s);
-                    }
-                    None => {
-                        sh.emit(
-                            Level::Info,
-                            &u.nut_device_name,
-                            &format!(
-                                "monitoring through upsd at {upsd}, every {} s",
-                                u.poll_interval
-                            ),
-                        );
-                        slots.push(UpsSlot::new(&u.nut_device_name, &upsd, u.poll_interval));
-                    }
-                }
+            let old = std::mem::take(&mut sh.ups);
+            sh.ups = decide::slots(old, &self.settings, now, &mut notes);
+            for (source, text) in &notes {
+                sh.emit(Level::Info, source, text);
             }
-            for s in old {
-                sh.emit(Level::Info, &s.name, "no longer monitored");
-            }
-            sh.ups = slots;
             if self.settings.ups.is_empty() {
                 sh.emit(
                     Level::Warn,
@@ -491,31 +308,14 @@ impl Agent {
                 );
             }
         }
-        // One connection per upsd; the first entry for it gives the retry policy, TLS mode and
-        // credentials.
-        let mut wanted: Vec<Params> = Vec::new();
-        for u in &self.settings.ups {
-            if wanted
-                .iter()
-                .any(|p| p.host == u.upsd_host && p.port == u.upsd_port)
-            {
-                continue;
-            }
-            wanted.push(Params {
-                host: u.upsd_host.clone(),
-                port: u.upsd_port,
-                retry_count: u.nut_retry_count,
-                retry_delay: u.nut_retry_delay,
-                tls: u.tls,
-                credentials: u.nut_username.clone().zip(u.nut_password.clone()),
-            });
-        }
-        let mut kept = Vec::new();
-        for g in std::mem::take(&mut self.groups) {
-            if wanted.contains(&g.params) {
-                g.wake.notify_one();
-                kept.push(g);
-            } else {
+        let running: Vec<Params> = self.groups.iter().map(|g| g.params.clone()).collect();
+        let plan = decide::restarts(&running, &decide::connections(&self.settings));
+        let mut groups: Vec<Option<Group>> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for &i in &plan.stop {
+            if let Some(g) = groups[i].take() {
                 g.task.abort();
                 self.shared
                     .borrow_mut()
@@ -523,17 +323,20 @@ impl Agent {
                     .retain(|l| l.address != g.address);
             }
         }
-        for p in wanted {
-            if kept.iter().any(|g| g.params == p) {
-                continue;
+        for &i in &plan.keep {
+            if let Some(g) = groups[i].take() {
+                g.wake.notify_one();
+                self.groups.push(g);
             }
-            kept.push(self.spawn(p));
         }
-        self.groups = kept;
+        for p in plan.start {
+            let g = self.spawn(p);
+            self.groups.push(g);
+        }
     }
 
     fn spawn(&self, p: Params) -> Group {
-        let address = address(&p.host, p.port);
+        let address = decide::address(&p.host, p.port);
         let policy = RetryPolicy {
             count: p.retry_count,
             delay: Duration::from_secs(u64::from(p.retry_delay)),
@@ -602,7 +405,8 @@ async fn poll(client: &mut Client, ups: &str) -> Result<Vec<(String, String)>, N
     client.vars(ups).await
 }
 
-/// One upsd connection: connects per the retry policy, polls each of its UPSes when due.
+/// One upsd connection: asks [`decide::upsd_step`] what to do next (connect, poll a UPS,
+/// wait), does it, and feeds the outcome to the link's state machine and the UPS's monitor.
 async fn watch_upsd(
     shared: Rc<RefCell<Shared>>,
     address: String,
@@ -614,127 +418,113 @@ async fn watch_upsd(
     let mut notes = Vec::with_capacity(16);
     let mut next_attempt = Instant::now();
     let mut up = false;
-    let link_do = |f: &mut dyn FnMut(&mut Link) -> Option<Note>| {
+    // Feeds the link's state machine; logs what it says; returns its wait (for a failure).
+    let link_do = |f: &mut dyn FnMut(&mut Link) -> (Duration, Option<Note>)| {
         let mut sh = shared.borrow_mut();
-        let n = sh
+        let (wait, n) = sh
             .links
             .iter_mut()
             .find(|l| l.address == address)
-            .and_then(|l| f(&mut l.link));
+            .map_or((BACKOFF_CAP, None), |l| f(&mut l.link));
         if let Some(n) = n {
             sh.emit(n.level, &source, &n.text);
         }
+        wait
     };
     loop {
-        if !up {
-            tokio::select! {
-                _ = sleep_until(next_attempt) => {}
-                _ = wake.notified() => continue,
-            }
-            match open(&mut client, &credentials, &source).await {
-                Ok(()) => up = true,
-                Err(e) => {
-                    let mut wait = Duration::ZERO;
-                    link_do(&mut |l| {
-                        let (w, n) = l.failed(unix_now(), &e.message);
-                        wait = w;
-                        n
-                    });
-                    log::debug!(
-                        "{source}: {}; next attempt in {} ms",
-                        e.message,
-                        wait.as_millis()
-                    );
-                    next_attempt = Instant::now() + wait;
-                    continue;
-                }
-            }
-        }
         let now = Instant::now();
-        let due: Vec<String> = shared
-            .borrow()
-            .ups
-            .iter()
-            .filter(|u| u.upsd == address && u.due <= now)
-            .map(|u| u.name.clone())
-            .collect();
-        for name in due {
-            let mut r = poll(&mut client, &name).await;
-            if matches!(&r, Err(e) if is_transport(e)) {
-                // upsd drops idle clients and restarts: one immediate reconnect is not a loss.
-                log::debug!(
-                    "{source}: {}; reconnecting",
-                    r.as_ref().err().map_or("", |e| &e.message)
-                );
-                r = match open(&mut client, &credentials, &source).await {
-                    Ok(()) => poll(&mut client, &name).await,
-                    Err(e) => Err(e),
-                };
+        let step = decide::upsd_step(up, next_attempt, &shared.borrow().ups, &address, now);
+        let name = match step {
+            Step::Wait(until) => {
+                tokio::select! {
+                    _ = sleep_until(until) => {}
+                    _ = wake.notified() => {}
+                }
+                continue;
             }
-            match &r {
-                Err(e) if is_transport(e) => {
+            Step::Connect => {
+                match open(&mut client, &credentials, &source).await {
+                    Ok(()) => up = true,
+                    Err(e) => {
+                        let wait = link_do(&mut |l| l.failed(unix_now(), &e.message));
+                        log::debug!(
+                            "{source}: {}; next attempt in {} ms",
+                            e.message,
+                            wait.as_millis()
+                        );
+                        next_attempt = Instant::now() + wait;
+                    }
+                }
+                continue;
+            }
+            Step::Poll(name) => name,
+        };
+        let mut r = poll(&mut client, &name).await;
+        let mut reconnects = 0;
+        loop {
+            let transport = matches!(&r, Err(e) if is_transport(e));
+            match decide::after_poll(transport, reconnects) {
+                AfterPoll::Answered => {
+                    link_do(&mut |l| (Duration::ZERO, l.connected(unix_now())));
+                    break;
+                }
+                AfterPoll::ReconnectNow => {
+                    log::debug!(
+                        "{source}: {}; reconnecting",
+                        r.as_ref().err().map_or("", |e| &e.message)
+                    );
+                    reconnects += 1;
+                    r = match open(&mut client, &credentials, &source).await {
+                        Ok(()) => poll(&mut client, &name).await,
+                        Err(e) => Err(e),
+                    };
+                }
+                AfterPoll::Lost => {
+                    let message = r.as_ref().err().map_or("", |e| &e.message);
+                    let wait = link_do(&mut |l| l.failed(unix_now(), message));
                     up = false;
-                    let mut wait = Duration::ZERO;
-                    link_do(&mut |l| {
-                        let (w, n) = l.failed(unix_now(), &e.message);
-                        wait = w;
-                        n
-                    });
                     next_attempt = Instant::now() + wait;
                     break;
                 }
-                _ => link_do(&mut |l| l.connected(unix_now())),
             }
-            let reading = match &r {
-                Ok(list) => Reading::Vars(Vars::from_list(list)),
-                Err(e) => Reading::Unavailable {
-                    code: &e.code,
-                    message: &e.message,
-                },
-            };
-            let mut sh = shared.borrow_mut();
-            let Some(slot) = sh
-                .ups
-                .iter_mut()
-                .find(|u| u.name == name && u.upsd == address)
-            else {
-                continue;
-            };
-            slot.state.observe(reading, unix_now(), &mut notes);
-            slot.readings = match &r {
-                Ok(list) => Readings::from_list(list),
-                Err(_) => Readings::default(),
-            };
-            let done = Instant::now();
-            let interval = Duration::from_secs(u64::from(slot.poll_interval));
-            slot.polls += 1;
-            slot.last_poll = Some(done);
-            slot.last_poll_ms = Some(unix_ms());
-            slot.due += interval;
-            if slot.due <= done {
-                slot.due = done + interval;
-            }
-            log::debug!(
-                "{name}: polled ({} variables)",
-                r.as_ref().map_or(0, |l| l.len())
-            );
-            sh.emit_notes(&name, &mut notes);
         }
         if !up {
             continue;
         }
-        let next = shared
-            .borrow()
+        let reading = match &r {
+            Ok(list) => Reading::Vars(Vars::from_list(list)),
+            Err(e) => Reading::Unavailable {
+                code: &e.code,
+                message: &e.message,
+            },
+        };
+        let mut sh = shared.borrow_mut();
+        let Some(slot) = sh
             .ups
-            .iter()
-            .filter(|u| u.upsd == address)
-            .map(|u| u.due)
-            .min()
-            .unwrap_or_else(|| Instant::now() + BACKOFF_CAP);
-        tokio::select! {
-            _ = sleep_until(next) => {}
-            _ = wake.notified() => {}
-        }
+            .iter_mut()
+            .find(|u| u.name == name && u.upsd == address)
+        else {
+            continue;
+        };
+        slot.state.observe(reading, unix_now(), &mut notes);
+        slot.readings = match &r {
+            Ok(list) => Readings::from_list(list),
+            Err(_) => Readings::default(),
+        };
+        let done = Instant::now();
+        slot.polls += 1;
+        slot.last_poll = Some(done);
+        slot.last_poll_ms = Some(unix_ms());
+        slot.due = decide::next_due(
+            slot.due,
+            Duration::from_secs(u64::from(slot.poll_interval)),
+            done,
+        );
+        log::debug!(
+            "{name}: polled ({} variables)",
+            r.as_ref().map_or(0, |l| l.len())
+        );
+        sh.emit_notes(&name, &mut notes);
     }
 }
 
@@ -784,7 +574,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     );
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
+    let (Ok(term), Ok(int), Ok(hup)) = signals else {
         log::error!("cannot handle signals");
         return EXIT_CANNOT_RUN;
     };
@@ -808,8 +598,6 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         findings: Vec::new(),
         prints: Vec::new(),
         groups: Vec::new(),
-        #[cfg(feature = "web")]
-        web: None,
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);
@@ -842,8 +630,8 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
             ),
         );
     }
-    agent.recheck(true);
-    agent.prints = check::fingerprints(&agent.nut_dir, &agent.config.settings_path);
+    agent.recheck(true, false);
+    agent.prints = files::look(&agent.nut_dir, &agent.config.settings_path);
 
     let listener = match bind_control(&agent.config.control_socket) {
         Ok(l) => l,
@@ -852,7 +640,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
             return EXIT_CANNOT_RUN;
         }
     };
-    let (asked_tx, mut asked_rx) = mpsc::channel::<control::Asked>(4);
+    let (asked_tx, asked_rx) = mpsc::channel::<control::Asked>(4);
     let server = tokio::task::spawn_local(control::serve(listener, shared.clone(), asked_tx));
 
     let mut watcher = match watch::Watcher::new() {
@@ -871,7 +659,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     agent.apply_settings();
 
-    let mut last_status = status_line(&shared.borrow());
+    let last_status = status_line(&shared.borrow());
     notifier.send(&format!(
         "READY=1\n{}",
         notify::status_message(&last_status)
@@ -884,64 +672,176 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watchdog_every = notifier.watchdog.unwrap_or(Duration::from_secs(3600));
-    let mut watchdog = tokio::time::interval(watchdog_every);
-    let mut pending = watch::Pending::default();
-    let mut settle: Option<Instant> = None;
-    let mut events = Vec::new();
+    let mut sources = Sources {
+        term,
+        int,
+        hup,
+        asked: asked_rx,
+        tick,
+        watchdog: tokio::time::interval(watchdog_every),
+        watchdog_on: notifier.watchdog.is_some(),
+    };
+    let mut state = LoopState {
+        watcher,
+        events: Vec::new(),
+        pending: watch::Pending::default(),
+        settle: None,
+        waiting: Vec::new(),
+        recheck_at: None,
+        last_recheck: None,
+        last_status,
+    };
     loop {
-        tokio::select! {
-            _ = term.recv() => { log::info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { log::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => {
-                agent.emit(Level::Info, "agent", "SIGHUP: reading the settings and NUT's files again");
-                agent.refresh(true, watcher.as_mut());
-            }
-            r = async { watcher.as_mut().expect("guarded").next(&mut events).await }, if watcher.is_some() => {
-                match r {
-                    Ok(()) => {
-                        watch::classify(&events, &agent.nut_dir, &agent.config.settings_path, &mut pending);
-                        if pending.nut || pending.settings {
-                            settle.get_or_insert(Instant::now() + SETTLE);
-                        }
-                    }
-                    Err(e) => {
-                        agent.emit(Level::Warn, "files", &format!("stopped watching files: {e}; changes are seen only on SIGHUP"));
-                        watcher = None;
-                    }
-                }
-            }
-            _ = async { sleep_until(settle.expect("guarded")).await }, if settle.is_some() => {
-                settle = None;
-                let p = std::mem::take(&mut pending);
-                agent.refresh(p.settings, watcher.as_mut());
-            }
-            Some((asked, reply)) = asked_rx.recv() => {
-                agent.emit(Level::Info, "agent", "recheck asked on the control socket");
-                let (appeared, gone) = agent.refresh(false, watcher.as_mut());
-                let r = recheck_reply(&shared.borrow(), &appeared, &gone, asked.text);
-                let _ = reply.send(r);
-            }
-            _ = tick.tick() => {
-                let now = status_line(&shared.borrow());
-                if now != last_status {
-                    notifier.send(&notify::status_message(&now));
-                    last_status = now;
-                }
-            }
-            _ = watchdog.tick(), if notifier.watchdog.is_some() => notifier.send("WATCHDOG=1"),
+        let event = next_event(&mut sources, &mut state).await;
+        if handle_event(&mut agent, &mut state, &notifier, event, Instant::now()) == Flow::Stop {
+            break;
         }
     }
     notifier.send("STOPPING=1");
     server.abort();
-    #[cfg(feature = "web")]
-    if let Some(w) = agent.web.take() {
-        w.task.abort();
+    for c in &mut agent.config.companions {
+        c.stop();
     }
     for g in &agent.groups {
         g.task.abort();
     }
     let _ = std::fs::remove_file(&agent.config.control_socket);
     0
+}
+
+/// What the main loop waits on.
+struct Sources {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    asked: mpsc::Receiver<control::Asked>,
+    tick: tokio::time::Interval,
+    watchdog: tokio::time::Interval,
+    watchdog_on: bool,
+}
+
+/// What the main loop keeps between events.
+struct LoopState {
+    watcher: Option<watch::Watcher>,
+    events: Vec<(PathBuf, std::ffi::OsString)>,
+    pending: watch::Pending,
+    /// When pending file events are read.
+    settle: Option<Instant>,
+    /// Recheck requests waiting for the next run (one per client: bounded by the control
+    /// socket's places), and whether each wants text.
+    waiting: Vec<(bool, tokio::sync::oneshot::Sender<String>)>,
+    recheck_at: Option<Instant>,
+    last_recheck: Option<Instant>,
+    last_status: String,
+}
+
+/// One thing that happened.
+enum Event {
+    Stop(&'static str),
+    Hangup,
+    Files(std::io::Result<()>),
+    Settled,
+    Asked(control::Asked),
+    RecheckDue,
+    Tick,
+    Watchdog,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Waits for the next event; decides nothing.
+async fn next_event(src: &mut Sources, st: &mut LoopState) -> Event {
+    let watching = st.watcher.is_some();
+    tokio::select! {
+        _ = src.term.recv() => Event::Stop("SIGTERM"),
+        _ = src.int.recv() => Event::Stop("SIGINT"),
+        _ = src.hup.recv() => Event::Hangup,
+        r = async {
+            match st.watcher.as_mut() {
+                Some(w) => w.next(&mut st.events).await,
+                None => std::future::pending().await,
+            }
+        }, if watching => Event::Files(r),
+        _ = sleep_until(st.settle.unwrap_or_else(Instant::now)), if st.settle.is_some() => Event::Settled,
+        Some(a) = src.asked.recv() => Event::Asked(a),
+        _ = sleep_until(st.recheck_at.unwrap_or_else(Instant::now)), if st.recheck_at.is_some() => Event::RecheckDue,
+        _ = src.tick.tick() => Event::Tick,
+        _ = src.watchdog.tick(), if src.watchdog_on => Event::Watchdog,
+    }
+}
+
+/// Does what an event calls for, as [`decide`] says.
+fn handle_event(
+    agent: &mut Agent,
+    st: &mut LoopState,
+    notifier: &notify::Notifier,
+    event: Event,
+    now: Instant,
+) -> Flow {
+    match event {
+        Event::Stop(why) => {
+            log::info!("{why}: stopping");
+            return Flow::Stop;
+        }
+        Event::Hangup => {
+            agent.emit(
+                Level::Info,
+                "agent",
+                "SIGHUP: reading the settings and NUT's files again",
+            );
+            agent.refresh(true, false, st.watcher.as_mut());
+        }
+        Event::Files(Ok(())) => {
+            watch::classify(
+                &st.events,
+                &agent.nut_dir,
+                &agent.config.settings_path,
+                &mut st.pending,
+            );
+            st.settle = decide::settle_at(st.settle, &st.pending, now);
+        }
+        Event::Files(Err(e)) => {
+            agent.emit(
+                Level::Warn,
+                "files",
+                &format!("stopped watching files: {e}; changes are seen only on SIGHUP"),
+            );
+            st.watcher = None;
+        }
+        Event::Settled => {
+            st.settle = None;
+            let p = std::mem::take(&mut st.pending);
+            agent.refresh(p.settings, false, st.watcher.as_mut());
+        }
+        Event::Asked((asked, reply)) => {
+            st.waiting.push((asked.text, reply));
+            st.recheck_at = Some(decide::recheck_at(st.last_recheck, st.recheck_at, now));
+        }
+        Event::RecheckDue => {
+            st.recheck_at = None;
+            st.last_recheck = Some(now);
+            let n = st.waiting.len();
+            log::debug!("recheck asked on the control socket ({n} request(s) share this run)");
+            let (appeared, gone) = agent.refresh(false, true, st.watcher.as_mut());
+            let sh = agent.shared.borrow();
+            for (text, reply) in st.waiting.drain(..) {
+                let _ = reply.send(recheck_reply(&sh, &appeared, &gone, text));
+            }
+        }
+        Event::Tick => {
+            let now = status_line(&agent.shared.borrow());
+            if now != st.last_status {
+                notifier.send(&notify::status_message(&now));
+                st.last_status = now;
+            }
+        }
+        Event::Watchdog => notifier.send("WATCHDOG=1"),
+    }
+    Flow::Go
 }
 
 /// The reply to `recheck`: the summary, and the findings that appeared and went away.

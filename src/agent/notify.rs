@@ -43,7 +43,10 @@ pub fn status_message(text: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("STATUS={}", super::ring::bounded(&one_line, MAX_STATUS))
+    format!(
+        "STATUS={}",
+        crate::state::ring::bounded(&one_line, MAX_STATUS)
+    )
 }
 
 pub struct Notifier {

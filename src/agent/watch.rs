@@ -24,7 +24,8 @@ pub struct Pending {
 }
 
 /// Sorts file events (directory, file name) into what to re-read; other files (temporary
-/// files, the settings' `.prev`, `.log`) are ignored.
+/// files, the settings' `.prev`, `.log`) are ignored. An empty name is NUT's directory itself
+/// (a new mode or owner: NUT's programs may no longer read it).
 pub fn classify(
     events: &[(PathBuf, OsString)],
     nut_dir: &Path,
@@ -41,7 +42,7 @@ pub fn classify(
         if dir == settings_dir && Some(name.as_os_str()) == settings.file_name() {
             into.settings = true;
         }
-        if dir == nut_dir && NUT_FILES.iter().any(|f| name == f) {
+        if dir == nut_dir && (name.is_empty() || NUT_FILES.iter().any(|f| name == f)) {
             into.nut = true;
         }
     }
@@ -112,12 +113,11 @@ impl Watcher {
                         if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                             out.push((PathBuf::new(), OsString::new()));
                         }
-                        let (Some(name), Some((_, dir))) =
-                            (e.name, self.watches.iter().find(|(wd, _)| *wd == e.wd))
-                        else {
+                        let Some((_, dir)) = self.watches.iter().find(|(wd, _)| *wd == e.wd) else {
                             continue;
                         };
-                        out.push((dir.clone(), name));
+                        // No name: the watched directory itself (its mode, its owner).
+                        out.push((dir.clone(), e.name.unwrap_or_default()));
                     }
                     if !out.is_empty() {
                         return Ok(());
@@ -161,6 +161,13 @@ mod tests {
                 ev("/var/lib/power-snitch", "settings.bin.prev"),
             ],
             Pending::default(),
+        );
+        check(
+            &[ev("/etc/nut", "")],
+            Pending {
+                settings: false,
+                nut: true,
+            },
         );
         check(
             &[ev("/var/lib/power-snitch", "settings.bin")],

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::status::usage;
 use super::{Args, Format};
-use crate::agent::control::{ask, string_field};
+use crate::agent::control::{ask, error_reply, Reply};
 
 /// How long the agent has to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,17 +57,13 @@ fn request(args: &Args, req: &str) -> (u8, String) {
             }
         }
     };
-    let ok = reply.starts_with(r#"{"ok":true"#);
-    let code = if ok { 0 } else { 2 };
-    match format {
-        Format::Json => (code, reply + "\n"),
-        Format::Human if ok => (code, string_field(&reply, "text").unwrap_or(reply)),
-        Format::Human => {
-            eprintln!(
-                "power-snitch: the agent answered: {}",
-                string_field(&reply, "error").unwrap_or(reply)
-            );
-            (code, String::new())
+    match (format, reply) {
+        (Format::Json, Reply::Ok { json, .. }) => (0, json + "\n"),
+        (Format::Human, Reply::Ok { json, text }) => (0, text.unwrap_or(json)),
+        (Format::Json, Reply::Refused(e)) => (2, error_reply(&e) + "\n"),
+        (Format::Human, Reply::Refused(e)) => {
+            eprintln!("power-snitch: the agent answered: {e}");
+            (2, String::new())
         }
     }
 }

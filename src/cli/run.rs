@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::{client_options, Args, CommandError, Output};
 use crate::agent::{self, control};
+use crate::state::Companion;
 
 pub fn run(args: &Args) -> Result<Output, CommandError> {
     if let Some(extra) = args.positional.first() {
@@ -14,27 +15,49 @@ pub fn run(args: &Args) -> Result<Output, CommandError> {
     let client = client_options(&args.common).map_err(CommandError::Usage)?;
     let given = super::given(&args.common)?;
     let root = crate::inspect::plan::root(given.sysfs_root.as_deref())?;
+    // The agent and, beside it, the page: the agent tells the page the settings it applies.
+    let companions = companions(args, &root, &client, given);
     let config = agent::Config {
         settings_path: super::settings::path(args),
         nut_dir: args.common.nut_dir.clone(),
         nut_version: args.common.nut_version,
         control_socket: control_socket(args),
-        root: root.clone(),
-        client: client.clone(),
+        root,
+        client,
         set_log_level: Box::new(super::logger::set_base),
-        #[cfg(feature = "web")]
-        web: crate::web::Config {
-            settings_path: super::settings::path(args),
-            root,
-            client,
-            installed: crate::inspect::Installed::detect(args.common.nut_version),
-            given,
-        },
+        companions,
     };
     Ok(Output {
         code: agent::run(config),
         text: String::new(),
     })
+}
+
+/// What `run` serves beside the agent: the setup page (feature `web`).
+#[cfg(feature = "web")]
+fn companions(
+    args: &Args,
+    root: &crate::probe::Root,
+    client: &crate::upsd::client::Options,
+    given: crate::inspect::Given,
+) -> Vec<Box<dyn Companion>> {
+    vec![Box::new(crate::web::Page::new(crate::web::Config {
+        settings_path: super::settings::path(args),
+        root: root.clone(),
+        client: client.clone(),
+        installed: crate::inspect::Installed::detect(args.common.nut_version),
+        given,
+    }))]
+}
+
+#[cfg(not(feature = "web"))]
+fn companions(
+    _: &Args,
+    _: &crate::probe::Root,
+    _: &crate::upsd::client::Options,
+    _: crate::inspect::Given,
+) -> Vec<Box<dyn Companion>> {
+    Vec::new()
 }
 
 pub fn control_socket(args: &Args) -> PathBuf {

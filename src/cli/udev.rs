@@ -113,22 +113,15 @@ pub fn check(args: &Args) -> Result<Output, CommandError> {
 /// Tells the running agent to check again now (it then logs what changed). No agent running is
 /// not a failure: the check above stands on its own.
 fn ask_agent_to_recheck(socket: &std::path::Path) {
-    use std::io::{BufRead, BufReader, Write};
-    use std::time::Duration;
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+    use crate::agent::control::{ask, Reply};
+    if !socket.exists() {
         log::info!("no agent at {} to re-check", socket.display());
         return;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"recheck\n").is_err() {
-        return;
     }
-    let mut line = String::new();
-    // A bounded read: the agent's reply is one line.
-    let _ = BufReader::new(std::io::Read::take(&s, 64 * 1024)).read_line(&mut line);
-    if line.contains("\"ok\":true") {
-        emit(Priority::Info, "the agent re-checked");
+    match ask(socket, "recheck", std::time::Duration::from_secs(10)) {
+        Ok(Reply::Ok { .. }) => emit(Priority::Info, "the agent re-checked"),
+        Ok(Reply::Refused(e)) => log::warn!("the agent did not re-check: {e}"),
+        Err(e) => log::info!("{e}"),
     }
 }
 

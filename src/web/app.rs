@@ -12,13 +12,13 @@ use super::form::{self, Form, SetupInput};
 use super::http::{self, Access, Request, Response, Route};
 use super::pages::{self, CheckView, Choices, Found, Frame, SetupView, TestView};
 use super::{metrics, CheckReport, Config};
-use crate::agent::{control, Shared};
 use crate::json::Object;
 use crate::nut::drivers::DriverDb;
 use crate::nut::version::NutVersion;
 use crate::nut::{host, Context};
 use crate::settings::model::{Secret, Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
 use crate::settings::{store, sync};
+use crate::state::{view, Shared};
 use crate::upsd::client::Client;
 use crate::upsd::target::Target;
 
@@ -255,13 +255,13 @@ impl App {
                 Response::html(200, pages::test(&f, &v))
             }
             Route::TestRun => self.test_page(&settings, &form, s).await,
-            Route::ApiStatus => Response::json(200, control::status_json(&self.shared.borrow())),
+            Route::ApiStatus => Response::json(200, view::status_json(&self.shared.borrow())),
             Route::ApiEvents => {
                 let n = form
                     .text("n")
                     .parse::<usize>()
-                    .unwrap_or(crate::agent::ring::CAPACITY);
-                Response::json(200, control::events_json(self.shared.borrow().ring.last(n)))
+                    .unwrap_or(crate::state::ring::CAPACITY);
+                Response::json(200, view::events_json(self.shared.borrow().ring.last(n)))
             }
             Route::ApiCheck => match self.run_check().await {
                 Ok(r) => Response::json(200, r.json),

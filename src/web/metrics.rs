@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use crate::agent::monitor::{Data, READINGS};
-use crate::agent::Shared;
+use crate::state::monitor::{Data, READINGS};
+use crate::state::Shared;
 
 /// The status flags always exported (0 when not set), as NUT's exporters do.
 pub const FLAGS: &[&str] = &[
@@ -193,9 +193,9 @@ pub fn render(s: &Shared) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::agent::monitor::{Reading, Readings, Vars};
-    use crate::agent::ring::Ring;
-    use crate::agent::UpsSlot;
+    use crate::state::monitor::{Reading, Readings, Vars};
+    use crate::state::ring::Ring;
+    use crate::state::UpsSlot;
 
     pub(crate) fn shared() -> Shared {
         let mut u = UpsSlot::new("rack \"A\"", "127.0.0.1:3493", 5);

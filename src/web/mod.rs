@@ -1,6 +1,8 @@
 //! The setup page: status, NUT configuration, the check's findings and test-connection in a
-//! browser, a JSON API for the same, and `/metrics` for Prometheus — served by the agent
-//! (`power-snitch run`) on the settings' `web_listen` (feature `web`).
+//! browser, a JSON API for the same, and `/metrics` for Prometheus — served beside the agent
+//! (`power-snitch run` makes a [`Page`] and hands it to the agent, which tells it the settings)
+//! on the settings' `web_listen` (feature `web`). The page reads the agent's state
+//! (`crate::state`); it imports nothing of the agent.
 //!
 //! Pure parts: [`http`] (requests, responses, the routing table and who may ask for what),
 //! [`form`] (form bodies, the setup form against the settings model), [`auth`] (password hash,
@@ -24,10 +26,11 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::agent::Shared;
 use crate::inspect::{self, Face, Given, Installed, Plan};
 use crate::nut::diag::Finding;
 use crate::nut::version::NutVersion;
+use crate::settings::model::Settings;
+use crate::state::{Companion, Shared};
 
 /// What a full check found, for the check page and `/api/check`.
 #[derive(Clone, Debug, Default)]
@@ -132,4 +135,60 @@ pub fn start(
         listen: listen.to_string(),
         task,
     })
+}
+
+/// The setup page beside the agent: served on the settings' `web_listen`, started, moved or
+/// stopped when it changes. An address that cannot be bound is logged; the agent runs on
+/// without the page.
+pub struct Page {
+    config: Config,
+    running: Option<Running>,
+}
+
+impl Page {
+    pub fn new(config: Config) -> Page {
+        Page {
+            config,
+            running: None,
+        }
+    }
+}
+
+impl Companion for Page {
+    fn apply(
+        &mut self,
+        settings: &Settings,
+        nut_version: NutVersion,
+        shared: &Rc<RefCell<Shared>>,
+    ) {
+        let want = settings.web_listen.clone();
+        if self.running.as_ref().map(|w| w.listen.as_str()) == Some(want.as_str()) {
+            return;
+        }
+        let emit = |level, text: &str| shared.borrow_mut().emit(level, "web", text);
+        if let Some(old) = self.running.take() {
+            old.task.abort();
+            emit(
+                log::Level::Info,
+                &format!("stopped serving on {}", old.listen),
+            );
+        }
+        if want.is_empty() {
+            log::info!("web: the setup page is off (web_listen is empty)");
+            return;
+        }
+        match start(&want, shared.clone(), self.config.clone(), nut_version) {
+            Ok(r) => {
+                emit(log::Level::Info, &format!("setup page on http://{want}/"));
+                self.running = Some(r);
+            }
+            Err(e) => emit(log::Level::Warn, &format!("no setup page: {e}")),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.task.abort();
+        }
+    }
 }

@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::auth::Session;
 use super::form::{encode, FieldError};
-use crate::agent::monitor::Data;
-use crate::agent::ring::Event;
-use crate::agent::{Shared, UpsSlot};
 use crate::cli::test_connection::Step;
 use crate::nut::diag::{Finding, Severity};
 use crate::settings::model::{LogLevel, Settings, UpsEntry};
+use crate::state::monitor::Data;
+use crate::state::ring::Event;
+use crate::state::{Shared, UpsSlot};
 
 /// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped.
 pub fn esc(s: &str) -> String {

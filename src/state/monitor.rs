@@ -155,6 +155,16 @@ impl Flags {
         Flags(bits)
     }
 
+    /// The one word `word` (none if it is not one of NUT's words).
+    pub fn only(word: &str) -> Flags {
+        Flags(
+            FLAGS
+                .iter()
+                .position(|f| f.word == word)
+                .map_or(0, |i| 1 << i),
+        )
+    }
+
     pub fn has(self, word: &str) -> bool {
         FLAGS
             .iter()
@@ -320,7 +330,13 @@ pub struct UpsState {
     pub since: u64,
     /// When the last reading came (seconds since the epoch).
     pub updated: u64,
+    /// Whether a reading with data ever came: after that, an outage of upsd or of the driver
+    /// is compared against the last known state, never logged as a first reading again.
+    pub seen: bool,
 }
+
+/// The code kept while the driver's data is not there yet (`ups.status` is only `WAIT`).
+pub const WAITING: &str = "WAIT";
 
 impl Default for UpsState {
     fn default() -> Self {
@@ -335,6 +351,7 @@ impl Default for UpsState {
             warning: DEFAULT_WARNING,
             since: 0,
             updated: 0,
+            seen: false,
         }
     }
 }
@@ -365,14 +382,29 @@ impl UpsState {
             }
             Reading::Vars(v) => v,
         };
-        let first = self.data == Data::Unknown;
+        let mut other = String::new();
+        let flags = Flags::parse(vars.status.unwrap_or(""), &mut other);
+        if flags == Flags::only("WAIT") && other.is_empty() && self.seen {
+            // upsd or the driver restarted and the driver's data is not there yet: what the
+            // UPS does is unknown for a moment, not changed. The last known state stays.
+            if self.data != Data::Unavailable(WAITING.into()) {
+                out.push(note(
+                    Info,
+                    format!(
+                        "the driver's data is not there yet (WAIT); last known status {}",
+                        self.status_text()
+                    ),
+                ));
+                self.data = Data::Unavailable(WAITING.into());
+            }
+            return;
+        }
+        let first = !self.seen;
         if let Data::Unavailable(code) = &self.data {
             out.push(note(Info, format!("upsd has data again (was {code})")));
         }
         self.data = Data::Ok;
-
-        let mut other = String::new();
-        let flags = Flags::parse(vars.status.unwrap_or(""), &mut other);
+        self.seen = true;
         let alarm = bounded(vars.alarm.unwrap_or("").trim(), MAX_STATE_TEXT);
         self.low = percent(vars.charge_low).unwrap_or(DEFAULT_LOW);
         self.warning = percent(vars.charge_warning)
@@ -588,6 +620,8 @@ pub struct Link {
     pub last_error: String,
     /// When the state last changed between up and down (seconds since the epoch).
     pub since: u64,
+    /// Whether the connection was ever up (then a new connection is a restored one).
+    pub was_up: bool,
 }
 
 impl Link {
@@ -597,6 +631,7 @@ impl Link {
             policy,
             last_error: String::new(),
             since: now,
+            was_up: false,
         }
     }
 
@@ -609,11 +644,20 @@ impl Link {
         let n = match self.state {
             LinkState::Up => return None,
             LinkState::Starting => note(Info, "connected to upsd".to_string()),
-            LinkState::Retrying { failures } | LinkState::BackingOff { failures, .. } => note(
-                Info,
-                format!("connection to upsd regained after {failures} failed attempt(s)"),
-            ),
+            LinkState::Retrying { failures } | LinkState::BackingOff { failures, .. } => {
+                let secs = now.saturating_sub(self.since);
+                let what = if self.was_up {
+                    "connection to upsd restored"
+                } else {
+                    "connected to upsd"
+                };
+                note(
+                    Info,
+                    format!("{what} after {secs} s ({failures} failed attempt(s))"),
+                )
+            }
         };
+        self.was_up = true;
         self.state = LinkState::Up;
         self.since = now;
         Some(n)
@@ -910,7 +954,7 @@ mod tests {
         assert_eq!(waits, [20, 40, 60, 60, 60]);
         assert_eq!(
             l.connected(100).unwrap().text,
-            "connection to upsd regained after 8 failed attempt(s)"
+            "connection to upsd restored after 97 s (8 failed attempt(s))"
         );
         assert_eq!(l.since, 100);
     }
@@ -929,5 +973,68 @@ mod tests {
         assert_eq!(n.unwrap().text, "cannot connect to upsd: timed out");
         assert_eq!(wait, Duration::from_secs(2));
         assert_eq!(l.state.as_str(), "backing-off");
+    }
+
+    #[test]
+    fn agent_link_says_how_long_the_connection_was_down() {
+        let mut l = Link::new(policy(), 0);
+        l.failed(10, "refused");
+        l.failed(15, "refused");
+        assert_eq!(
+            l.connected(42).unwrap().text,
+            "connected to upsd after 32 s (2 failed attempt(s))"
+        );
+        l.failed(50, "reset");
+        assert_eq!(
+            l.connected(53).unwrap().text,
+            "connection to upsd restored after 3 s (1 failed attempt(s))"
+        );
+    }
+
+    #[test]
+    fn agent_monitor_a_restart_that_waits_for_the_driver_is_not_a_new_power_failure() {
+        let gone = Reading::Unavailable {
+            code: "DRIVER-NOT-CONNECTED",
+            message: "x",
+        };
+        check(
+            &[
+                Reading::Vars(vars("OB LB", Some("15"))),
+                gone,
+                Reading::Vars(vars("WAIT", None)),
+                Reading::Vars(vars("WAIT", None)),
+                Reading::Vars(vars("OB LB", Some("15"))),
+                Reading::Vars(vars("WAIT", None)),
+                Reading::Vars(vars("OL", Some("15"))),
+            ],
+            &[
+                &["ERROR status OB LB: on battery: utility power is gone, low battery: shutdown is near, battery 15% (at or below the low threshold 20%)"],
+                &["ERROR DRIVER-NOT-CONNECTED: upsd has no connection to the UPS's driver, so nothing is known of the UPS (is the driver running? `upsdrvctl start`)"],
+                &["INFO the driver's data is not there yet (WAIT); last known status OB LB"],
+                &[],
+                &["INFO upsd has data again (was WAIT)"],
+                &["INFO the driver's data is not there yet (WAIT); last known status OB LB"],
+                &[
+                    "INFO upsd has data again (was WAIT)",
+                    "INFO on line power (OL)",
+                    "INFO off battery (OB cleared)",
+                    "INFO battery no longer low (LB cleared)",
+                ],
+            ],
+        );
+        // Before any data, WAIT is the first reading, as upsd says it.
+        check(
+            &[
+                Reading::Vars(vars("WAIT", None)),
+                Reading::Vars(vars("OL", Some("90"))),
+            ],
+            &[
+                &["INFO status WAIT: waiting for the driver's first data"],
+                &[
+                    "INFO on line power (OL)",
+                    "INFO the driver's data arrived (WAIT cleared)",
+                ],
+            ],
+        );
     }
 }
