@@ -10,7 +10,7 @@ use crate::nut::version::NutVersion;
 use crate::nut::{host, validate, Context, Parsed};
 use crate::report::{self, Summary, Validation};
 use crate::settings::model::{Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
-use crate::settings::store::{self, check_dir, load, save, DEFAULT_PATH};
+use crate::settings::store::{self, check_dir, load, DEFAULT_PATH};
 use crate::settings::sync;
 
 pub fn path(args: &Args) -> PathBuf {
@@ -42,6 +42,11 @@ pub fn run(args: &Args) -> (u8, String) {
 fn load_warned(args: &Args) -> store::Loaded {
     let p = path(args);
     let loaded = load(&p);
+    warn(&p, &loaded);
+    loaded
+}
+
+fn warn(p: &std::path::Path, loaded: &store::Loaded) {
     for w in &loaded.warnings {
         eprintln!("power-snitch: warning: {w}");
     }
@@ -54,7 +59,6 @@ fn load_warned(args: &Args) -> store::Loaded {
             p.display()
         );
     }
-    loaded
 }
 
 fn show(args: &Args) -> (u8, String) {
@@ -128,22 +132,7 @@ fn set(args: &Args) -> (u8, String) {
             "settings set needs KEY=VALUE pairs (or --password-stdin)",
         );
     }
-    let loaded = load_warned(args);
-    let old = loaded.settings.clone();
-    let mut new = loaded.settings;
-    for pair in pairs {
-        let Some((k, v)) = pair.split_once('=') else {
-            return usage(format, &format!("`{pair}` is not KEY=VALUE"));
-        };
-        let r = if AGENT_KEYS.contains(&k) {
-            new.set_agent(k, v)
-        } else {
-            entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set(k, v))
-        };
-        if let Err(e) = r {
-            return usage(format, &e);
-        }
-    }
+    let mut password = None;
     if args.common.password_stdin {
         let mut line = String::new();
         if let Err(e) = std::io::stdin().read_line(&mut line) {
@@ -152,33 +141,55 @@ fn set(args: &Args) -> (u8, String) {
                 &format!("cannot read the password from standard input: {e}"),
             );
         }
-        let pw = line.trim_end_matches(['\n', '\r']);
-        if let Err(e) = entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set_password(pw))
-        {
-            return usage(format, &e);
-        }
+        password = Some(line.trim_end_matches(['\n', '\r']).to_string());
     }
-    write(args, &old, &new)
+    write(args, |loaded| {
+        let mut new = loaded.settings;
+        for pair in pairs {
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(format!("`{pair}` is not KEY=VALUE"));
+            };
+            if AGENT_KEYS.contains(&k) {
+                new.set_agent(k, v)?;
+            } else {
+                entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set(k, v))?;
+            }
+        }
+        if let Some(pw) = &password {
+            entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set_password(pw))?;
+        }
+        Ok(new)
+    })
 }
 
-fn write(args: &Args, old: &Settings, new: &Settings) -> (u8, String) {
+/// Read-modify-write under the settings' writers' lock: `edit` gets the settings as they are
+/// now; its error is a usage error (exit 3), a failed write exit 2.
+fn write(
+    args: &Args,
+    edit: impl FnOnce(store::Loaded) -> Result<Settings, String>,
+) -> (u8, String) {
     let p = path(args);
-    match save(&p, new) {
-        Ok(false) => (0, format!("{}: unchanged\n", p.display())),
-        Ok(true) => {
-            let changes = store::changes(old, new);
-            if let Err(e) = store::log_changes(&p, &changes) {
-                eprintln!("power-snitch: warning: {e}");
-            }
-            for (f, a, b) in &changes {
+    let result = store::update(&p, |loaded| {
+        warn(&p, &loaded);
+        edit(loaded)
+    });
+    match result {
+        Ok(saved) if !saved.wrote => (0, format!("{}: unchanged\n", p.display())),
+        Ok(saved) => {
+            for (f, a, b) in &saved.changes {
                 log::info!("settings: {f}: {a} -> {b}");
             }
             (
                 0,
-                format!("{}: {} change(s) written\n", p.display(), changes.len()),
+                format!(
+                    "{}: {} change(s) written\n",
+                    p.display(),
+                    saved.changes.len()
+                ),
             )
         }
-        Err(e) => {
+        Err(store::UpdateError::Edit(e)) => usage(args.common.format, &e),
+        Err(store::UpdateError::Store(e)) => {
             eprintln!("power-snitch: {e}");
             (2, String::new())
         }
@@ -187,9 +198,8 @@ fn write(args: &Args, old: &Settings, new: &Settings) -> (u8, String) {
 
 fn history(args: &Args) -> (u8, String) {
     let log = store::log_path(&path(args));
-    match std::fs::read_to_string(&log) {
+    match store::history(&path(args)) {
         Ok(t) => (0, t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, String::new()),
         Err(e) => {
             eprintln!("power-snitch: cannot read {}: {e}", log.display());
             (2, String::new())
@@ -225,16 +235,10 @@ fn nut(args: &Args, settings: &Settings) -> Result<(PathBuf, Parsed, NutVersion)
 }
 
 fn import(args: &Args) -> (u8, String) {
-    let format = args.common.format;
-    let loaded = load_warned(args);
-    let (_, parsed, _) = match nut(args, &loaded.settings) {
-        Ok(n) => n,
-        Err(e) => return usage(format, &e),
-    };
-    match sync::import(&loaded.settings, &parsed, args.common.ups.as_deref()) {
-        Ok(new) => write(args, &loaded.settings, &new),
-        Err(e) => usage(format, &e),
-    }
+    write(args, |loaded| {
+        let (_, parsed, _) = nut(args, &loaded.settings)?;
+        sync::import(&loaded.settings, &parsed, args.common.ups.as_deref())
+    })
 }
 
 /// Asks upsd itself whether each entry's user name and password are right, with the SET probe
@@ -367,7 +371,7 @@ fn track_changes(
         Ok(text) => fingerprint::changes(&fingerprint::parse(&text), &now, name),
         Err(_) => Vec::new(),
     };
-    if let Err(e) = std::fs::write(&seen_path, fingerprint::format(&now)) {
+    if let Err(e) = fingerprint::remember(&seen_path, &now) {
         eprintln!(
             "power-snitch: warning: cannot remember the files' fingerprints in {}: {e}",
             seen_path.display()
@@ -405,16 +409,17 @@ pub fn stored(args: &Args) -> Option<Settings> {
 
 pub fn sync(args: &Args) -> (u8, String) {
     let format = args.common.format;
+    if args.common.apply {
+        return write(args, |loaded| {
+            let (_, parsed, _) = nut(args, &loaded.settings)?;
+            Ok(sync::apply(&loaded.settings, &parsed))
+        });
+    }
     let loaded = load_warned(args);
     let (dir, parsed, version) = match nut(args, &loaded.settings) {
         Ok(n) => n,
         Err(e) => return usage(format, &e),
     };
-    if args.common.apply {
-        let new = sync::apply(&loaded.settings, &parsed);
-        let (code, out) = write(args, &loaded.settings, &new);
-        return (code, out);
-    }
     let settings_path = path(args);
     let findings = compare(args, &loaded.settings, &parsed, &dir);
     let settings_dir = settings_path

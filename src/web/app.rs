@@ -391,17 +391,10 @@ impl App {
         self.start_session(next)
     }
 
-    /// Writes the settings and their change log; returns how many fields changed.
-    fn save(&self, old: &Settings, new: &Settings) -> Result<usize, String> {
-        let path = &self.config.settings_path;
-        let wrote = store::save(path, new)?;
-        if !wrote {
-            return Ok(0);
-        }
-        let changes = store::changes(old, new);
-        if let Err(e) = store::log_changes(path, &changes) {
-            log::warn!("web: {e}");
-        }
+    /// Writes the settings and their change log under the writers' lock; returns how many
+    /// fields changed against the file as it was then.
+    fn save(&self, _shown: &Settings, new: &Settings) -> Result<usize, String> {
+        let changes = store::commit(&self.config.settings_path, new)?.changes;
         for (field, a, b) in &changes {
             log::info!("web: settings changed: {field}: {a} -> {b}");
         }
