@@ -189,3 +189,19 @@ async fn a_dropped_connection_is_reopened_for_the_next_read() {
     let e = c.request(&set).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Connection, "{e}");
 }
+
+/// An abort's core dump would hold the UPS password: the shipped units forbid it (and the
+/// binary turns itself non-dumpable, see `logger::forbid_core_dumps`).
+#[test]
+fn the_units_forbid_core_dumps() {
+    for unit in ["power-snitch.service", "power-snitch-check@.service"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd")
+            .join(unit);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.lines().any(|l| l == "LimitCORE=0"),
+            "{unit} lacks LimitCORE=0"
+        );
+    }
+}

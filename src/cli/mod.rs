@@ -309,6 +309,7 @@ pub fn main() -> ExitCode {
         }
     };
     logger::init(args.common.verbosity);
+    logger::forbid_core_dumps();
     let (code, out) = match args.command {
         Command::Help => (0, USAGE.to_string()),
         Command::Version => (0, format!("power-snitch {}\n", env!("CARGO_PKG_VERSION"))),
