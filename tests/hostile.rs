@@ -205,3 +205,77 @@ fn the_units_forbid_core_dumps() {
         );
     }
 }
+
+/// The section `probe --ups-conf` suggests for a UPS whose serial, vendor and product hold any
+/// printable bytes validates clean, and its `serial` matcher matches exactly that serial.
+#[test]
+fn every_suggested_section_validates_clean_and_matches_its_ups() {
+    use power_snitch::nut::diag::Severity;
+    use power_snitch::nut::drivers::DriverDb;
+    use power_snitch::nut::version::NutVersion;
+    use power_snitch::nut::{host, validate, Context};
+    use power_snitch::probe::cross::section_text;
+    use power_snitch::probe::matcher::Regex;
+    use power_snitch::probe::{table, Bus, Detected, IdentifiedBy, Inventory};
+
+    let printable: Vec<char> = (0x20u8..0x7f).map(char::from).collect();
+    // Every printable byte alone, around text, then strings drawn from them.
+    let mut cases: Vec<String> = printable.iter().map(|c| format!("A{c}1")).collect();
+    cases.extend(printable.iter().map(|c| c.to_string()));
+    let mut seed = 0x0123_4567_89ab_cdefu64;
+    for _ in 0..400 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 24) as usize + 1;
+        let s: String = (0..len)
+            .map(|i| printable[((seed >> (i % 8 * 8)) as usize + i * 31) % printable.len()])
+            .collect();
+        cases.push(s);
+    }
+    let dir = std::env::temp_dir().join(format!("ps-suggest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cx = Context {
+        version: NutVersion::NEWEST,
+        drivers: DriverDb::builtin(),
+        host_drivers: None,
+    };
+    for (n, s) in cases.iter().enumerate() {
+        let ups = Detected {
+            bus: Bus::Usb,
+            usb: None,
+            serial_port: None,
+            vendor_id: Some(0x0764),
+            product_id: Some(0x0501),
+            vendor: Some(s.clone()),
+            model: Some(format!("{s} model")),
+            serial: Some(s.clone()),
+            port: "auto".into(),
+            drivers: vec!["usbhid-ups".into()],
+            protocol: None,
+            identified_by: IdentifiedBy::Table(table::Source::Table),
+        };
+        let text = section_text(&ups, &Inventory::default(), &[], |_| true);
+        std::fs::write(dir.join("ups.conf"), format!("{text}\n")).unwrap();
+        let (parsed, findings) = validate(&host::snapshot(&dir), &cx);
+        let bad: Vec<String> = findings
+            .iter()
+            .filter(|f| f.file == "ups.conf" && f.severity != Severity::Info)
+            .map(|f| f.message.clone())
+            .collect();
+        assert!(bad.is_empty(), "case {n} {s:?}:\n{text}\n{bad:?}");
+        let conf = parsed.ups.expect("ups.conf parsed");
+        let section = conf.sections.first().expect("one section");
+        let serial = section.value("serial").expect("a serial matcher");
+        let re = Regex::new(serial).unwrap_or_else(|e| panic!("case {n} {s:?}: `{serial}`: {e}"));
+        assert!(
+            re.full_match(s),
+            "case {n}: `{serial}` does not match {s:?}"
+        );
+        assert!(
+            !re.full_match(&format!("{s}x")),
+            "case {n}: `{serial}` matches more"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
