@@ -31,7 +31,7 @@ use crate::nut::version::NutVersion;
 use crate::nut::{host, Context};
 use crate::settings::model::{LogLevel, Secret, Settings};
 use crate::settings::store;
-use crate::upsd::client::{is_transport, Client, Options};
+use crate::upsd::client::{Client, Options};
 use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
@@ -585,12 +585,12 @@ async fn open(
             Request::Password(pw.0.clone()),
         ] {
             if let Err(e) = client.request(&req).await {
-                if is_transport(&e) {
+                if e.reconnect_may_help() {
                     return Err(e);
                 }
                 log::warn!(
                     "{source}: upsd refused the credentials ({}); reading without them",
-                    e.message
+                    e.message()
                 );
                 break;
             }
@@ -637,13 +637,13 @@ async fn watch_upsd(
                 Err(e) => {
                     let mut wait = Duration::ZERO;
                     link_do(&mut |l| {
-                        let (w, n) = l.failed(unix_now(), &e.message);
+                        let (w, n) = l.failed(unix_now(), &e.message());
                         wait = w;
                         n
                     });
                     log::debug!(
                         "{source}: {}; next attempt in {} ms",
-                        e.message,
+                        e.message(),
                         wait.as_millis()
                     );
                     next_attempt = Instant::now() + wait;
@@ -661,11 +661,11 @@ async fn watch_upsd(
             .collect();
         for name in due {
             let mut r = poll(&mut client, &name).await;
-            if matches!(&r, Err(e) if is_transport(e)) {
+            if matches!(&r, Err(e) if e.reconnect_may_help()) {
                 // upsd drops idle clients and restarts: one immediate reconnect is not a loss.
                 log::debug!(
                     "{source}: {}; reconnecting",
-                    r.as_ref().err().map_or("", |e| &e.message)
+                    r.as_ref().err().map_or(String::new(), NutError::message)
                 );
                 r = match open(&mut client, &credentials, &source).await {
                     Ok(()) => poll(&mut client, &name).await,
@@ -673,11 +673,11 @@ async fn watch_upsd(
                 };
             }
             match &r {
-                Err(e) if is_transport(e) => {
+                Err(e) if e.reconnect_may_help() => {
                     up = false;
                     let mut wait = Duration::ZERO;
                     link_do(&mut |l| {
-                        let (w, n) = l.failed(unix_now(), &e.message);
+                        let (w, n) = l.failed(unix_now(), &e.message());
                         wait = w;
                         n
                     });
@@ -686,11 +686,12 @@ async fn watch_upsd(
                 }
                 _ => link_do(&mut |l| l.connected(unix_now())),
             }
+            let message = r.as_ref().err().map(NutError::message).unwrap_or_default();
             let reading = match &r {
                 Ok(list) => Reading::Vars(Vars::from_list(list)),
                 Err(e) => Reading::Unavailable {
-                    code: &e.code,
-                    message: &e.message,
+                    code: e.code(),
+                    message: &message,
                 },
             };
             let mut sh = shared.borrow_mut();

@@ -165,8 +165,16 @@ fn ask_upsd(args: &Args, target: &Target) -> Result<Live, NutError> {
         opts.retry_count = 0;
     }
     let mut client = Client::new(target.clone(), opts);
+    // The whole question to upsd ends within the command's time.
+    let total = args
+        .common
+        .timeout
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64);
+    client.set_deadline(Some(tokio::time::Instant::now() + total));
     let address = target.address();
-    let result = runtime().block_on(async {
+    let rt = runtime()
+        .map_err(|e| NutError::new(crate::upsd::error::ErrorKind::Connection, "runtime", e))?;
+    let result = rt.block_on(async {
         let list = client.list_ups().await?;
         let mut ups = Vec::new();
         for (name, _) in list {
@@ -180,8 +188,8 @@ fn ask_upsd(args: &Args, target: &Target) -> Result<Live, NutError> {
                         status: get("ups.status"),
                     }
                 }
-                Err(e) if crate::upsd::client::is_transport(&e) => return Err(e),
-                Err(e) => LiveUps::Error(e.code.clone()),
+                Err(e) if e.is_transport() => return Err(e),
+                Err(e) => LiveUps::Error(e.code().to_string()),
             };
             ups.push((name, state));
         }
@@ -212,10 +220,14 @@ fn unreachable(parsed: &Parsed, target: &Target, e: &NutError) -> Finding {
         Code::UpsdUnreachable,
         "",
         Pos::new(0, 0),
-        format!("cannot ask upsd at {}: {}", target.address(), e.message),
+        format!("cannot ask upsd at {}: {}", target.address(), e.message()),
     );
-    f.hint = Some(e.hint.clone().unwrap_or_else(|| {
-        "start it (systemctl start nut-server), or give --upsd HOST:PORT, or --no-upsd".to_string()
-    }));
+    f.hint = Some(e.hint_text().map_or_else(
+        || {
+            "start it (systemctl start nut-server), or give --upsd HOST:PORT, or --no-upsd"
+                .to_string()
+        },
+        str::to_string,
+    ));
     f
 }

@@ -137,7 +137,8 @@ Options (before or after the command):
                          nodes are then under DIR/../dev
   --serial-port PATH     probe this serial port too (repeatable); ports ups.conf names and
                          USB-serial adapters are probed anyway
-  --timeout SECS         upsd: time for connecting and for each request (default 5)
+  --timeout SECS         upsd: the command's whole time with upsd, retries included (default 15;
+                         each connect and request at most 5 s of it)
   --retries N            upsd: retries of a failed connection (default 3)
   --retry-delay SECS     upsd: pause between retries (default 5)
   --tls off|auto|required
@@ -372,13 +373,14 @@ pub fn client_options(common: &Common) -> Result<crate::upsd::client::Options, S
     Ok(o)
 }
 
-/// A single-threaded runtime for one command.
-pub fn runtime() -> tokio::runtime::Runtime {
+/// A single-threaded runtime for one command; a system out of file descriptors is an error the
+/// command reports, not a crash.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
-        .expect("a current-thread runtime starts")
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

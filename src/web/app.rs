@@ -270,10 +270,7 @@ impl App {
             },
             Route::ApiSettings => Response::json(200, settings_json(&settings)),
             Route::ApiTest => match self.run_test(&settings, &form).await {
-                Ok((_, steps)) => {
-                    let ok = steps.iter().all(|x| x.ok);
-                    Response::json(200, crate::cli::test_connection::json(&steps, ok))
-                }
+                Ok((_, steps)) => Response::json(200, crate::upsd::diagnose::json(&steps)),
                 Err(e) => refuse(route, 422, &e, s),
             },
             Route::Metrics => {
@@ -583,7 +580,7 @@ impl App {
         &self,
         settings: &Settings,
         form: &Form,
-    ) -> Result<(String, Vec<crate::cli::test_connection::Step>), String> {
+    ) -> Result<(String, Vec<crate::upsd::diagnose::Step>), String> {
         let name = form.text("ups");
         let entry = settings
             .ups
@@ -632,8 +629,9 @@ impl App {
         opts.tls.mode = entry.tls;
         let address = target.address();
         let mut client = Client::new(target, opts);
-        let steps = crate::cli::test_connection::steps(&mut client, credentials, login).await;
-        client.disconnect();
+        // The page's whole test ends within this, whatever upsd does.
+        client.set_deadline(Some(tokio::time::Instant::now() + Duration::from_secs(10)));
+        let steps = crate::upsd::diagnose::diagnose(&mut client, credentials, login).await;
         Ok((address, steps))
     }
 
