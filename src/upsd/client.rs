@@ -12,7 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout_at, Instant};
 
-use super::error::{ErrCode, ErrorKind, NutError, TransportFailure};
+#[cfg(feature = "tls")]
+use super::error::ErrCode;
+use super::error::{ErrorKind, NutError, TransportFailure};
 use super::proto::{line_reply, ListReader, Request, Shape, MAX_LINE};
 use super::target::Target;
 #[cfg(feature = "tls")]
