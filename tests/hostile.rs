@@ -282,3 +282,118 @@ fn every_suggested_section_validates_clean_and_matches_its_ups() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fake upsd on a thread of its own, for the real binary: how it treats each connection.
+#[derive(Clone, Copy, Debug)]
+enum Impostor {
+    /// Never accepts: the kernel completes the handshake, nobody reads.
+    Silent,
+    /// Accepts and reads, never answers.
+    HalfOpen,
+    /// Answers one byte per second, forever.
+    Trickle,
+    /// Answers STARTTLS with OK, then says nothing (no TLS handshake).
+    StartTlsThenSilence,
+}
+
+/// Starts the impostor; returns its port and the number of request lines it has read.
+fn impostor(kind: Impostor) -> (u16, Arc<AtomicUsize>) {
+    use std::io::{BufRead, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let lines = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        if let Impostor::Silent = kind {
+            std::thread::sleep(Duration::from_secs(120));
+            drop(l);
+            return;
+        }
+        for s in l.incoming().flatten() {
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = std::io::BufReader::new(s);
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    match kind {
+                        Impostor::HalfOpen => {}
+                        Impostor::Trickle => {
+                            for b in b"BEGIN LIST VAR ups\nVAR ups ups.status \"OL\"\n".repeat(100)
+                            {
+                                if w.write_all(&[b]).is_err() {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                        }
+                        Impostor::StartTlsThenSilence if line.starts_with("STARTTLS") => {
+                            let _ = w.write_all(b"OK STARTTLS\n");
+                            // Holds the connection open, reading nothing of the handshake.
+                            std::thread::sleep(Duration::from_secs(60));
+                            return;
+                        }
+                        _ => {}
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, lines)
+}
+
+/// `--timeout` bounds the whole command: `status` and `test-connection` against each impostor
+/// end with exit 2 within the timeout (plus the process's start), whatever the retry policy
+/// (3 retries, 1 s apart), and test-connection sends nothing after the transport failed.
+#[test]
+fn timeout_bounds_the_whole_command_against_every_impostor() {
+    const LIMIT: f64 = 2.0;
+    let mut figures = Vec::new();
+    for kind in [
+        Impostor::Silent,
+        Impostor::HalfOpen,
+        Impostor::Trickle,
+        Impostor::StartTlsThenSilence,
+    ] {
+        let (port, lines) = impostor(kind);
+        let target = format!("ups@127.0.0.1:{port}");
+        for command in ["status", "test-connection"] {
+            let before = lines.load(Ordering::SeqCst);
+            let t = Instant::now();
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+                .args([command, &target, "--timeout", "2", "--retries", "3"])
+                .args([
+                    "--retry-delay",
+                    "1",
+                    "--settings",
+                    "/nonexistent/settings.bin",
+                ])
+                // A pin makes the client send STARTTLS (and verify what follows by it).
+                .args(["--pin-sha256", &"ab".repeat(32)])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let took = t.elapsed().as_secs_f64();
+            figures.push(format!("{kind:?} {command}: {took:.2} s"));
+            assert_eq!(o.status.code(), Some(2), "{kind:?} {command}: {o:?}");
+            assert!(
+                took < LIMIT + 1.0,
+                "{kind:?} {command} took {took:.2} s with --timeout 2"
+            );
+            let sent = lines.load(Ordering::SeqCst) - before;
+            // STARTTLS, then (unless upsd answered it) the first request: never a second try.
+            assert!(sent <= 2, "{kind:?} {command}: {sent} request lines sent");
+            if command == "test-connection" {
+                let out = String::from_utf8_lossy(&o.stdout);
+                assert_eq!(
+                    out.matches("FAIL").count(),
+                    1,
+                    "{kind:?}: one failed step, then nothing:\n{out}"
+                );
+            }
+        }
+    }
+    eprintln!("{}", figures.join("\n"));
+}
