@@ -397,3 +397,160 @@ fn timeout_bounds_the_whole_command_against_every_impostor() {
     }
     eprintln!("{}", figures.join("\n"));
 }
+
+/// A pids cgroup holding at most `max` tasks (cgroup v1's pids hierarchy, or v2's), removed
+/// when dropped. Fails, not skips, where neither is available.
+struct PidsLimit(std::path::PathBuf);
+
+impl PidsLimit {
+    fn new(max: u32) -> PidsLimit {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "ps-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let v1 = std::path::Path::new("/sys/fs/cgroup/pids");
+        let base = if v1.join("cgroup.procs").exists() {
+            v1.to_path_buf()
+        } else {
+            let v2 = std::path::Path::new("/sys/fs/cgroup");
+            let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+pids");
+            v2.to_path_buf()
+        };
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).expect("a pids cgroup (needs root and the pids controller)");
+        std::fs::write(dir.join("pids.max"), max.to_string()).unwrap();
+        PidsLimit(dir)
+    }
+
+    /// The binary with `args`, started inside the cgroup.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+                self.0.display()
+            ))
+            .arg(env!("CARGO_BIN_EXE_power-snitch"))
+            .args(args)
+            .env_remove("NUT_CONFPATH")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for PidsLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A pty nobody answers on, as a serial port ups.conf names.
+fn silent_port(tag: &str) -> (nix::pty::OpenptyResult, std::path::PathBuf) {
+    let pty = nix::pty::openpty(
+        None::<&nix::pty::Winsize>,
+        None::<&nix::sys::termios::Termios>,
+    )
+    .unwrap();
+    for fd in [&pty.master, &pty.slave] {
+        use std::os::fd::AsRawFd;
+        nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .unwrap();
+    }
+    let pts = nix::unistd::ttyname(&pty.slave).unwrap();
+    let dir = std::env::temp_dir().join(format!("ps-pids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(format!("tty{tag}"));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(pts, &link).unwrap();
+    (pty, link)
+}
+
+/// `check` with serial ports in ups.conf and a upsd to ask by name, under a pids limit that
+/// leaves no thread to spawn: it probes the ports one after the other and resolves the name
+/// itself, and reports what it found (never "failed to spawn thread", never an abort).
+#[test]
+fn check_under_a_pids_limit_degrades_instead_of_aborting() {
+    let (a, pa) = silent_port("a");
+    let (b, pb) = silent_port("b");
+    drop((a.slave, b.slave));
+    let base = std::env::temp_dir().join(format!("ps-pids-tree-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("sys/bus/usb/devices")).unwrap();
+    std::fs::create_dir_all(base.join("sys/class/tty")).unwrap();
+    std::fs::create_dir_all(base.join("nut")).unwrap();
+    std::fs::write(
+        base.join("nut/ups.conf"),
+        format!(
+            "[a]\n\tdriver = nutdrv_qx\n\tport = {}\n[b]\n\tdriver = apcsmart\n\tport = {}\n",
+            pa.display(),
+            pb.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(base.join("nut/nut.conf"), "MODE=standalone\n").unwrap();
+    let sys = base.join("sys").display().to_string();
+    let nut = base.join("nut").display().to_string();
+    let args = [
+        "check",
+        "--format",
+        "json",
+        "--nut-version",
+        "2.8.0",
+        "--sysfs-root",
+        &sys,
+        "--nut-dir",
+        &nut,
+        "--upsd",
+        "localhost:1",
+        "--settings",
+        "/nonexistent/settings.bin",
+    ];
+    let codes = |o: &std::process::Output| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+        let mut c: Vec<String> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect();
+        c.sort();
+        c
+    };
+    let free = std::process::Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args(args)
+        .env_remove("NUT_CONFPATH")
+        .output()
+        .unwrap();
+    let expected = codes(&free);
+    assert!(
+        expected.iter().any(|c| c == "upsd-unreachable"),
+        "{expected:?}"
+    );
+    for max in [1, 3] {
+        let limit = PidsLimit::new(max);
+        let o = limit.run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code().is_some_and(|c| c <= 2),
+            "pids.max={max}: {:?} {err}",
+            o.status
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("spawn"),
+            "pids.max={max}: {err}"
+        );
+        assert_eq!(
+            codes(&o),
+            expected,
+            "pids.max={max}: the same findings as without a limit"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
