@@ -554,3 +554,27 @@ fn check_under_a_pids_limit_degrades_instead_of_aborting() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[tokio::test]
+async fn a_deadline_ends_every_retry_and_read_by_then() {
+    let (port, _) = server(|s, _| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(s);
+    })
+    .await;
+    let mut c = client(port);
+    c.opts.retry_count = 5;
+    let t = Instant::now();
+    c.set_deadline(Some(
+        tokio::time::Instant::now() + Duration::from_millis(300),
+    ));
+    let e = c.request(&Request::ListUps).await.unwrap_err();
+    assert_eq!(e.code(), "timeout", "{e}");
+    assert!(e.is_transport() && e.refusal().is_none(), "{e:?}");
+    assert!(e.message().contains("the command's time was up"), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        t.elapsed()
+    );
+}

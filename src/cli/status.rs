@@ -149,15 +149,9 @@ pub fn client_for(args: &Args, command: &str) -> Result<Client, (u8, String)> {
     Ok(client)
 }
 
-/// The command could not run at all (no runtime: the system is out of resources).
+/// The command could not run at all (no runtime: the system is out of resources): exit 3.
 pub fn cannot_run(format: Format, message: &str) -> (u8, String) {
-    match format {
-        Format::Json => (2, crate::report::json_error(message)),
-        Format::Human => {
-            eprintln!("power-snitch: {message}");
-            (2, String::new())
-        }
-    }
+    usage(format, message)
 }
 
 pub fn usage(format: Format, message: &str) -> (u8, String) {
