@@ -505,6 +505,7 @@ fn a_save_killed_mid_way_is_in_the_history_exactly_when_it_landed_and_leaves_no_
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let new = (i % 97 + 1).to_string();
+        // A save takes some 30 ms here: kills land before, during and after it.
         let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
             .args(["settings", "set", "--settings", f, "--ups", "ups1"])
             .arg(format!("nut_retry_count={new}"))
@@ -513,7 +514,7 @@ fn a_save_killed_mid_way_is_in_the_history_exactly_when_it_landed_and_leaves_no_
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(seed % 4000));
+        std::thread::sleep(Duration::from_micros(seed % 40_000));
         let _ = child.kill();
         let killed_now = child.wait().unwrap().code().is_none();
         // `history` finishes what a dead writer left, under the writers' lock.
@@ -564,11 +565,11 @@ fn every_state_file_is_mode_0600() {
     let o = bin(&["sync", "--settings", f, "--nut-dir", nut.to_str().unwrap()]);
     assert!(o.status.code().is_some(), "{o:?}");
     for name in [
+        "settings.bin.seen",
         "settings.bin",
         "settings.bin.prev",
         "settings.bin.log",
         "settings.bin.lock",
-        "settings.bin.seen",
     ] {
         let mode = fs::metadata(dir.join(name))
             .unwrap_or_else(|e| panic!("{name}: {e}"))
