@@ -256,8 +256,11 @@ pub fn save(path: &Path, settings: &Settings) -> Result<bool, String> {
 /// The change history, after finishing the history of a save that landed just before its
 /// writer died.
 pub fn history(path: &Path) -> std::io::Result<String> {
-    if let Ok(_lock) = WriteLock::take(path) {
-        recover(path);
+    // Reading creates nothing: without the directory there is no history to finish.
+    if dir_of(path).is_dir() {
+        if let Ok(_lock) = WriteLock::take(path) {
+            recover(path);
+        }
     }
     match fs::read_to_string(log_path(path)) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(String::new()),
