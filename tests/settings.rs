@@ -445,3 +445,136 @@ fn a_full_disk_or_a_read_only_directory_loses_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
     assert_eq!(show(&file).1["ups"][0]["poll_interval"], "7");
 }
+
+#[test]
+fn fifty_concurrent_writers_lose_no_change_and_the_history_has_each() {
+    let dir = temp("concurrent");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap().to_string();
+    assert!(set(&f, "base", "poll_interval=5").status.success());
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+                .args(["settings", "set", "--settings", &f, "--ups"])
+                .arg(format!("w{i}"))
+                .arg(format!("poll_interval={}", i + 1))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("change(s) written"));
+    }
+    let (_, v) = show(&file);
+    let names: Vec<&str> = v["ups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["nut_device_name"].as_str().unwrap())
+        .collect();
+    let lost: Vec<String> = (0..50)
+        .map(|i| format!("w{i}"))
+        .filter(|n| !names.contains(&n.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "lost {} of 50: {lost:?}", lost.len());
+    let history =
+        String::from_utf8(bin(&["settings", "history", "--settings", &f]).stdout).unwrap();
+    for i in 0..50 {
+        assert!(
+            history.contains(&format!(" ups[w{i}]: (none) -> added")),
+            "w{i} missing from the history:\n{history}"
+        );
+    }
+}
+
+#[test]
+fn a_save_killed_mid_way_is_in_the_history_exactly_when_it_landed_and_leaves_no_litter() {
+    let dir = temp("kill-history");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    assert!(set(f, "ups1", "nut_retry_count=0").status.success());
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut killed, mut killed_landed) = (0, 0);
+    for i in 1..=300u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let new = (i % 97 + 1).to_string();
+        // A save takes some 30 ms here: kills land before, during and after it.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+            .args(["settings", "set", "--settings", f, "--ups", "ups1"])
+            .arg(format!("nut_retry_count={new}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(seed % 40_000));
+        let _ = child.kill();
+        let killed_now = child.wait().unwrap().code().is_none();
+        // `history` finishes what a dead writer left, under the writers' lock.
+        let history =
+            String::from_utf8(bin(&["settings", "history", "--settings", f]).stdout).unwrap();
+        let (_, after) = show(&file);
+        let landed = retry_count(&after) == new;
+        let last = history.lines().last().unwrap_or("");
+        let recorded = last.ends_with(&format!("-> {new}"));
+        assert_eq!(
+            landed,
+            recorded,
+            "run {i}: the file has {}, the history ends with `{last}`",
+            retry_count(&after)
+        );
+        if killed_now {
+            killed += 1;
+            killed_landed += usize::from(landed);
+        }
+        let litter: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains(".tmp") || n.contains(".next"))
+            .collect();
+        assert!(litter.is_empty(), "run {i}: left {litter:?}");
+    }
+    assert!(killed > 40, "only {killed} of 300 runs were killed mid-way");
+    eprintln!(
+        "{killed} writers killed, {killed_landed} of their saves landed, each in the history"
+    );
+}
+
+#[test]
+fn every_state_file_is_mode_0600() {
+    let dir = temp("modes");
+    let file = dir.join("settings.bin");
+    let f = file.to_str().unwrap();
+    let nut = dir.join("nut");
+    fs::create_dir_all(&nut).unwrap();
+    fs::write(
+        nut.join("ups.conf"),
+        "[ups1]\n\tdriver = dummy-ups\n\tport = x.dev\n",
+    )
+    .unwrap();
+    assert!(set(f, "ups1", "poll_interval=7").status.success());
+    assert!(set(f, "ups1", "poll_interval=8").status.success());
+    // `sync` remembers the files' fingerprints in settings.bin.seen.
+    let o = bin(&["sync", "--settings", f, "--nut-dir", nut.to_str().unwrap()]);
+    assert!(o.status.code().is_some(), "{o:?}");
+    for name in [
+        "settings.bin.seen",
+        "settings.bin",
+        "settings.bin.prev",
+        "settings.bin.log",
+        "settings.bin.lock",
+    ] {
+        let mode = fs::metadata(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
+}

@@ -179,8 +179,8 @@ fn every_error_upsd_gives_has_its_class() {
         ];
         for (req, code, kind) in cases {
             let e = c.request(&req).await.unwrap_err();
-            assert_eq!((e.code.as_str(), e.kind), (code, kind), "{req:?}: {e}");
-            assert!(e.hint.is_some(), "{code} says what to check next");
+            assert_eq!((e.code(), e.kind()), (code, kind), "{req:?}: {e}");
+            assert!(e.hint_text().is_some(), "{code} says what to check next");
         }
     });
 }
@@ -202,7 +202,7 @@ fn sessions_follow_upsd_rules() {
             c.request(&Request::Username("viewer".into()))
                 .await
                 .unwrap_err()
-                .code,
+                .code(),
             "ALREADY-SET-USERNAME"
         );
         assert_eq!(
@@ -213,12 +213,12 @@ fn sessions_follow_upsd_rules() {
             c.request(&Request::Password("wrong".into()))
                 .await
                 .unwrap_err()
-                .code,
+                .code(),
             "ALREADY-SET-PASSWORD"
         );
         let e = c.request(&Request::Login("ups1".into())).await.unwrap_err();
         assert_eq!(
-            (e.code.as_str(), e.kind),
+            (e.code(), e.kind()),
             ("ACCESS-DENIED", ErrorKind::Authentication)
         );
 
@@ -231,7 +231,7 @@ fn sessions_follow_upsd_rules() {
             c.request(&Request::Login("ups1".into()))
                 .await
                 .unwrap_err()
-                .code,
+                .code(),
             "ALREADY-LOGGED-IN"
         );
         assert_eq!(
@@ -246,7 +246,7 @@ fn sessions_follow_upsd_rules() {
             ok(c.request(&Request::Password(pw.into())).await);
             let probe = Request::SetVar("ups1".into(), "power-snitch.probe".into(), "x".into());
             assert_eq!(
-                c.request(&probe).await.unwrap_err().code,
+                c.request(&probe).await.unwrap_err().code(),
                 "VAR-NOT-SUPPORTED",
                 "{user}"
             );
@@ -256,7 +256,7 @@ fn sessions_follow_upsd_rules() {
         ok(c.request(&Request::Username("mon".into())).await);
         let e = c.request(&Request::Login("ups1".into())).await.unwrap_err();
         assert_eq!(
-            (e.code.as_str(), e.kind),
+            (e.code(), e.kind()),
             ("PASSWORD-REQUIRED", ErrorKind::Authentication)
         );
         let mut c = client(nut);
@@ -267,7 +267,7 @@ fn sessions_follow_upsd_rules() {
             .await
             .unwrap_err();
         assert_eq!(
-            (e.code.as_str(), e.kind),
+            (e.code(), e.kind()),
             ("CMD-NOT-SUPPORTED", ErrorKind::Configuration)
         );
         assert_eq!(
@@ -288,13 +288,13 @@ fn sessions_follow_upsd_rules() {
             .request(&Request::GetTracking("1".into()))
             .await
             .unwrap_err();
-        assert_eq!(e.code, "FEATURE-NOT-CONFIGURED");
+        assert_eq!(e.code(), "FEATURE-NOT-CONFIGURED");
 
         let mut c = client(nut);
         ok(c.request(&Request::Username("admin".into())).await);
         ok(c.request(&Request::Password("adm".into())).await);
         let probe = Request::SetVar("ups1".into(), "power-snitch.probe".into(), "x".into());
-        assert_eq!(c.request(&probe).await.unwrap_err().code, "ACCESS-DENIED");
+        assert_eq!(c.request(&probe).await.unwrap_err().code(), "ACCESS-DENIED");
     });
 }
 
@@ -531,7 +531,7 @@ fn survives_the_driver_and_upsd_going_away() {
         match c.vars("ups1").await {
             Ok(_) => {}
             // upsd answered (the driver may not have reconnected to it yet): reconnected.
-            Err(e) => assert!(!power_snitch::upsd::client::is_transport(&e), "{e:?}"),
+            Err(e) => assert!(!e.is_transport(), "{e:?}"),
         }
         nut.wait_ready("ups1");
         assert!(c.vars("ups1").await.unwrap().len() > 5);
@@ -540,8 +540,8 @@ fn survives_the_driver_and_upsd_going_away() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match c.vars("ups1").await {
-                Err(e) if e.code == "DRIVER-NOT-CONNECTED" || e.code == "DATA-STALE" => {
-                    assert_eq!(e.kind, ErrorKind::Connection);
+                Err(e) if e.code() == "DRIVER-NOT-CONNECTED" || e.code() == "DATA-STALE" => {
+                    assert_eq!(e.kind(), ErrorKind::Connection);
                     break;
                 }
                 other => assert!(Instant::now() < deadline, "still {other:?}"),
@@ -553,7 +553,7 @@ fn survives_the_driver_and_upsd_going_away() {
         let t = Instant::now();
         let e = c.vars("ups1").await.unwrap_err();
         assert_eq!(
-            (e.kind, e.code.as_str()),
+            (e.kind(), e.code()),
             (ErrorKind::Connection, "connect-refused")
         );
         assert!(
@@ -729,7 +729,7 @@ fn starttls_verifies_upsd_by_ca_file_or_pin() {
         ));
         let e = c.request(&Request::StartTls).await.unwrap_err();
         assert_eq!(
-            (e.code.as_str(), e.kind),
+            (e.code(), e.kind()),
             ("ALREADY-SSL-MODE", ErrorKind::Protocol)
         );
     });

@@ -41,7 +41,7 @@ use crate::nut::version::NutVersion;
 use crate::settings::model::{LogLevel, Secret, Settings};
 use crate::settings::store;
 use crate::state::{unix_ms, Companion};
-use crate::upsd::client::{is_transport, Client, Options};
+use crate::upsd::client::{Client, Options};
 use crate::upsd::error::NutError;
 use crate::upsd::proto::Request;
 use crate::upsd::target::Target;
@@ -387,12 +387,12 @@ async fn open(
             Request::Password(pw.0.clone()),
         ] {
             if let Err(e) = client.request(&req).await {
-                if is_transport(&e) {
+                if e.reconnect_may_help() {
                     return Err(e);
                 }
                 log::warn!(
                     "{source}: upsd refused the credentials ({}); reading without them",
-                    e.message
+                    e.message()
                 );
                 break;
             }
@@ -446,10 +446,10 @@ async fn watch_upsd(
                 match open(&mut client, &credentials, &source).await {
                     Ok(()) => up = true,
                     Err(e) => {
-                        let wait = link_do(&mut |l| l.failed(unix_now(), &e.message));
+                        let wait = link_do(&mut |l| l.failed(unix_now(), &e.message()));
                         log::debug!(
                             "{source}: {}; next attempt in {} ms",
-                            e.message,
+                            e.message(),
                             wait.as_millis()
                         );
                         next_attempt = Instant::now() + wait;
@@ -462,7 +462,7 @@ async fn watch_upsd(
         let mut r = poll(&mut client, &name).await;
         let mut reconnects = 0;
         loop {
-            let transport = matches!(&r, Err(e) if is_transport(e));
+            let transport = matches!(&r, Err(e) if e.reconnect_may_help());
             match decide::after_poll(transport, reconnects) {
                 AfterPoll::Answered => {
                     link_do(&mut |l| (Duration::ZERO, l.connected(unix_now())));
@@ -471,7 +471,7 @@ async fn watch_upsd(
                 AfterPoll::ReconnectNow => {
                     log::debug!(
                         "{source}: {}; reconnecting",
-                        r.as_ref().err().map_or("", |e| &e.message)
+                        r.as_ref().err().map_or(String::new(), NutError::message)
                     );
                     reconnects += 1;
                     r = match open(&mut client, &credentials, &source).await {
@@ -480,8 +480,8 @@ async fn watch_upsd(
                     };
                 }
                 AfterPoll::Lost => {
-                    let message = r.as_ref().err().map_or("", |e| &e.message);
-                    let wait = link_do(&mut |l| l.failed(unix_now(), message));
+                    let message = r.as_ref().err().map_or(String::new(), NutError::message);
+                    let wait = link_do(&mut |l| l.failed(unix_now(), &message));
                     up = false;
                     next_attempt = Instant::now() + wait;
                     break;
@@ -491,11 +491,12 @@ async fn watch_upsd(
         if !up {
             continue;
         }
+        let message = r.as_ref().err().map(NutError::message).unwrap_or_default();
         let reading = match &r {
             Ok(list) => Reading::Vars(Vars::from_list(list)),
             Err(e) => Reading::Unavailable {
-                code: &e.code,
-                message: &e.message,
+                code: e.code(),
+                message: &message,
             },
         };
         let mut sh = shared.borrow_mut();

@@ -98,8 +98,28 @@ pub fn is_journal(journal_stream: &str, dev: u64, ino: u64) -> bool {
         == Some((dev, ino))
 }
 
+/// One record is one line whatever it quotes: a line break becomes a space (journald splits at
+/// `\n`, a terminal returns at `\r`), every other control character but tab a visible `\xNN`
+/// (no terminal escape reaches the screen from a value upsd, a USB string or a file sent).
+pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\t' => out.push(c),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The line as written: `<4>text` for the journal, `power-snitch: warning: text` otherwise.
 pub fn format_line(journal: bool, level: Level, text: &str) -> String {
+    let text = neutralise(text);
     if journal {
         let p = match level {
             Level::Error => 3,
@@ -107,8 +127,7 @@ pub fn format_line(journal: bool, level: Level, text: &str) -> String {
             Level::Info => 6,
             Level::Debug | Level::Trace => 7,
         };
-        // One record, one journal entry: journald splits at newlines.
-        format!("<{p}>{}", text.replace('\n', " "))
+        format!("<{p}>{text}")
     } else {
         let l = match level {
             Level::Error => "error",
@@ -192,6 +211,14 @@ pub fn init(verbosity: i8) {
     }
 }
 
+/// No core dump, whatever the limits: an abort's dump would hold the UPS password and the
+/// page's sessions (`prctl(PR_SET_DUMPABLE, 0)`; the units also set `LimitCORE=0`).
+pub fn forbid_core_dumps() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        log::debug!("cannot turn off core dumps: {e}");
+    }
+}
+
 /// The agent's level from its settings, moved by the command line's `-v`/`-q`.
 pub fn set_base(level: LogLevel) {
     let l = match level {
@@ -232,11 +259,27 @@ mod tests {
     }
 
     #[test]
+    fn logger_forbids_core_dumps() {
+        forbid_core_dumps();
+        assert_eq!(nix::sys::prctl::get_dumpable(), Ok(false));
+    }
+
+    #[test]
     fn logger_verbosity_moves_the_base() {
         assert_eq!(shifted(LevelFilter::Warn, 1), LevelFilter::Info);
         assert_eq!(shifted(LevelFilter::Warn, -2), LevelFilter::Off);
         assert_eq!(shifted(LevelFilter::Info, 9), LevelFilter::Trace);
         assert_eq!(shifted(LevelFilter::Error, -9), LevelFilter::Off);
+    }
+
+    #[test]
+    fn logger_lines_stay_one_line_without_control_characters() {
+        for journal in [true, false] {
+            let l = format_line(journal, Level::Warn, "a\r\nb\rc\x1b[2Jd\u{9b}e\tf");
+            assert!(l.ends_with("a  b c\\x1b[2Jd\\x9be\tf"), "{l:?}");
+            assert!(!l.chars().any(|c| c.is_control() && c != '\t'), "{l:?}");
+        }
+        assert!(matches!(neutralise("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -226,7 +226,8 @@ Options (before or after the command; each command takes those it uses, any othe
                          nodes are then under DIR/../dev
   --serial-port PATH     probe this serial port too (repeatable); ports ups.conf names and
                          USB-serial adapters are probed anyway
-  --timeout SECS         upsd: time for connecting and for each request (default 5)
+  --timeout SECS         upsd: the command's whole time with upsd, retries included (default 15;
+                         each connect and request at most 5 s of it)
   --retries N            upsd: retries of a failed connection (default 3)
   --retry-delay SECS     upsd: pause between retries (default 5)
   --tls off|auto|required
@@ -472,6 +473,7 @@ pub fn main() -> ExitCode {
         }
     };
     logger::init(args.common.verbosity);
+    logger::forbid_core_dumps();
     let format = args.common.format;
     let result = match args.command {
         Command::Help => Ok(Output::ok(format!("{USAGE}\n{}", options_text()))),
@@ -569,19 +571,20 @@ pub fn given(common: &Common) -> Result<crate::inspect::Given, CommandError> {
         serial_ports: common.serial_ports.clone(),
         upsd,
         client: client_options(common),
-        timeout_given: common.timeout.is_some(),
+        timeout: common.timeout,
         retries_given: common.retries.is_some(),
         env_confpath: std::env::var_os("NUT_CONFPATH"),
     })
 }
 
-/// A single-threaded runtime for one command.
-pub fn runtime() -> tokio::runtime::Runtime {
+/// A single-threaded runtime for one command; a system out of file descriptors is an error the
+/// command reports, not a crash.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
-        .expect("a current-thread runtime starts")
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -7,7 +7,7 @@ use crate::inspect::{self, Face, Installed, Plan};
 use crate::json::Object;
 use crate::report::{self, Summary, Validation};
 use crate::settings::model::{Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
-use crate::settings::store::{self, check_dir, load, save};
+use crate::settings::store::{self, check_dir, load};
 use crate::settings::sync;
 
 /// The settings that are numbers, shown as JSON numbers.
@@ -41,6 +41,11 @@ pub fn run(args: &Args) -> Result<Output, CommandError> {
 fn load_warned(args: &Args) -> store::Loaded {
     let p = path(args);
     let loaded = load(&p);
+    warn(&p, &loaded);
+    loaded
+}
+
+fn warn(p: &std::path::Path, loaded: &store::Loaded) {
     for w in &loaded.warnings {
         eprintln!("power-snitch: warning: {w}");
     }
@@ -53,7 +58,6 @@ fn load_warned(args: &Args) -> store::Loaded {
             p.display()
         );
     }
-    loaded
 }
 
 fn show(args: &Args) -> Output {
@@ -136,65 +140,66 @@ fn set(args: &Args) -> Result<Output, CommandError> {
             "settings set needs KEY=VALUE pairs (or --password-stdin)".into(),
         ));
     }
-    let loaded = load_warned(args);
-    let old = loaded.settings.clone();
-    let mut new = loaded.settings;
-    for pair in pairs {
-        let Some((k, v)) = pair.split_once('=') else {
-            return Err(CommandError::Usage(format!("`{pair}` is not KEY=VALUE")));
-        };
-        let r = if AGENT_KEYS.contains(&k) {
-            new.set_agent(k, v)
-        } else {
-            entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set(k, v))
-        };
-        r.map_err(CommandError::Usage)?;
-    }
+    let mut password = None;
     if args.common.password_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| {
             CommandError::Usage(format!("cannot read the password from standard input: {e}"))
         })?;
-        let pw = line.trim_end_matches(['\n', '\r']);
-        entry(&mut new, args.common.ups.as_deref())
-            .and_then(|u| u.set_password(pw))
-            .map_err(CommandError::Usage)?;
+        password = Some(line.trim_end_matches(['\n', '\r']).to_string());
     }
-    write(args, &old, &new)
+    write(args, |loaded| {
+        let mut new = loaded.settings;
+        for pair in pairs {
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(format!("`{pair}` is not KEY=VALUE"));
+            };
+            if AGENT_KEYS.contains(&k) {
+                new.set_agent(k, v)?;
+            } else {
+                entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set(k, v))?;
+            }
+        }
+        if let Some(pw) = &password {
+            entry(&mut new, args.common.ups.as_deref()).and_then(|u| u.set_password(pw))?;
+        }
+        Ok(new)
+    })
 }
 
-fn write(args: &Args, old: &Settings, new: &Settings) -> Result<Output, CommandError> {
+/// Read-modify-write under the settings' writers' lock: `edit` gets the settings as they are
+/// now; its error is a usage error (exit 3), a failed write exit 2.
+fn write(
+    args: &Args,
+    edit: impl FnOnce(store::Loaded) -> Result<Settings, String>,
+) -> Result<Output, CommandError> {
     let p = path(args);
-    match save(&p, new) {
-        Ok(false) => Ok(Output::ok(format!("{}: unchanged\n", p.display()))),
-        Ok(true) => {
-            let changes = store::changes(old, new);
-            if let Err(e) = store::log_changes(&p, &changes) {
-                eprintln!("power-snitch: warning: {e}");
-            }
-            for (f, a, b) in &changes {
+    let result = store::update(&p, |loaded| {
+        warn(&p, &loaded);
+        edit(loaded)
+    });
+    match result {
+        Ok(saved) if !saved.wrote => Ok(Output::ok(format!("{}: unchanged\n", p.display()))),
+        Ok(saved) => {
+            for (f, a, b) in &saved.changes {
                 log::info!("settings: {f}: {a} -> {b}");
             }
             Ok(Output::ok(format!(
                 "{}: {} change(s) written\n",
                 p.display(),
-                changes.len()
+                saved.changes.len()
             )))
         }
-        Err(e) => Err(CommandError::Failed(e)),
+        Err(store::UpdateError::Edit(e)) => Err(CommandError::Usage(e)),
+        Err(store::UpdateError::Store(e)) => Err(CommandError::Failed(e)),
     }
 }
 
 fn history(args: &Args) -> Result<Output, CommandError> {
     let log = store::log_path(&path(args));
-    match std::fs::read_to_string(&log) {
-        Ok(t) => Ok(Output::ok(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Output::ok(String::new())),
-        Err(e) => Err(CommandError::Failed(format!(
-            "cannot read {}: {e}",
-            log.display()
-        ))),
-    }
+    store::history(&path(args))
+        .map(Output::ok)
+        .map_err(|e| CommandError::Failed(format!("cannot read {}: {e}", log.display())))
 }
 
 /// The plan of `settings import` and `sync`: NUT's directory by the one precedence, which
@@ -210,30 +215,32 @@ fn plan(args: &Args) -> Result<Plan, CommandError> {
 }
 
 fn import(args: &Args) -> Result<Output, CommandError> {
-    let loaded = load_warned(args);
     let plan = plan(args)?;
-    let (parsed, _) = inspect::read_nut(&plan);
-    let mut new = sync::import(&loaded.settings, &parsed, args.common.ups.as_deref())
-        .map_err(CommandError::Usage)?;
     // The directory the entries came from is the one the agent then watches.
     let dir = std::fs::canonicalize(&plan.nut_dir).unwrap_or_else(|_| plan.nut_dir.clone());
     let dir = dir
         .to_str()
-        .ok_or_else(|| CommandError::Usage(format!("{} is not a UTF-8 path", dir.display())))?;
-    new.set_agent("nut_conf_dir", dir)
-        .map_err(CommandError::Usage)?;
-    write(args, &loaded.settings, &new)
+        .ok_or_else(|| CommandError::Usage(format!("{} is not a UTF-8 path", dir.display())))?
+        .to_string();
+    write(args, |loaded| {
+        let (parsed, _) = inspect::read_nut(&plan);
+        let mut new = sync::import(&loaded.settings, &parsed, args.common.ups.as_deref())?;
+        new.set_agent("nut_conf_dir", &dir)?;
+        Ok(new)
+    })
 }
 
 pub fn sync(args: &Args) -> Result<Output, CommandError> {
     let format = args.common.format;
-    let loaded = load_warned(args);
     let plan = plan(args)?;
-    let (parsed, _) = inspect::read_nut(&plan);
     if args.common.apply {
-        let new = sync::apply(&loaded.settings, &parsed);
-        return write(args, &loaded.settings, &new);
+        return write(args, |loaded| {
+            let (parsed, _) = inspect::read_nut(&plan);
+            Ok(sync::apply(&loaded.settings, &parsed))
+        });
     }
+    let loaded = load_warned(args);
+    let (parsed, _) = inspect::read_nut(&plan);
     let findings = inspect::settings::compare(&plan, &loaded.settings, &parsed);
     let settings_dir = plan
         .settings_path

@@ -1,6 +1,8 @@
 //! `power-snitch status [UPS[@HOST[:PORT]]]`: a UPS's variables, like `upsc`, or the UPSes;
 //! `status --agent` asks the running agent instead (see `events.rs`).
 
+use std::time::Duration;
+
 use super::{client_options, runtime, Args, Format, EXIT_CANNOT_RUN};
 use crate::json::Object;
 use crate::upsd::client::Client;
@@ -17,7 +19,11 @@ pub fn run(args: &Args) -> (u8, String) {
         Err(e) => return e,
     };
     let target = client.target.clone();
-    let result = runtime().block_on(async {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return cannot_run(format, &e),
+    };
+    let result = rt.block_on(async {
         match &target.ups {
             Some(ups) => client.vars(ups).await.map(|v| render_vars(format, ups, &v)),
             None => client
@@ -88,10 +94,10 @@ pub fn failure(format: Format, e: &NutError) -> (u8, String) {
 pub fn error_json(e: &NutError) -> String {
     let mut inner = String::new();
     let mut o = Object::new(&mut inner);
-    o.str("kind", e.kind.as_str())
-        .str("code", &e.code)
-        .str("message", &e.message)
-        .opt_str("hint", e.hint.as_deref());
+    o.str("kind", e.kind().as_str())
+        .str("code", e.code())
+        .str("message", &e.message())
+        .opt_str("hint", e.hint_text());
     o.end();
     let mut out = String::new();
     let mut o = Object::new(&mut out);
@@ -100,8 +106,15 @@ pub fn error_json(e: &NutError) -> String {
     out + "\n"
 }
 
+/// The whole time `status` and `test-connection` give upsd without `--timeout`.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+/// Without `--timeout`, each connect and request gets at most this much of it.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The client for `status` and `test-connection`: the target on the command line, else the
 /// stored settings' first UPS (with its retry policy and TLS mode), else localhost:3493.
+/// `--timeout` (else [`DEFAULT_COMMAND_TIMEOUT`]) is a deadline for the whole command: every
+/// connect, read and pause between retries ends by then.
 pub fn client_for(args: &Args, command: &str) -> Result<Client, (u8, String)> {
     let format = args.common.format;
     let mut stored = None;
@@ -123,7 +136,22 @@ pub fn client_for(args: &Args, command: &str) -> Result<Client, (u8, String)> {
     if let Some(u) = &stored {
         super::settings::apply_entry(&mut opts, &args.common, u);
     }
-    Ok(Client::new(target, opts))
+    let total = args
+        .common
+        .timeout
+        .map_or(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs_f64);
+    if args.common.timeout.is_none() {
+        opts.connect_timeout = DEFAULT_STEP_TIMEOUT;
+        opts.request_timeout = DEFAULT_STEP_TIMEOUT;
+    }
+    let mut client = Client::new(target, opts);
+    client.set_deadline(Some(tokio::time::Instant::now() + total));
+    Ok(client)
+}
+
+/// The command could not run at all (no runtime: the system is out of resources): exit 3.
+pub fn cannot_run(format: Format, message: &str) -> (u8, String) {
+    usage(format, message)
 }
 
 pub fn usage(format: Format, message: &str) -> (u8, String) {

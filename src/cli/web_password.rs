@@ -35,12 +35,8 @@ pub fn run(args: &Args) -> Result<Output, CommandError> {
     }
     let mut new = loaded.settings.clone();
     new.web_password = Some(Secret(hash));
-    match store::save(&p, &new) {
+    match store::commit(&p, &new) {
         Ok(_) => {
-            let changes = store::changes(&loaded.settings, &new);
-            if let Err(e) = store::log_changes(&p, &changes) {
-                eprintln!("power-snitch: warning: {e}");
-            }
             let code = crate::web::setup_code_path(&p);
             let _ = std::fs::remove_file(&code);
             Ok(Output::ok(format!(

@@ -224,6 +224,7 @@ fn ask_upsd(ask: &plan::Ask) -> Result<Live, NutError> {
         .clone()
         .map_err(|e| NutError::new(ErrorKind::Configuration, "options", e))?;
     let mut client = Client::new(ask.target.clone(), options);
+    client.set_deadline(Some(tokio::time::Instant::now() + ask.total));
     let address = ask.target.address();
     let rt = runtime().map_err(|e| NutError::new(ErrorKind::Connection, "runtime", e))?;
     let ups = rt.block_on(async {
@@ -240,8 +241,8 @@ fn ask_upsd(ask: &plan::Ask) -> Result<Live, NutError> {
                         status: get("ups.status"),
                     }
                 }
-                Err(e) if crate::upsd::client::is_transport(&e) => return Err(e),
-                Err(e) => LiveUps::Error(e.code.clone()),
+                Err(e) if e.is_transport() => return Err(e),
+                Err(e) => LiveUps::Error(e.code().to_string()),
             };
             ups.push((name, state));
         }
@@ -278,10 +279,14 @@ fn unreachable(parsed: &Parsed, target: &Target, e: &NutError) -> Finding {
         Code::UpsdUnreachable,
         "",
         Pos::new(0, 0),
-        format!("cannot ask upsd at {}: {}", target.address(), e.message),
+        format!("cannot ask upsd at {}: {}", target.address(), e.message()),
     );
-    f.hint = Some(e.hint.clone().unwrap_or_else(|| {
-        "start it (systemctl start nut-server), or give --upsd HOST:PORT, or --no-upsd".to_string()
-    }));
+    f.hint = Some(e.hint_text().map_or_else(
+        || {
+            "start it (systemctl start nut-server), or give --upsd HOST:PORT, or --no-upsd"
+                .to_string()
+        },
+        str::to_string,
+    ));
     f
 }

@@ -115,7 +115,8 @@ pub struct Given {
     /// The upsd client's options (or why they could not be made: a CA file that cannot be
     /// read); a check shortens the defaults the user did not set.
     pub client: Result<Options, String>,
-    pub timeout_given: bool,
+    /// `--timeout`: it bounds the whole question to upsd.
+    pub timeout: Option<f64>,
     pub retries_given: bool,
     /// `$NUT_CONFPATH` as the face read it (the environment is read at the face, not here).
     pub env_confpath: Option<OsString>,
@@ -131,7 +132,7 @@ impl Default for Given {
             serial_ports: Vec::new(),
             upsd: Upsd::Default,
             client: Ok(Options::default()),
-            timeout_given: false,
+            timeout: None,
             retries_given: false,
             env_confpath: None,
         }
@@ -238,6 +239,8 @@ impl Installed {
 pub struct Ask {
     pub target: Target,
     pub options: Result<Options, String>,
+    /// The whole question to upsd ends within this time (`--timeout`, else 10 s).
+    pub total: std::time::Duration,
 }
 
 /// Everything a check needs, resolved once.
@@ -356,7 +359,7 @@ impl Plan {
         .map(|target| {
             let options = given.client.clone().map(|mut o| {
                 // A check should not wait long for a upsd that is not there.
-                if !given.timeout_given {
+                if given.timeout.is_none() {
                     o.connect_timeout = std::time::Duration::from_secs(2);
                     o.request_timeout = std::time::Duration::from_secs(2);
                 }
@@ -365,7 +368,14 @@ impl Plan {
                 }
                 o
             });
-            Ask { target, options }
+            let total = given
+                .timeout
+                .map_or(std::time::Duration::from_secs(10), std::time::Duration::from_secs_f64);
+            Ask {
+                target,
+                options,
+                total,
+            }
         });
         let usb = if face.hardware() {
             usb_reader(&root)

@@ -51,7 +51,7 @@ pub fn track_changes(settings: &Path, nut_dir: &Path, name: &str) -> Vec<Finding
         Ok(text) => fingerprint::changes(&fingerprint::parse(&text), &now, name),
         Err(_) => Vec::new(),
     };
-    if let Err(e) = std::fs::write(&seen_path, fingerprint::format(&now)) {
+    if let Err(e) = fingerprint::remember(&seen_path, &now) {
         eprintln!(
             "power-snitch: warning: cannot remember the files' fingerprints in {}: {e}",
             seen_path.display()
@@ -61,8 +61,8 @@ pub fn track_changes(settings: &Path, nut_dir: &Path, name: &str) -> Vec<Finding
 }
 
 /// Asks upsd itself whether each entry's user name and password are right, with the SET probe
-/// that changes nothing (see test-connection). Where only LOGIN could tell, or upsd does not
-/// answer, says so as info.
+/// that changes nothing (the diagnosis test-connection runs). Where only LOGIN could tell, or
+/// upsd does not answer, says so as info. All of it within [`CHECK_TIME`].
 pub async fn live_credentials(
     settings: &Settings,
     parsed: &Parsed,
@@ -71,8 +71,10 @@ pub async fn live_credentials(
     use crate::nut::diag::{Code, Finding, Severity};
     use crate::nut::lexer::Pos;
     use crate::upsd::client::{Client, Options};
-    use crate::upsd::proto::Request;
+    use crate::upsd::diagnose::{credentials, Credentials};
+    use crate::upsd::error::ErrCode;
     use std::time::Duration;
+    let deadline = tokio::time::Instant::now() + CHECK_TIME;
     let mut out = Vec::new();
     for u in &settings.ups {
         let (Some(user), Some(pw)) = (&u.nut_username, &u.nut_password) else {
@@ -91,39 +93,13 @@ pub async fn live_credentials(
         };
         opts.tls.mode = u.tls;
         let mut c = Client::new(target.clone(), opts);
+        c.set_deadline(Some(deadline));
         let name = &u.nut_device_name;
         let mut say =
             |sev, code, m: String| out.push(Finding::new(sev, code, file, Pos::new(0, 0), m));
-        let mut result = Ok(());
-        for req in [
-            Request::Username(user.clone()),
-            Request::Password(pw.0.clone()),
-        ] {
-            if let Err(e) = c.request(&req).await {
-                result = Err(e);
-                break;
-            }
-        }
-        if let Err(e) = result {
-            say(
-                Severity::Info,
-                Code::SettingsPassword,
-                format!(
-                    "UPS `{name}`: could not check the credentials with upsd at {}: {}",
-                    target.address(),
-                    e.message
-                ),
-            );
-            continue;
-        }
-        let probe = Request::SetVar(
-            name.clone(),
-            "power-snitch.credential-probe".into(),
-            "x".into(),
-        );
-        match c.request(&probe).await {
-            Err(e) if e.code == "VAR-NOT-SUPPORTED" || e.code == "VAR-UNKNOWN" => {}
-            Err(e) if e.code == "ACCESS-DENIED" => {
+        match credentials(&mut c, name, user, &pw.0, false).await {
+            Ok(Credentials::Valid(_)) => {}
+            Ok(Credentials::PasswordOrRights) => {
                 // upsd.users says whether the user may SET: then a refusal means the password.
                 let may_set = parsed
                     .users
@@ -140,7 +116,7 @@ pub async fn live_credentials(
                     say(Severity::Info, Code::SettingsPassword, format!("UPS `{name}`: upsd refused the SET probe for `{user}`, who has no SET rights, so only LOGIN can tell: `power-snitch test-connection --login`"));
                 }
             }
-            Err(e) if e.code == "UNKNOWN-UPS" => say(
+            Err(e) if e.refusal() == Some(&ErrCode::UnknownUps) => say(
                 Severity::Error,
                 Code::SettingsUpsMissing,
                 format!(
@@ -152,12 +128,15 @@ pub async fn live_credentials(
                 Severity::Info,
                 Code::SettingsPassword,
                 format!(
-                    "UPS `{name}`: could not check the credentials with upsd: {}",
-                    e.message
+                    "UPS `{name}`: could not check the credentials with upsd at {}: {}",
+                    target.address(),
+                    e.message()
                 ),
             ),
-            Ok(_) => {}
         }
     }
     out
 }
+
+/// The settings' check gives upsd this much time in all.
+const CHECK_TIME: std::time::Duration = std::time::Duration::from_secs(10);

@@ -637,7 +637,10 @@ pub fn section_text(
             .count()
             > 1;
         match (&ups.serial, twins) {
-            (Some(s), _) => lines.push(format!("\tserial = {}", crate::nut::conf::format_word(s))),
+            (Some(s), _) => lines.push(format!(
+                "\tserial = {}",
+                crate::nut::conf::format_word(&regex_literal(s))
+            )),
             (None, true) if busport_ok(driver) => {
                 if let Some(d) = ups.usb.map(|u| &inv.usb[u]) {
                     lines.push(format!("\tbusport = {}", Field::BusPort.value(d)));
@@ -654,6 +657,20 @@ pub fn section_text(
     };
     lines.push(format!("\tdesc = {}", crate::nut::conf::format_word(&desc)));
     lines.join("\n")
+}
+
+/// A matcher that matches exactly `text`: NUT reads `serial`, `vendor`, `product` ... as POSIX
+/// extended regular expressions, so each of `.[\\()*+?{|^$` is escaped (`]` and `}` alone are
+/// literal).
+pub fn regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if ".[\\()*+?{|^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn live_checks(input: &Input, live: &Live, claims: &[(String, usize, Pos)], sink: &mut Sink) {

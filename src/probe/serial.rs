@@ -168,36 +168,53 @@ fn holder(real: &Path) -> Option<String> {
     None
 }
 
-/// Talks to every port that may be talked to, in parallel; `progress` hears each start.
+/// Talks to every port that may be talked to, in parallel; `progress` hears each start. When
+/// the system gives no more threads (a pids limit, `TasksMax`), the ports left are talked to one
+/// after the other on this thread: slower, never a crash.
 pub fn probe(root: &Root, ports: &mut [SerialPort], progress: &(dyn Fn(&str) + Sync)) {
+    type Answer = io::Result<Option<(Protocol, Identity)>>;
+    let mut answers: Vec<(usize, Answer)> = Vec::new();
     std::thread::scope(|s| {
-        let handles: Vec<_> = ports
+        let mut handles = Vec::new();
+        for (i, p) in ports
             .iter()
             .enumerate()
             .filter(|(_, p)| p.skipped.is_none())
-            .map(|(i, p)| {
-                let path = root.dev_path(&p.path);
-                let shown = p.path.clone();
-                (
-                    i,
-                    s.spawn(move || {
-                        progress(&shown);
-                        identify(&path)
-                    }),
-                )
-            })
-            .collect();
-        for (i, h) in handles {
-            match h.join() {
-                Ok(Ok(answer)) => ports[i].answer = answer,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ports[i].skipped = Some(Skip::Held(e.to_string()))
+        {
+            let path = root.dev_path(&p.path);
+            let shown = p.path.as_str();
+            let (thread_path, thread_shown) = (path.clone(), shown);
+            let spawned = std::thread::Builder::new()
+                .name("serial-probe".into())
+                .spawn_scoped(s, move || {
+                    progress(thread_shown);
+                    identify(&thread_path)
+                });
+            match spawned {
+                Ok(h) => handles.push((i, h)),
+                Err(e) => {
+                    log::debug!("probe: no thread for {shown} ({e}): probing it here");
+                    progress(shown);
+                    answers.push((i, identify(&path)));
                 }
-                Ok(Err(e)) => ports[i].skipped = Some(Skip::CannotOpen(e.to_string())),
-                Err(_) => ports[i].skipped = Some(Skip::CannotOpen("probe failed".to_string())),
             }
         }
+        for (i, h) in handles {
+            let answer = h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("probe failed")));
+            answers.push((i, answer));
+        }
     });
+    for (i, answer) in answers {
+        match answer {
+            Ok(answer) => ports[i].answer = answer,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ports[i].skipped = Some(Skip::Held(e.to_string()))
+            }
+            Err(e) => ports[i].skipped = Some(Skip::CannotOpen(e.to_string())),
+        }
+    }
 }
 
 /// Opens a port, tries each protocol, and restores the port's settings.
@@ -234,7 +251,13 @@ impl Lock {
         }
         for dir in LOCK_DIRS {
             let file = Path::new(dir).join(format!("LCK..{base}"));
-            if let Ok(mut f) = OpenOptions::new().write(true).create_new(true).open(&file) {
+            // UUCP lock files are world-readable so that every program can read the pid.
+            let new = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&file);
+            if let Ok(mut f) = new {
                 let _ = writeln!(f, "{:>10}", std::process::id());
                 return Lock(Some(file));
             }

@@ -53,6 +53,31 @@ pub fn format(prints: &[Print]) -> String {
         .collect()
 }
 
+/// Remembers the fingerprints in `path` (`settings.bin.seen`): mode 0600 like every state file
+/// (the hashes tell whether a guessed password is the right one), written whole and renamed in.
+pub fn remember(path: &Path, prints: &[Print]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(format(prints).as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Which files changed, appeared or went away since `old`; `file` names where findings go.
 pub fn changes(old: &[Print], new: &[Print], file: &str) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -1,11 +1,16 @@
 //! The settings file on disk: atomic, durable writes; the previous good version kept; a damaged
-//! file set aside, never overwritten; nothing written when nothing changed; a bounded change log.
+//! file set aside, never overwritten; nothing written when nothing changed; a bounded change log
+//! that follows the file (a save that landed is in it, one that did not is not); writers
+//! serialised by a lock next to the file.
+//!
+//! **Architecture invariant:** every write of the settings goes through [`update`] (or
+//! [`commit`]/[`save`], which call it): the lock is held from the read to the history's rename.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::model::{Settings, AGENT_KEYS, UPS_KEYS};
 use super::stored::{decode, encode, VERSION};
@@ -118,21 +123,207 @@ pub fn check_dir(dir: &Path) -> Option<String> {
     })
 }
 
-/// Writes the settings if they differ from the file's. Returns whether it wrote.
-pub fn save(path: &Path, settings: &Settings) -> Result<bool, String> {
-    let bytes = encode(settings);
-    let existing = fs::read(path);
-    if existing.as_deref().ok() == Some(&bytes[..]) {
-        return Ok(false);
+/// How long a writer waits for another writer to finish before giving up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+pub fn lock_path(path: &Path) -> PathBuf {
+    sibling(path, ".lock")
+}
+
+/// The history as it will be once the save whose encoded bytes hash to `hash` has landed.
+fn pending_log_path(path: &Path, hash: u64) -> PathBuf {
+    sibling(path, &format!(".log.next-{hash:016x}"))
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::nut::fnv::Fnv::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// The writers' lock: `flock` on `NAME.lock` next to the settings, held from the read to the
+/// history's last rename. Released when dropped (or when the holder dies).
+pub struct WriteLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl WriteLock {
+    /// Waits up to [`LOCK_WAIT`] for other writers.
+    pub fn take(path: &Path) -> Result<WriteLock, String> {
+        ensure_dir(path)?;
+        let lp = lock_path(path);
+        let open = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lp)
+            // A read-only directory: an existing lock file can still be locked, and the write
+            // that follows says why it cannot go on.
+            .or_else(|e| File::open(&lp).map_err(|_| e))
+            .map_err(|e| format!("cannot lock the settings with {}: {e}", lp.display()))?;
+        let mut file = open;
+        let started = std::time::Instant::now();
+        loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(WriteLock { _lock: l }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) if started.elapsed() < LOCK_WAIT => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(format!(
+                        "another writer has held {} for {} s: the file is unchanged; try again",
+                        lp.display(),
+                        LOCK_WAIT.as_secs()
+                    ))
+                }
+                Err((_, e)) => {
+                    return Err(format!(
+                        "cannot lock the settings with {}: {e}",
+                        lp.display()
+                    ))
+                }
+            }
+        }
     }
-    let dir = path
-        .parent()
+}
+
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+}
+
+fn ensure_dir(path: &Path) -> Result<(), String> {
+    let dir = dir_of(path);
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
     }
+    Ok(())
+}
+
+/// What a locked write did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// False: the file already held exactly these settings.
+    pub wrote: bool,
+    /// What changed against the file as it was under the lock, secrets masked.
+    pub changes: Vec<(String, String, String)>,
+}
+
+/// Why [`update`] wrote nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateError<E> {
+    /// The edit refused the settings it was given.
+    Edit(E),
+    /// The file could not be locked, read or written: it is unchanged.
+    Store(String),
+}
+
+/// Read-modify-write under the writers' lock: `edit` gets the settings as they are now, and
+/// what it returns is written with its history entry (see [`save`]).
+pub fn update<E>(
+    path: &Path,
+    edit: impl FnOnce(Loaded) -> Result<Settings, E>,
+) -> Result<Saved, UpdateError<E>> {
+    let _lock = WriteLock::take(path).map_err(UpdateError::Store)?;
+    recover(path);
+    let loaded = load(path);
+    let old = loaded.settings.clone();
+    let new = edit(loaded).map_err(UpdateError::Edit)?;
+    write_locked(path, &old, &new).map_err(UpdateError::Store)
+}
+
+/// Writes `new` under the writers' lock; the history names what changed against the file as it
+/// is then (not against what the caller once read).
+pub fn commit(path: &Path, new: &Settings) -> Result<Saved, String> {
+    match update(path, |_| Ok::<_, String>(new.clone())) {
+        Ok(s) => Ok(s),
+        Err(UpdateError::Edit(e) | UpdateError::Store(e)) => Err(e),
+    }
+}
+
+/// Writes the settings if they differ from the file's, with their history. Returns whether it
+/// wrote. Takes the writers' lock.
+pub fn save(path: &Path, settings: &Settings) -> Result<bool, String> {
+    commit(path, settings).map(|s| s.wrote)
+}
+
+/// The change history, after finishing the history of a save that landed just before its
+/// writer died.
+pub fn history(path: &Path) -> std::io::Result<String> {
+    // Reading creates nothing: without the directory there is no history to finish.
+    if dir_of(path).is_dir() {
+        if let Ok(_lock) = WriteLock::take(path) {
+            recover(path);
+        }
+    }
+    match fs::read_to_string(log_path(path)) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(String::new()),
+        r => r,
+    }
+}
+
+/// Under the lock: a writer that died left its pending history (`NAME.log.next-HASH`) and
+/// temporaries. The history goes in if the save it belongs to landed (the file's bytes hash to
+/// HASH), and is dropped otherwise; every temporary goes (no writer is mid-write: we hold the
+/// lock).
+fn recover(path: &Path) {
+    let (Some(name), dir) = (path.file_name(), dir_of(path)) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let current = fs::read(path).ok().map(|b| hash(&b));
+    let mut touched = false;
+    for e in entries.flatten() {
+        let f = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = f.strip_prefix(name.as_ref()) else {
+            continue;
+        };
+        if let Some(h) = rest.strip_prefix(".log.next-") {
+            let landed = u64::from_str_radix(h, 16)
+                .ok()
+                .is_some_and(|h| Some(h) == current);
+            if landed && fs::rename(e.path(), log_path(path)).is_ok() {
+                log::info!(
+                    "{}: completed the history of a save that landed",
+                    path.display()
+                );
+            } else {
+                let _ = fs::remove_file(e.path());
+            }
+            touched = true;
+        } else if [".tmp", ".prev.tmp", ".log.tmp"].iter().any(|p| {
+            rest.strip_prefix(p)
+                .is_some_and(|pid| pid.parse::<u32>().is_ok())
+        }) {
+            let _ = fs::remove_file(e.path());
+            touched = true;
+        }
+    }
+    if touched {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+/// The write itself, with the lock held. The order makes the history follow the file: the new
+/// history is written under a name that carries the new file's hash, then the file is renamed
+/// in (the commit point), then the history. A crash before the commit leaves a pending history
+/// that [`recover`] drops; after it, one that [`recover`] puts in place.
+fn write_locked(path: &Path, old: &Settings, new: &Settings) -> Result<Saved, String> {
+    let bytes = encode(new);
+    let existing = fs::read(path);
+    if existing.as_deref().ok() == Some(&bytes[..]) {
+        return Ok(Saved::default());
+    }
+    let dir = dir_of(path);
     let current_valid = match &existing {
         Ok(b) => decode(b).is_ok(),
         Err(_) => false,
@@ -147,17 +338,14 @@ pub fn save(path: &Path, settings: &Settings) -> Result<bool, String> {
                 aside.display()
             )
         })?;
+        let _ = fs::set_permissions(&aside, fs::Permissions::from_mode(0o600));
     }
-    remove_stale_temporaries(path);
+    let changes = changes(old, new);
+    let pending = pending_log_path(path, hash(&bytes));
     let tmp = sibling(path, &format!(".tmp{}", std::process::id()));
     let written = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+        write_new(&pending, history_text(path, &changes).as_bytes())?;
+        write_new(&tmp, &bytes)?;
         if current_valid {
             // Keep the previous good version: link it under a temporary name, then rename, so
             // that a current file exists at every moment.
@@ -171,43 +359,36 @@ pub fn save(path: &Path, settings: &Settings) -> Result<bool, String> {
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(&pending);
         return Err(format!(
             "cannot write the settings to {}: {e}; the file is unchanged",
             path.display()
         ));
     }
-    Ok(true)
+    // The save landed; should this fail, the next writer puts the history in place.
+    if let Err(e) = fs::rename(&pending, log_path(path)).and_then(|_| File::open(dir)?.sync_all()) {
+        log::warn!(
+            "{}: the history of this save waits in {}: {e}",
+            path.display(),
+            pending.display()
+        );
+    }
+    Ok(Saved {
+        wrote: true,
+        changes,
+    })
 }
 
-/// Removes temporary files left by writers that died mid-write (`NAME.tmpPID`, `NAME.prev.tmpPID`).
-fn remove_stale_temporaries(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let name = name.to_string_lossy();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let f = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = f.strip_prefix(name.as_ref()) else {
-            continue;
-        };
-        let pid = rest
-            .strip_prefix(".tmp")
-            .or_else(|| rest.strip_prefix(".prev.tmp"));
-        if let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) {
-            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            if !alive {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
+/// A new file, mode 0600, synced.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let _ = fs::remove_file(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// What changed, field by field, secrets masked: `(field, old, new)`.
@@ -279,13 +460,9 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<(String, String, String)> 
     out
 }
 
-/// Appends changes to the log next to the settings, keeping its last [`LOG_LINES`] lines.
-pub fn log_changes(path: &Path, changes: &[(String, String, String)]) -> Result<(), String> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let log = log_path(path);
-    let old = fs::read_to_string(&log).unwrap_or_default();
+/// The history with `changes` appended, keeping its last [`LOG_LINES`] lines.
+fn history_text(path: &Path, changes: &[(String, String, String)]) -> String {
+    let old = fs::read_to_string(log_path(path)).unwrap_or_default();
     let now = timestamp(SystemTime::now());
     let mut lines: Vec<String> = old.lines().map(String::from).collect();
     lines.extend(
@@ -294,23 +471,10 @@ pub fn log_changes(path: &Path, changes: &[(String, String, String)]) -> Result<
             .map(|(f, a, b)| format!("{now} {f}: {a} -> {b}")),
     );
     let keep = lines.len().saturating_sub(LOG_LINES);
-    let text = lines[keep..].join("\n") + "\n";
-    let tmp = sibling(&log, &format!(".tmp{}", std::process::id()));
-    let r = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &log)
-    })();
-    r.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("cannot write the change log {}: {e}", log.display())
-    })
+    if lines[keep..].is_empty() {
+        return String::new();
+    }
+    lines[keep..].join("\n") + "\n"
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.

@@ -1,13 +1,20 @@
 //! The tokio client at the edge: one connection to upsd, bounded reads with a deadline per
 //! request, and a client that reconnects and retries reads per the retry policy.
+//!
+//! **Architecture invariant:** a client given a deadline ([`Client::set_deadline`]) never waits
+//! past it: resolving, connecting, STARTTLS and its handshake, every read and every pause
+//! between retries end by then, so a command's `--timeout` bounds the whole command.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout, timeout_at, Instant};
+use tokio::time::{sleep, timeout_at, Instant};
 
-use super::error::{ErrorKind, NutError};
+#[cfg(feature = "tls")]
+use super::error::ErrCode;
+use super::error::{ErrorKind, NutError, TransportFailure};
 use super::proto::{line_reply, ListReader, Request, Shape, MAX_LINE};
 use super::target::Target;
 #[cfg(feature = "tls")]
@@ -58,26 +65,12 @@ pub enum Reply {
     Nothing,
 }
 
-/// Codes of failures on our side of the wire (as opposed to upsd's `ERR` answers).
-const TRANSPORT: &[&str] = &[
-    "connect-refused",
-    "connect-failed",
-    "connect-timeout",
-    "resolve",
-    "timeout",
-    "closed",
-    "io",
-];
-
-/// Did the connection itself fail (so reconnecting may help)?
-pub fn is_transport(e: &NutError) -> bool {
-    TRANSPORT.contains(&e.code.as_str())
-}
-
 /// One connection to upsd.
 pub struct Connection<S> {
     io: BufReader<S>,
     timeout: Duration,
+    /// No read goes past this (the command's deadline), whatever the request timeout.
+    pub deadline: Option<Instant>,
     /// A reply was cut short or too long: what comes next cannot be trusted.
     broken: bool,
 }
@@ -87,6 +80,7 @@ impl<S: Transport> Connection<S> {
         Connection {
             io: BufReader::new(stream),
             timeout: request_timeout,
+            deadline: None,
             broken: false,
         }
     }
@@ -94,9 +88,8 @@ impl<S: Transport> Connection<S> {
     /// The stream, for STARTTLS; nothing may be left unread.
     pub fn into_inner(self) -> Result<S, NutError> {
         if !self.io.buffer().is_empty() {
-            return Err(NutError::new(
-                ErrorKind::Protocol,
-                "bad-reply",
+            return Err(NutError::transport(
+                TransportFailure::BadReply,
                 "upsd sent data after OK STARTTLS",
             ));
         }
@@ -106,40 +99,42 @@ impl<S: Transport> Connection<S> {
     /// Sends one request and reads its whole reply, within the request timeout.
     pub async fn request(&mut self, req: &Request) -> Result<Reply, NutError> {
         if self.broken {
-            return Err(NutError::new(
-                ErrorKind::Connection,
-                "closed",
+            return Err(NutError::transport(
+                TransportFailure::Closed,
                 "the connection was abandoned after a bad reply",
             ));
         }
         let line = req.encode()?;
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = earliest(started + self.timeout, self.deadline);
         let result = timeout_at(deadline, self.exchange(req, line.as_bytes())).await;
         let result = result.unwrap_or_else(|_| {
-            Err(NutError::new(
-                ErrorKind::Connection,
-                "timeout",
+            Err(NutError::transport(
+                TransportFailure::Timeout,
                 format!(
-                    "{}: no complete reply within {} ms",
+                    "{}: no complete reply within {} ms{}",
                     req.name(),
-                    self.timeout.as_millis()
+                    (deadline - started).as_millis(),
+                    if deadline < started + self.timeout {
+                        " (the command's time was up)"
+                    } else {
+                        ""
+                    }
                 ),
             )
             .hint("upsd may be overloaded, or this is not upsd"))
         });
         // A reply we could not read whole leaves the stream mid-reply: nothing after it can be
         // trusted. An `ERR` answer, whatever its class, leaves the session as it was.
-        if let Err(e) = &result {
-            if is_transport(e) || matches!(e.code.as_str(), "bad-reply" | "line-too-long") {
-                self.broken = true;
-            }
+        if matches!(&result, Err(e) if e.is_transport()) {
+            self.broken = true;
         }
         result
     }
 
     async fn exchange(&mut self, req: &Request, line: &[u8]) -> Result<Reply, NutError> {
         let io_err = |e: std::io::Error| {
-            NutError::new(ErrorKind::Connection, "io", format!("{}: {e}", req.name()))
+            NutError::transport(TransportFailure::Io, format!("{}: {e}", req.name()))
         };
         self.io.get_mut().write_all(line).await.map_err(io_err)?;
         match req.shape() {
@@ -166,12 +161,11 @@ impl<S: Transport> Connection<S> {
         loop {
             self.io.get_ref().before_read();
             let chunk = self.io.fill_buf().await.map_err(|e| {
-                NutError::new(ErrorKind::Connection, "io", format!("{}: {e}", req.name()))
+                NutError::transport(TransportFailure::Io, format!("{}: {e}", req.name()))
             })?;
             if chunk.is_empty() {
-                return Err(NutError::new(
-                    ErrorKind::Connection,
-                    "closed",
+                return Err(NutError::transport(
+                    TransportFailure::Closed,
                     format!("{}: upsd closed the connection", req.name()),
                 )
                 .hint(
@@ -186,9 +180,8 @@ impl<S: Transport> Connection<S> {
             line.extend_from_slice(&chunk[..take.min(room)]);
             self.io.consume(take);
             if line.len() > MAX_LINE {
-                return Err(NutError::new(
-                    ErrorKind::Protocol,
-                    "line-too-long",
+                return Err(NutError::transport(
+                    TransportFailure::LineTooLong,
                     format!("{}: a reply line longer than {MAX_LINE} bytes", req.name()),
                 )
                 .hint("upsd never sends such lines: is this port a NUT upsd?"));
@@ -204,42 +197,77 @@ impl<S: Transport> Connection<S> {
     }
 }
 
-/// Opens a TCP connection to upsd, trying each address of the host within the connect timeout.
-pub async fn connect(target: &Target, opts: &Options) -> Result<Connection<Stream>, NutError> {
+/// The earlier of `t` and the deadline.
+fn earliest(t: Instant, deadline: Option<Instant>) -> Instant {
+    deadline.map_or(t, |d| d.min(t))
+}
+
+/// The addresses of `host:port`. A literal address needs no lookup; a name is looked up on a
+/// thread of its own (so that the wait is bounded), or here when the system gives no thread.
+async fn resolve(target: &Target, until: Instant) -> Result<Vec<SocketAddr>, NutError> {
     let addr = target.address();
-    let addrs: Vec<_> = match timeout(opts.connect_timeout, tokio::net::lookup_host(&addr)).await {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => {
-            return Err(NutError::new(
-                ErrorKind::Connection,
-                "resolve",
-                format!("cannot resolve {}: {e}", target.host),
-            )
-            .hint("check the host name"))
-        }
-        Err(_) => {
-            return Err(NutError::new(
-                ErrorKind::Connection,
-                "resolve",
-                format!("resolving {} timed out", target.host),
-            ))
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let lookup = |a: &str| a.to_socket_addrs().map(|i| i.collect::<Vec<_>>());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let name = addr.clone();
+    let spawned = std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let _ = tx.send(lookup(&name));
+        });
+    let result = match spawned {
+        Ok(_) => match timeout_at(until, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(std::io::Error::other("the lookup stopped")),
+            Err(_) => {
+                return Err(NutError::transport(
+                    TransportFailure::Resolve,
+                    format!("resolving {} timed out", target.host),
+                ))
+            }
+        },
+        Err(e) => {
+            log::debug!("no thread to resolve {addr} ({e}): resolving here");
+            lookup(&addr)
         }
     };
-    let mut last = NutError::new(
-        ErrorKind::Connection,
-        "resolve",
+    result.map_err(|e| {
+        NutError::transport(
+            TransportFailure::Resolve,
+            format!("cannot resolve {}: {e}", target.host),
+        )
+        .hint("check the host name")
+    })
+}
+
+/// Opens a TCP connection to upsd, trying each address of the host within the connect timeout
+/// (and the deadline).
+pub async fn connect(
+    target: &Target,
+    opts: &Options,
+    deadline: Option<Instant>,
+) -> Result<Connection<Stream>, NutError> {
+    let started = Instant::now();
+    let until = earliest(started + opts.connect_timeout, deadline);
+    let addrs = resolve(target, until).await?;
+    let mut last = NutError::transport(
+        TransportFailure::Resolve,
         format!("{} has no address", target.host),
     );
     for a in addrs {
-        match timeout(opts.connect_timeout, TcpStream::connect(a)).await {
+        let until = earliest(Instant::now() + opts.connect_timeout, deadline);
+        match timeout_at(until, TcpStream::connect(a)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok(Connection::new(Stream::Plain(s), opts.request_timeout));
+                let mut c = Connection::new(Stream::Plain(s), opts.request_timeout);
+                c.deadline = deadline;
+                return Ok(c);
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                last = NutError::new(
-                    ErrorKind::Connection,
-                    "connect-refused",
+                last = NutError::transport(
+                    TransportFailure::ConnectRefused,
                     format!("{a} refused the connection"),
                 )
                 .hint(format!(
@@ -248,20 +276,18 @@ pub async fn connect(target: &Target, opts: &Options) -> Result<Connection<Strea
                 ));
             }
             Ok(Err(e)) => {
-                last = NutError::new(
-                    ErrorKind::Connection,
-                    "connect-failed",
+                last = NutError::transport(
+                    TransportFailure::ConnectFailed,
                     format!("cannot connect to {a}: {e}"),
                 )
                 .hint("check the network and any firewall");
             }
             Err(_) => {
-                last = NutError::new(
-                    ErrorKind::Connection,
-                    "connect-timeout",
+                last = NutError::transport(
+                    TransportFailure::ConnectTimeout,
                     format!(
                         "{a} did not answer within {} ms",
-                        opts.connect_timeout.as_millis()
+                        (until - started).as_millis()
                     ),
                 )
                 .hint("check the address, the network and any firewall");
@@ -288,6 +314,10 @@ pub struct Client {
     conn: Option<Connection<Stream>>,
     /// What became of TLS on the current connection.
     pub tls: TlsState,
+    /// Nothing waits past this: the command's whole time with upsd.
+    deadline: Option<Instant>,
+    /// The last connection attempt got as far as TCP (what failed after was STARTTLS).
+    tcp_reached: bool,
 }
 
 /// Whether the connection is encrypted, and why not.
@@ -312,15 +342,41 @@ impl Client {
             opts,
             conn: None,
             tls: TlsState::Off,
+            deadline: None,
+            tcp_reached: false,
         }
+    }
+
+    /// Bounds everything from now on: no connect, read or pause between retries goes past
+    /// `deadline` (None: each step has its own timeout only, as the agent wants).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+        if let Some(c) = &mut self.conn {
+            c.deadline = deadline;
+        }
+    }
+
+    /// Whether the last connection attempt reached upsd's port (a failure after that was
+    /// STARTTLS's).
+    pub fn tcp_reached(&self) -> bool {
+        self.tcp_reached
+    }
+
+    /// Whether a pause of `pause` still leaves time before the deadline.
+    fn time_for(&self, pause: Duration) -> bool {
+        self.deadline.is_none_or(|d| Instant::now() + pause < d)
     }
 
     /// Connects now, with the retry policy, and STARTTLS per the TLS policy.
     pub async fn connect(&mut self) -> Result<(), NutError> {
         let mut attempt = 0;
         loop {
-            let opened = match connect(&self.target, &self.opts).await {
-                Ok(c) => self.secure(c).await,
+            self.tcp_reached = false;
+            let opened = match connect(&self.target, &self.opts, self.deadline).await {
+                Ok(c) => {
+                    self.tcp_reached = true;
+                    self.secure(c).await
+                }
                 Err(e) => Err(e),
             };
             match opened {
@@ -328,7 +384,11 @@ impl Client {
                     self.conn = Some(c);
                     return Ok(());
                 }
-                Err(e) if is_transport(&e) && attempt < self.opts.retry_count => {
+                Err(e)
+                    if e.reconnect_may_help()
+                        && attempt < self.opts.retry_count
+                        && self.time_for(self.opts.retry_delay) =>
+                {
                     log::debug!("{e}; retrying in {} ms", self.opts.retry_delay.as_millis());
                     attempt += 1;
                     sleep(self.opts.retry_delay).await;
@@ -384,12 +444,20 @@ impl Client {
             Err(e)
                 if tls.mode == TlsMode::Auto
                     && matches!(
-                        e.code.as_str(),
-                        "FEATURE-NOT-CONFIGURED" | "FEATURE-NOT-SUPPORTED" | "UNKNOWN-COMMAND"
+                        e.refusal(),
+                        Some(
+                            ErrCode::FeatureNotConfigured
+                                | ErrCode::FeatureNotSupported
+                                | ErrCode::UnknownCommand
+                        )
                     ) =>
             {
-                log::info!("{}: upsd offers no TLS ({})", self.target.address(), e.code);
-                self.tls = TlsState::NotOffered(e.code);
+                log::info!(
+                    "{}: upsd offers no TLS ({})",
+                    self.target.address(),
+                    e.code()
+                );
+                self.tls = TlsState::NotOffered(e.code().to_string());
                 return Ok(conn);
             }
             Err(e) => return Err(e),
@@ -397,22 +465,23 @@ impl Client {
         let Stream::Plain(tcp) = conn.into_inner()? else {
             return Err(NutError::new(
                 ErrorKind::Protocol,
-                "bad-reply",
+                "starttls-twice",
                 "STARTTLS on an encrypted connection",
             ));
         };
-        let deadline = self.opts.request_timeout;
-        let stream = timeout(deadline, handshake(tcp, &self.target.host, &tls.trust))
+        let until = earliest(Instant::now() + self.opts.request_timeout, self.deadline);
+        let stream = timeout_at(until, handshake(tcp, &self.target.host, &tls.trust))
             .await
             .map_err(|_| {
-                NutError::new(
-                    ErrorKind::Connection,
-                    "timeout",
+                NutError::transport(
+                    TransportFailure::Timeout,
                     "the TLS handshake with upsd timed out",
                 )
             })??;
         self.tls = TlsState::Encrypted(stream.tls_version().unwrap_or_default());
-        Ok(Connection::new(stream, self.opts.request_timeout))
+        let mut c = Connection::new(stream, self.opts.request_timeout);
+        c.deadline = self.deadline;
+        Ok(c)
     }
 
     pub fn disconnect(&mut self) {
@@ -445,18 +514,28 @@ impl Client {
             if matches!(req, Request::Password(_)) {
                 self.check_password_channel()?;
             }
-            let conn = self.conn.as_mut().expect("connected above");
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
             match conn.request(req).await {
-                Err(e) if is_transport(&e) => {
+                Err(e) if e.is_transport() => {
+                    // The stream is mid-reply or gone: the next request starts afresh.
                     self.conn = None;
-                    if !req.is_read() || attempt >= self.opts.retry_count {
+                    let pause = if attempt > 0 {
+                        self.opts.retry_delay
+                    } else {
+                        Duration::ZERO
+                    };
+                    if !e.reconnect_may_help()
+                        || !req.is_read()
+                        || attempt >= self.opts.retry_count
+                        || !self.time_for(pause)
+                    {
                         return Err(e);
                     }
                     log::debug!("{e}; reconnecting");
                     attempt += 1;
-                    if attempt > 1 {
-                        sleep(self.opts.retry_delay).await;
-                    }
+                    sleep(pause).await;
                 }
                 other => return other,
             }
@@ -472,9 +551,8 @@ impl Client {
                     (i.len() >= 2).then(|| (std::mem::take(&mut i[0]), std::mem::take(&mut i[1])))
                 })
                 .collect()),
-            _ => Err(NutError::new(
-                ErrorKind::Protocol,
-                "bad-reply",
+            _ => Err(NutError::transport(
+                TransportFailure::BadReply,
                 "LIST VAR: not a list",
             )),
         }
@@ -490,9 +568,8 @@ impl Client {
                     (i.into_iter().next().unwrap_or_default(), desc)
                 })
                 .collect()),
-            _ => Err(NutError::new(
-                ErrorKind::Protocol,
-                "bad-reply",
+            _ => Err(NutError::transport(
+                TransportFailure::BadReply,
                 "LIST UPS: not a list",
             )),
         }

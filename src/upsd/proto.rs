@@ -4,7 +4,7 @@
 //! **Invariant:** nothing here reads or writes a socket; every input is bounded and no reply
 //! makes these functions panic.
 
-use super::error::{ErrorKind, NutError};
+use super::error::{ErrorKind, NutError, TransportFailure};
 use crate::nut::conf::format_word;
 use crate::nut::lexer::{lex, Dialect, WORD_LIMIT};
 
@@ -209,9 +209,8 @@ pub fn words(line: &[u8]) -> Vec<String> {
 }
 
 fn protocol(request: &Request, what: String) -> NutError {
-    NutError::new(
-        ErrorKind::Protocol,
-        "bad-reply",
+    NutError::transport(
+        TransportFailure::BadReply,
         format!("{}: {what}", request.name()),
     )
     .hint("is this port a NUT upsd (default 3493)?")
@@ -351,11 +350,11 @@ mod tests {
     fn refuses_what_upsd_would_mangle() {
         let e = Request::Password("p\tw".into()).encode().unwrap_err();
         assert!(
-            e.message
+            e.message()
                 .contains("the password contains a control character"),
             "{e}"
         );
-        assert!(!e.message.contains("p\tw"));
+        assert!(!e.message().contains("p\tw"));
         assert!(Request::Username("é".into()).encode().is_err());
         assert!(Request::Login("x".repeat(513)).encode().is_err());
         assert!(Request::Login("x".repeat(512)).encode().is_ok());
@@ -379,24 +378,21 @@ mod tests {
             "say \"hi\""
         );
         let e = line_reply(&r, b"ERR DATA-STALE").unwrap_err();
-        assert_eq!(
-            (e.kind, e.code.as_str()),
-            (ErrorKind::Connection, "DATA-STALE")
-        );
-        assert_eq!(line_reply(&r, b"").unwrap_err().kind, ErrorKind::Protocol);
+        assert_eq!((e.kind(), e.code()), (ErrorKind::Connection, "DATA-STALE"));
+        assert_eq!(line_reply(&r, b"").unwrap_err().kind(), ErrorKind::Protocol);
         assert_eq!(line_reply(&Request::NetVer, b"1.3").unwrap(), ["1.3"]);
         assert_eq!(
             line_reply(&Request::Logout, b"OK Goodbye").unwrap(),
             ["OK", "Goodbye"]
         );
         assert_eq!(
-            line_reply(&r, b"garbage here").unwrap_err().kind,
+            line_reply(&r, b"garbage here").unwrap_err().kind(),
             ErrorKind::Protocol
         );
         assert_eq!(
             line_reply(&Request::Login("u".into()), b"VAR x")
                 .unwrap_err()
-                .kind,
+                .kind(),
             ErrorKind::Protocol
         );
     }
@@ -418,12 +414,12 @@ mod tests {
 
         let mut l = ListReader::new(what.clone());
         assert_eq!(
-            l.feed(&r, b"ERR UNKNOWN-UPS").unwrap_err().code,
+            l.feed(&r, b"ERR UNKNOWN-UPS").unwrap_err().code(),
             "UNKNOWN-UPS"
         );
         let mut l2 = ListReader::new(what.clone());
         assert_eq!(
-            l2.feed(&r, b"VAR u x 1").unwrap_err().kind,
+            l2.feed(&r, b"VAR u x 1").unwrap_err().kind(),
             ErrorKind::Protocol
         );
         let _ = l.items;
@@ -431,11 +427,11 @@ mod tests {
         let mut l = ListReader::new(what.clone());
         l.feed(&r, b"BEGIN LIST VAR u").unwrap();
         assert_eq!(
-            l.feed(&r, b"VAR other x 1").unwrap_err().kind,
+            l.feed(&r, b"VAR other x 1").unwrap_err().kind(),
             ErrorKind::Protocol
         );
         assert_eq!(
-            l.feed(&r, b"END LIST VAR other").unwrap_err().kind,
+            l.feed(&r, b"END LIST VAR other").unwrap_err().kind(),
             ErrorKind::Protocol
         );
 
@@ -447,7 +443,7 @@ mod tests {
         assert!(l
             .feed(&r, b"VAR u one.too.many 1")
             .unwrap_err()
-            .message
+            .message()
             .contains("longer than"));
     }
 }

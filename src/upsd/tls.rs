@@ -106,7 +106,7 @@ mod with_tls {
     use tokio::net::TcpStream;
 
     use super::{Stream, Trust};
-    use crate::upsd::error::{ErrorKind, NutError};
+    use crate::upsd::error::{ErrorKind, NutError, TransportFailure};
 
     pub fn sha256_hex(der: &[u8]) -> String {
         let d = ring::digest::digest(&ring::digest::SHA256, der);
@@ -224,7 +224,7 @@ mod with_tls {
             .connect(name, tcp)
             .await
             .map_err(|e| {
-                NutError::new(ErrorKind::Connection, "tls-handshake", format!("TLS with upsd failed: {e}"))
+                NutError::transport(TransportFailure::TlsHandshake, format!("TLS with upsd failed: {e}"))
                     .hint("check the CA file or pin against upsd's certificate (CERTFILE, or CERTPATH + CERTIDENT in upsd.conf)")
             })?;
         Ok(Stream::Tls(Box::new(tls)))

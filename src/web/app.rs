@@ -269,10 +269,7 @@ impl App {
             },
             Route::ApiSettings => Response::json(200, settings_json(&settings)),
             Route::ApiTest => match self.run_test(&settings, &form).await {
-                Ok((_, steps)) => {
-                    let ok = steps.iter().all(|x| x.ok);
-                    Response::json(200, crate::cli::test_connection::json(&steps, ok))
-                }
+                Ok((_, steps)) => Response::json(200, crate::upsd::diagnose::json(&steps)),
                 Err(e) => refuse(route, 422, &e, s),
             },
             Route::Metrics => {
@@ -390,17 +387,10 @@ impl App {
         self.start_session(next)
     }
 
-    /// Writes the settings and their change log; returns how many fields changed.
-    fn save(&self, old: &Settings, new: &Settings) -> Result<usize, String> {
-        let path = &self.config.settings_path;
-        let wrote = store::save(path, new)?;
-        if !wrote {
-            return Ok(0);
-        }
-        let changes = store::changes(old, new);
-        if let Err(e) = store::log_changes(path, &changes) {
-            log::warn!("web: {e}");
-        }
+    /// Writes the settings and their change log under the writers' lock; returns how many
+    /// fields changed against the file as it was then.
+    fn save(&self, _shown: &Settings, new: &Settings) -> Result<usize, String> {
+        let changes = store::commit(&self.config.settings_path, new)?.changes;
         for (field, a, b) in &changes {
             log::info!("web: settings changed: {field}: {a} -> {b}");
         }
@@ -589,7 +579,7 @@ impl App {
         &self,
         settings: &Settings,
         form: &Form,
-    ) -> Result<(String, Vec<crate::cli::test_connection::Step>), String> {
+    ) -> Result<(String, Vec<crate::upsd::diagnose::Step>), String> {
         let name = form.text("ups");
         let entry = settings
             .ups
@@ -638,8 +628,9 @@ impl App {
         opts.tls.mode = entry.tls;
         let address = target.address();
         let mut client = Client::new(target, opts);
-        let steps = crate::cli::test_connection::steps(&mut client, credentials, login).await;
-        client.disconnect();
+        // The page's whole test ends within this, whatever upsd does.
+        client.set_deadline(Some(tokio::time::Instant::now() + Duration::from_secs(10)));
+        let steps = crate::upsd::diagnose::diagnose(&mut client, credentials, login).await;
         Ok((address, steps))
     }
 

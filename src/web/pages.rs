@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::auth::Session;
 use super::form::{encode, FieldError};
-use crate::cli::test_connection::Step;
 use crate::nut::diag::{Finding, Severity};
 use crate::settings::model::{LogLevel, Settings, UpsEntry};
 use crate::state::monitor::Data;
 use crate::state::ring::Event;
 use crate::state::{Shared, UpsSlot};
+use crate::upsd::diagnose::Step;
 
 /// Text for HTML: `&`, `<`, `>`, `"` and `'` escaped.
 pub fn esc(s: &str) -> String {
@@ -911,7 +911,7 @@ pub fn test(f: &Frame, v: &TestView) -> String {
         if v.login { " checked" } else { "" }
     );
     if let Some((address, steps)) = v.result {
-        let ok = steps.iter().all(|s| s.ok);
+        let ok = steps.iter().all(Step::ok);
         let _ = write!(
             b,
             "<section class=\"card\" id=\"result\"><h2>{}: <span class=\"badge {}\">{}</span></h2><ol class=\"steps\">",
@@ -920,23 +920,23 @@ pub fn test(f: &Frame, v: &TestView) -> String {
             if ok { "all steps passed" } else { "failed" }
         );
         for s in steps {
-            let kind = s.error.as_ref().map_or(String::new(), |e| {
+            let kind = s.error().map_or(String::new(), |e| {
                 format!(
                     " <span class=\"badge bad kind\">{}</span> <code>{}</code>",
-                    e.kind.as_str(),
-                    esc(&e.code)
+                    e.kind().as_str(),
+                    esc(e.code())
                 )
             });
             let _ = write!(
                 b,
                 "<li class=\"step {}\" data-step=\"{}\"><span class=\"badge {}\">{}</span> <strong>{}</strong>{kind}<div>{}</div></li>",
-                if s.ok { "ok" } else { "bad" },
-                esc(s.name),
-                if s.ok { "ok" } else { "bad" },
-                if s.ok { "ok" } else { "failed" },
-                esc(s.name),
+                if s.ok() { "ok" } else { "bad" },
+                esc(s.name.as_str()),
+                if s.ok() { "ok" } else { "bad" },
+                if s.ok() { "ok" } else { "failed" },
+                esc(s.name.as_str()),
                 // The command line's advice, in the page's words.
-                esc(&s.message.replace("add --login", "tick \"Also test by LOGIN\""))
+                esc(&s.message().replace("add --login", "tick \"Also test by LOGIN\""))
             );
         }
         b.push_str("</ol></section>");
