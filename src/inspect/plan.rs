@@ -193,6 +193,15 @@ pub fn nut_dir(
     }
 }
 
+/// Whether loaded settings may name NUT's directory: a file that could not be read (defaults
+/// stand in for it) names none, and the rule goes on to `$NUT_CONFPATH`.
+pub fn names_dir(loaded: &store::Loaded) -> bool {
+    matches!(
+        loaded.source,
+        store::Source::Current | store::Source::Previous
+    )
+}
+
 /// The installed NUT: the release whose rules apply, where that came from, its drivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Installed {
@@ -324,11 +333,7 @@ impl Plan {
         let settings_path = settings_path(given.settings.as_deref());
         let (settings, settings_warnings, readable) = if settings_path.exists() {
             let loaded = store::load(&settings_path);
-            // A file that could not be read names no directory: the rule goes on to the next.
-            let readable = matches!(
-                loaded.source,
-                store::Source::Current | store::Source::Previous
-            );
+            let readable = names_dir(&loaded);
             let mut w = loaded.warnings;
             w.extend(settings_path.parent().and_then(store::check_dir));
             if let Some(v) = loaded.old_version {
