@@ -454,3 +454,21 @@ fn agent_dir(
     let _ = child.wait();
     found.unwrap_or_else(|| panic!("the agent did not say its directory: {seen:?}"))
 }
+
+#[test]
+fn a_settings_file_that_cannot_be_read_names_no_nut_directory() {
+    let c = nut_copy("unreadable-c");
+    let file = scratch("unreadable-settings").join("settings.bin");
+    fs::write(&file, b"not a settings file").unwrap();
+    let o = bin()
+        .args(["validate", "-v", "--nut-version", "2.8.0", "--settings"])
+        .arg(&file)
+        .env("NUT_CONFPATH", &c)
+        .output()
+        .unwrap();
+    let read = read_dir_of(&o);
+    assert!(
+        read.starts_with(&format!("{} ($NUT_CONFPATH)", c.display())),
+        "{read}"
+    );
+}

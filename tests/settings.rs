@@ -48,9 +48,9 @@ fn show(file: &Path) -> (Output, Value) {
 
 fn retry_count(v: &Value) -> String {
     v["ups"][0]["nut_retry_count"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+        .as_u64()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -433,7 +433,7 @@ fn a_full_disk_or_a_read_only_directory_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(v["ups"][0]["poll_interval"], "7");
+    assert_eq!(v["ups"][0]["poll_interval"], 7);
 
     let ro = Mount::new("readonly", "64k");
     let file = ro.0.join("settings.bin");
@@ -443,7 +443,7 @@ fn a_full_disk_or_a_read_only_directory_loses_nothing() {
     let o = set(f, "ups1", "poll_interval=8");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
-    assert_eq!(show(&file).1["ups"][0]["poll_interval"], "7");
+    assert_eq!(show(&file).1["ups"][0]["poll_interval"], 7);
 }
 
 #[test]

@@ -155,7 +155,8 @@ impl Agent {
         let path = &self.config.settings_path;
         crate::inspect::plan::nut_dir(
             self.config.nut_dir.as_deref(),
-            path.exists().then_some((path.as_path(), &self.settings)),
+            crate::inspect::plan::names_dir(&store::load(path))
+                .then_some((path.as_path(), &self.settings)),
             std::env::var_os("NUT_CONFPATH").as_deref(),
         )
         .0

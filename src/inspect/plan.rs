@@ -3,7 +3,8 @@
 //! ports may be talked to.
 //!
 //! **Architecture invariant:** NUT's directory is chosen by [`nut_dir`] and nowhere else:
-//! an explicit `--nut-dir`, else the settings' `nut_conf_dir` (when there is a settings file),
+//! an explicit `--nut-dir`, else the settings' `nut_conf_dir` (when there is a settings file
+//! that can be read),
 //! else `$NUT_CONFPATH`, else `/etc/nut`. Every command, the agent and the page use it, so
 //! `check` reads the directory the agent watches.
 //!
@@ -193,6 +194,15 @@ pub fn nut_dir(
     }
 }
 
+/// Whether loaded settings may name NUT's directory: a file that could not be read (defaults
+/// stand in for it) names none, and the rule goes on to `$NUT_CONFPATH`.
+pub fn names_dir(loaded: &store::Loaded) -> bool {
+    matches!(
+        loaded.source,
+        store::Source::Current | store::Source::Previous
+    )
+}
+
 /// The installed NUT: the release whose rules apply, where that came from, its drivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Installed {
@@ -324,8 +334,9 @@ impl Plan {
     pub fn resolve(face: Face, given: &Given, installed: Installed) -> Result<Plan, PlanError> {
         let root = root(given.sysfs_root.as_deref())?;
         let settings_path = settings_path(given.settings.as_deref());
-        let (settings, settings_warnings) = if settings_path.exists() {
+        let (settings, settings_warnings, readable) = if settings_path.exists() {
             let loaded = store::load(&settings_path);
+            let readable = names_dir(&loaded);
             let mut w = loaded.warnings;
             w.extend(settings_path.parent().and_then(store::check_dir));
             if let Some(v) = loaded.old_version {
@@ -334,13 +345,16 @@ impl Plan {
                     settings_path.display()
                 ));
             }
-            (Some(loaded.settings), w)
+            (Some(loaded.settings), w, readable)
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), false)
         };
         let (nut_dir, dir_source) = nut_dir(
             given.nut_dir.as_deref(),
-            settings.as_ref().map(|s| (settings_path.as_path(), s)),
+            settings
+                .as_ref()
+                .filter(|_| readable)
+                .map(|s| (settings_path.as_path(), s)),
             given.env_confpath.as_deref(),
         );
         let upsd = match &given.upsd {
