@@ -5,20 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Edges that other changes in flight remove; each must still exist (delete it here when it
-/// is gone), and none may hide a cycle of its own.
-const PENDING: &[(&str, &str, &str)] = &[
-    (
-        "agent",
-        "web",
-        "the agent starts the page; `run` is to start the two side by side",
-    ),
-    (
-        "web",
-        "cli",
-        "the page runs test-connection's steps from the CLI; they are to become the upsd layer's diagnosis",
-    ),
-];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -136,26 +122,11 @@ fn cycles(g: &Graph) -> Vec<Vec<String>> {
     out
 }
 
-fn without_pending(mut g: Graph) -> Graph {
-    for (from, to, _) in PENDING {
-        if let Some(s) = g.get_mut(*from) {
-            s.remove(*to);
-        }
-    }
-    g
-}
-
 #[test]
 fn top_level_modules_import_downwards_only() {
     let g = graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     assert!(g.contains_key("cli") && g.contains_key("nut"), "{g:?}");
-    for (from, to, why) in PENDING {
-        assert!(
-            g.get(*from).is_some_and(|s| s.contains(*to)),
-            "{from} no longer imports {to} ({why}): remove the edge from PENDING"
-        );
-    }
-    let found = cycles(&without_pending(g.clone()));
+    let found = cycles(&g);
     let edges: Vec<String> = found
         .iter()
         .flatten()
