@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 /// The top-level modules each `crate::NAME` path (or `crate::{A, B::c}` group) in `text` names.

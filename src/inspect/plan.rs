@@ -382,9 +382,10 @@ impl Plan {
                 }
                 o
             });
-            let total = given
-                .timeout
-                .map_or(std::time::Duration::from_secs(10), std::time::Duration::from_secs_f64);
+            let total = given.timeout.map_or(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs_f64,
+            );
             Ask {
                 target,
                 options,
