@@ -82,38 +82,6 @@ pub fn summary(findings: &[Finding]) -> (usize, usize, usize) {
     (n(Severity::Error), n(Severity::Warning), n(Severity::Info))
 }
 
-/// Where a file's bytes and fingerprint come from, for "which file changed".
-pub fn fingerprints(dir: &Path, settings: &Path) -> Vec<(String, Option<u64>)> {
-    let mut out: Vec<(String, Option<u64>)> = super::watch::NUT_FILES
-        .iter()
-        .map(|f| {
-            let p = crate::settings::fingerprint::of(f, &dir.join(f));
-            (f.to_string(), p.map(|p| p.hash))
-        })
-        .collect();
-    let name = settings
-        .file_name()
-        .map_or("settings".into(), |n| n.to_string_lossy().to_string());
-    let p = crate::settings::fingerprint::of(&name, settings);
-    out.push((name, p.map(|p| p.hash)));
-    out
-}
-
-/// Which files changed, appeared or went away between two sets of fingerprints.
-pub fn changed_files(old: &[(String, Option<u64>)], new: &[(String, Option<u64>)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, h) in new {
-        let before = old.iter().find(|(n, _)| n == name).and_then(|(_, h)| *h);
-        match (before, h) {
-            (None, Some(_)) => out.push(format!("{name} appeared")),
-            (Some(_), None) => out.push(format!("{name} went away")),
-            (Some(a), Some(b)) if a != *b => out.push(format!("{name} changed")),
-            _ => {}
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,30 +120,6 @@ mod tests {
         assert_eq!(
             describe(&f(Code::NoUps, 0, "none")),
             "ups.conf: error[no-ups]: none"
-        );
-    }
-
-    #[test]
-    fn agent_check_names_changed_files() {
-        let old = vec![
-            ("ups.conf".to_string(), Some(1)),
-            ("upsd.conf".to_string(), Some(2)),
-            ("nut.conf".to_string(), None),
-            ("upsd.users".to_string(), Some(5)),
-        ];
-        let new = vec![
-            ("ups.conf".to_string(), Some(9)),
-            ("upsd.conf".to_string(), Some(2)),
-            ("nut.conf".to_string(), Some(3)),
-            ("upsd.users".to_string(), None),
-        ];
-        assert_eq!(
-            changed_files(&old, &new),
-            [
-                "ups.conf changed",
-                "nut.conf appeared",
-                "upsd.users went away"
-            ]
         );
     }
 }

@@ -46,12 +46,16 @@ impl Report {
 
 /// Reads and validates NUT's files as the plan says.
 pub fn read_nut(plan: &Plan) -> (Parsed, Vec<Finding>) {
-    log::info!(
-        "checking {} ({}) against NUT {} ({})",
+    // Debug, not info: the agent rechecks on every file change and when asked.
+    log::debug!(
+        "checking {} ({}) against NUT {}{}",
         plan.nut_dir.display(),
         plan.dir_source.describe(),
         plan.installed.version,
-        plan.installed.source
+        match plan.installed.source.as_str() {
+            "" => String::new(),
+            s => format!(" ({s})"),
+        }
     );
     let cx = Context {
         version: plan.installed.version,
