@@ -1,9 +1,15 @@
-//! Differential tests against NUT itself: every fixture made for the installed NUT is run
-//! through NUT's own programs (each section's driver, upsd, upsmon logging in to that upsd),
-//! and what NUT rejects must be an error of ours at that place, and what NUT accepts must not be.
+//! Differential tests against NUT itself, in each release people run: every fixture is run
+//! through the programs of NUT 2.8.0 (Debian 12), 2.8.1 (Debian 13) and 2.8.5 (sid) — each
+//! section's driver, upsdrvctl, upsd as user nut, upsmon logging in to that upsd — inside a
+//! Debian root per release, and validated with `--nut-version` of that release. What NUT
+//! rejects must be an error of ours at that place, what NUT ignores with a complaint at least a
+//! warning, and what NUT accepts must have no error.
 //!
-//! Needs NUT's Debian packages (nut-server, nut-client) and root, as the README's test command
-//! sets up.
+//! A fixture is checked against every release unless a `releases` file next to it says
+//! otherwise: `only 2.8.0 2.8.1` limits it; `changes-at 2.8.1` says NUT's verdict changes at
+//! that release, and the suite checks that it does (both sides must be among its releases).
+//!
+//! Needs root (chroot) and the roots `nut-releases/build-roots` makes.
 
 mod common;
 
@@ -21,12 +27,18 @@ use power_snitch::nut::drivers::DriverDb;
 use power_snitch::nut::version::NutVersion;
 use power_snitch::nut::{host, validate, Context};
 
-const LIBEXEC: &str = "/lib/nut";
+use common::nut::Release;
 
-static UPSMON: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// upsmon keeps one PID file per system: one at a time in each root.
+static UPSMON: [Mutex<()>; 4] = [
+    Mutex::new(()),
+    Mutex::new(()),
+    Mutex::new(()),
+    Mutex::new(()),
+];
 
 /// What NUT made of one fixture.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Verdict {
     /// (file, line or 0 for the whole file, what NUT said)
     rejected: Vec<(&'static str, u32, String)>,
@@ -125,18 +137,19 @@ fn line_of(dir: &Path, file: &str, needle: &str) -> u32 {
         .map_or(0, |i| i as u32 + 1)
 }
 
-/// Copies a fixture where NUT's programs can use it, with the meta's modes and owners.
-fn stage(fixture: &Path, meta: &common::Meta) -> PathBuf {
+/// Copies a fixture into the release's root where its programs can use it, with the meta's
+/// modes and owners (the root's `nut` group by default): (path here, path inside the root).
+fn stage(fixture: &Path, meta: &common::Meta, release: &Release) -> (PathBuf, PathBuf) {
     let name = fixture.file_name().unwrap().to_string_lossy().to_string();
-    let dir = std::env::temp_dir().join(format!("psd-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let nut = host::account("nut").expect("user nut exists (Debian's nut-server creates it)");
+    let (dir, inside) = release.temp_dir(&format!("psd-{name}"));
+    let nut = release
+        .account("nut")
+        .expect("user nut exists in the root (Debian's nut-server creates it)");
     let nut_gid = nut.gids[0];
     for e in fs::read_dir(fixture).unwrap() {
         let e = e.unwrap();
         let f = e.file_name().to_string_lossy().to_string();
-        if f == "expected" || f == "meta" {
+        if matches!(f.as_str(), "expected" | "meta" | "releases") {
             continue;
         }
         fs::copy(e.path(), dir.join(&f)).unwrap();
@@ -150,10 +163,17 @@ fn stage(fixture: &Path, meta: &common::Meta) -> PathBuf {
     }
     nix::unistd::chown(&dir, Some(0.into()), Some(nut_gid.into())).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o770)).unwrap();
-    dir
+    (dir, inside)
 }
 
-fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
+/// Runs the staged fixture (`dir` here, `inside` the root) through the release's programs.
+fn ask_nut(
+    release: &Release,
+    slot: usize,
+    dir: &Path,
+    inside: &Path,
+    sections: &[(String, Option<String>)],
+) -> Verdict {
     let mut v = Verdict::default();
     if dir.join("ups.conf").exists() {
         v.exercised.push("ups.conf");
@@ -161,17 +181,18 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     // Each section's driver, parsing its configuration and dumping once.
     for (name, driver) in sections {
         let Some(driver) = driver else { continue };
-        let program = Path::new(LIBEXEC).join(driver);
         let header = line_of(dir, "ups.conf", &format!("[{name}]"));
-        if !program.exists() {
+        // A name with a slash is no driver of this release, wherever it points.
+        let program = release.program(driver).filter(|_| !driver.contains('/'));
+        let Some(program) = program else {
             let line = line_of(dir, "ups.conf", &format!("= {driver}"));
             v.rejected
                 .push(("ups.conf", line, format!("no driver {driver}")));
             continue;
-        }
-        let mut cmd = Command::new(&program);
+        };
+        let mut cmd = release.command(&program);
         cmd.args(["-a", name, "-d", "1", "-u", "root"]);
-        nut_env(&mut cmd, dir);
+        nut_env(&mut cmd, inside);
         // Configuration errors come at once; a driver still running after two seconds got past them.
         let mut driver_run = Watched::start(cmd);
         driver_run.until(Duration::from_secs(2), |o| o.contains("Fatal error"));
@@ -195,9 +216,9 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     }
     // upsdrvctl's dry run: it stops on a section without a driver, or no section at all.
     if dir.join("ups.conf").exists() {
-        let mut cmd = Command::new("/sbin/upsdrvctl");
+        let mut cmd = release.command(&release.program("upsdrvctl").expect("upsdrvctl"));
         cmd.args(["-t", "start"]);
-        nut_env(&mut cmd, dir);
+        nut_env(&mut cmd, inside);
         let mut dry = Watched::start(cmd);
         let status = dry.until(Duration::from_secs(10), |_| false);
         let out = dry.finish();
@@ -213,9 +234,9 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
         }
     }
     // upsd, as user nut, as packaged.
-    let mut cmd = Command::new(Path::new(LIBEXEC).join("upsd"));
+    let mut cmd = release.command(&release.program("upsd").expect("upsd"));
     cmd.args(["-F", "-u", "nut"]);
-    nut_env(&mut cmd, dir);
+    nut_env(&mut cmd, inside);
     let mut upsd = Watched::start(cmd);
     // upsd says this once it has read its files and is listening.
     let exited = upsd.until(Duration::from_secs(10), |o| {
@@ -223,9 +244,16 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     });
     if exited.is_some() {
         let out = upsd.finish();
-        let file = ["ups.conf", "upsd.users"]
-            .into_iter()
-            .find(|f| out.contains(f))
+        // The file upsd names last is the one it stopped on ("Found 1 UPS defined in
+        // ups.conf" comes before a missing upsd.users in 2.8.1 and later).
+        let file = out
+            .lines()
+            .rev()
+            .find_map(|l| {
+                ["upsd.users", "upsd.conf", "ups.conf"]
+                    .into_iter()
+                    .find(|f| l.contains(f) && !l.starts_with("Found "))
+            })
             .unwrap_or("upsd.conf");
         v.rejected
             .push((file, 0, format!("upsd exits: {}", out.trim())));
@@ -234,11 +262,10 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
     v.exercised.extend(["upsd.conf", "upsd.users"]);
     // upsmon logs in to that upsd with each MONITOR line.
     if dir.join("upsmon.conf").exists() {
-        // upsmon keeps one PID file for the whole machine: one at a time.
-        let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
-        let mut cmd = Command::new(Path::new(LIBEXEC).join("upsmon"));
+        let _one = UPSMON[slot].lock().unwrap_or_else(|e| e.into_inner());
+        let mut cmd = release.command(&release.program("upsmon").expect("upsmon"));
         cmd.args(["-F", "-D", "-u", "root"]);
-        nut_env(&mut cmd, dir);
+        nut_env(&mut cmd, inside);
         let mut upsmon = Watched::start(cmd);
         // upsmon announces each MONITOR line ("UPS: ..."), then tries each once: wait for as
         // many outcomes, and a little more for a PRIMARY refusal that follows a login.
@@ -260,7 +287,7 @@ fn ask_nut(dir: &Path, sections: &[(String, Option<String>)]) -> Verdict {
             std::thread::sleep(Duration::from_millis(300));
         }
         let out = upsmon.finish();
-        let _ = fs::remove_file("/run/nut/upsmon.pid");
+        let _ = fs::remove_file(release.root.join("run/nut/upsmon.pid"));
         for l in out.lines().filter(|l| l.contains(": invalid directive ")) {
             let text = l.split(": invalid directive ").nth(1).unwrap_or_default();
             let line = line_of(
@@ -322,23 +349,96 @@ fn unobservable(f: &Finding) -> bool {
             .any(|k| f.message.starts_with(&format!("`{k}`")))
 }
 
+/// The releases a fixture is meant for, from the `releases` file next to it.
+struct Plan {
+    /// Indexes into the releases.
+    runs: Vec<usize>,
+    /// NUT's verdict changes at each of these releases.
+    changes_at: Vec<NutVersion>,
+}
+
+fn plan(fixture: &Path, releases: &[Release]) -> Plan {
+    let mut plan = Plan {
+        runs: (0..releases.len()).collect(),
+        changes_at: Vec::new(),
+    };
+    let Ok(text) = fs::read_to_string(fixture.join("releases")) else {
+        return plan;
+    };
+    let at = |v: &str| -> NutVersion {
+        let v: NutVersion = v
+            .parse()
+            .unwrap_or_else(|e| panic!("{}/releases: {e}", fixture.display()));
+        v
+    };
+    for line in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+    {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            [] => {}
+            ["only", list @ ..] if !list.is_empty() => {
+                plan.runs = list
+                    .iter()
+                    .map(|v| {
+                        let v = at(v);
+                        releases
+                            .iter()
+                            .position(|r| r.version == v)
+                            .unwrap_or_else(|| {
+                                panic!("{}/releases: no root holds NUT {v}", fixture.display())
+                            })
+                    })
+                    .collect();
+            }
+            ["changes-at", v] => plan.changes_at.push(at(v)),
+            _ => panic!(
+                "{}/releases: `{line}` is neither `only VERSION...` nor `changes-at VERSION`",
+                fixture.display()
+            ),
+        }
+    }
+    for &v in &plan.changes_at {
+        let before = plan.runs.iter().any(|&i| releases[i].version < v);
+        let after = plan.runs.iter().any(|&i| releases[i].version >= v);
+        assert!(
+            before && after,
+            "{}/releases: changes-at {v} needs a release on each side",
+            fixture.display()
+        );
+    }
+    plan
+}
+
+/// One fixture run through one release.
+struct Outcome {
+    release: usize,
+    fixture: String,
+    verdict: Verdict,
+    problems: Vec<String>,
+}
+
 #[test]
-fn nut_agrees_with_every_fixture() {
-    let (installed, _) =
-        host::detect_version().expect("NUT is installed (apt install nut-server nut-client)");
-    let nut = host::installed_drivers();
-    let fixtures: Vec<PathBuf> = common::fixtures()
-        .into_iter()
-        .filter(|d| common::meta(d).version == installed)
-        .collect();
+fn nut_agrees_with_every_fixture_in_every_release() {
+    let releases = common::nut::releases();
+    let fixtures = common::fixtures();
     assert!(
         fixtures.len() >= 40,
-        "only {} fixtures are for the installed NUT {installed}",
+        "the corpus has {} fixtures",
         fixtures.len()
     );
+    let plans: Vec<Plan> = fixtures.iter().map(|f| plan(f, &releases)).collect();
+    let drivers: Vec<Option<Vec<String>>> = releases
+        .iter()
+        .map(|r| host::installed_drivers_under(&r.root))
+        .collect();
+    let started = Instant::now();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let problems = std::sync::Mutex::new(Vec::new());
-    // Fixtures listen on ports of their own, so several run at once; upsmon runs one at a time.
+    let outcomes = Mutex::new(Vec::new());
+    let spent = Mutex::new(vec![Duration::ZERO; releases.len()]);
+    // Fixtures listen on ports of their own, so several run at once; one fixture goes through
+    // its releases one after the other (the same ports), upsmon one at a time per root.
     std::thread::scope(|scope| {
         for _ in 0..6 {
             scope.spawn(|| loop {
@@ -346,32 +446,120 @@ fn nut_agrees_with_every_fixture() {
                 let Some(fixture) = fixtures.get(i) else {
                     break;
                 };
-                let found = compare(fixture, installed, nut.as_deref());
-                problems.lock().unwrap().extend(found);
+                for &r in &plans[i].runs {
+                    let t = Instant::now();
+                    let (verdict, problems) =
+                        compare(fixture, &releases[r], r, drivers[r].as_deref());
+                    spent.lock().unwrap()[r] += t.elapsed();
+                    outcomes.lock().unwrap().push(Outcome {
+                        release: r,
+                        fixture: fixture.file_name().unwrap().to_string_lossy().into(),
+                        verdict,
+                        problems,
+                    });
+                }
             });
         }
     });
-    let problems = problems.into_inner().unwrap();
-    assert!(
-        problems.is_empty(),
-        "{} disagreement(s) with NUT:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    let mut outcomes = outcomes.into_inner().unwrap();
+    outcomes.sort_by(|a, b| (a.release, &a.fixture).cmp(&(b.release, &b.fixture)));
+    let spent = spent.into_inner().unwrap();
+    // A fixture that says its verdict changes at a release must show NUT changing there.
+    let mut changes = Vec::new();
+    for (fixture, plan) in fixtures.iter().zip(&plans) {
+        for &at in &plan.changes_at {
+            let name = fixture.file_name().unwrap().to_string_lossy();
+            let said = |before: bool| -> Vec<(String, Vec<String>)> {
+                outcomes
+                    .iter()
+                    .filter(|o| o.fixture == name && (releases[o.release].version < at) == before)
+                    .map(|o| (releases[o.release].version.to_string(), o.verdict.said()))
+                    .collect()
+            };
+            for (old, old_said) in said(true) {
+                for (new, new_said) in said(false) {
+                    if old_said == new_said {
+                        changes.push(format!(
+                            "{name}: says NUT's verdict changes at {at}, but NUT {old} and {new} \
+                         both say: {old_said:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut report = String::new();
+    let mut failed = !changes.is_empty();
+    for (r, release) in releases.iter().enumerate() {
+        let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.release == r).collect();
+        let agreed = mine.iter().filter(|o| o.problems.is_empty()).count();
+        report.push_str(&format!(
+            "NUT {} ({} {}): {} cases run, {agreed} agreed, {} disagree ({:.1} s of fixture time)\n",
+            release.version,
+            release.suite,
+            release.package,
+            mine.len(),
+            mine.len() - agreed,
+            spent[r].as_secs_f64()
+        ));
+        for o in mine.iter().filter(|o| !o.problems.is_empty()) {
+            failed = true;
+            for p in &o.problems {
+                report.push_str(&format!("  {p}\n"));
+            }
+        }
+    }
+    for c in &changes {
+        report.push_str(&format!("  {c}\n"));
+    }
+    report.push_str(&format!(
+        "{} fixtures, {:.1} s in all\n",
+        fixtures.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-report.txt");
+    let _ = fs::write(&file, &report);
+    println!("{report}(also in {})", file.display());
+    assert!(!failed, "disagreements with NUT:\n{report}");
 }
 
-/// Runs one fixture through NUT and through the validator; returns the disagreements.
-fn compare(fixture: &Path, installed: NutVersion, nut: Option<&[String]>) -> Vec<String> {
+impl Verdict {
+    /// What NUT said, by place, for comparing one release's verdict with another's.
+    fn said(&self) -> Vec<String> {
+        let mut said: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|(f, l, _)| format!("rejects {f}:{l}"))
+            .chain(
+                self.ignored
+                    .iter()
+                    .map(|(f, l, _)| format!("ignores {f}:{l}")),
+            )
+            .collect();
+        said.sort();
+        said.dedup();
+        said
+    }
+}
+
+/// Runs one fixture through one release of NUT and through the validator told that release;
+/// returns NUT's verdict and the disagreements.
+fn compare(
+    fixture: &Path,
+    release: &Release,
+    slot: usize,
+    nut: Option<&[String]>,
+) -> (Verdict, Vec<String>) {
     let mut problems = Vec::new();
     let meta = common::meta(fixture);
-    let dir = stage(fixture, &meta);
+    let (dir, inside) = stage(fixture, &meta, release);
     let cx = Context {
-        version: installed,
+        version: release.version,
         drivers: DriverDb::builtin(),
         host_drivers: nut,
     };
     let mut snap = host::snapshot(&dir);
-    snap.daemon = host::account("nut");
+    snap.daemon = release.account("nut");
     let (parsed, findings) = validate(&snap, &cx);
     let sections: Vec<(String, Option<String>)> = parsed
         .ups
@@ -379,8 +567,12 @@ fn compare(fixture: &Path, installed: NutVersion, nut: Option<&[String]>) -> Vec
         .flat_map(|u| u.sections.iter())
         .map(|s| (s.name.clone(), s.value("driver").map(String::from)))
         .collect();
-    let verdict = ask_nut(&dir, &sections);
-    let name = fixture.file_name().unwrap().to_string_lossy();
+    let verdict = ask_nut(release, slot, &dir, &inside, &sections);
+    let name = format!(
+        "{} (NUT {})",
+        fixture.file_name().unwrap().to_string_lossy(),
+        release.version
+    );
     let errors = |file: &str| -> Vec<&Finding> {
         findings
             .iter()
@@ -427,5 +619,45 @@ fn compare(fixture: &Path, installed: NutVersion, nut: Option<&[String]>) -> Vec
         }
     }
     let _ = fs::remove_dir_all(&dir);
-    problems
+    (verdict, problems)
+}
+
+/// Version detection on each release's own installation: `upsd -V` where that release puts
+/// upsd, and its driver directory.
+#[test]
+fn each_release_is_detected_from_its_programs() {
+    for release in common::nut::releases() {
+        let (found, from) = host::detect_version_under(&release.root, |p| release.banner(p))
+            .unwrap_or_else(|| panic!("no NUT version found in {}", release.root.display()));
+        assert_eq!(found, release.version, "{} said so", from.display());
+        let dir = host::driver_dir_under(&release.root).expect("a driver directory");
+        let drivers = host::installed_drivers_under(&release.root).unwrap();
+        for d in ["dummy-ups", "usbhid-ups", "nutdrv_qx", "blazer_usb"] {
+            assert!(
+                drivers.iter().any(|n| n == d),
+                "NUT {}: {d} not among {drivers:?} in {}",
+                release.version,
+                dir.display()
+            );
+        }
+        let (dir, upsd) = (
+            dir.strip_prefix(&release.root)
+                .unwrap()
+                .display()
+                .to_string(),
+            from.display().to_string(),
+        );
+        let want = match release.suite.as_str() {
+            // merged /usr: /lib/nut is /usr/lib/nut; the first of the list is found
+            "bookworm" | "trixie" => ("lib/nut", "/lib/nut/upsd"),
+            // upsd itself in /usr/sbin, found as /sbin/upsd (merged /usr)
+            _ => ("usr/libexec/nut", "/sbin/upsd"),
+        };
+        assert_eq!(
+            (dir.as_str(), upsd.as_str()),
+            want,
+            "NUT {}",
+            release.version
+        );
+    }
 }

@@ -66,7 +66,8 @@ const DIRECTIVES: &[Directive] = &[
         Some(NutVersion::new(2, 8, 1)),
     ),
     ("OFFDURATION", 1, Some(NutVersion::new(2, 8, 1))),
-    ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 1))),
+    // 2.8.1 logs "invalid directive" (differential tests), 2.8.5 knows it; 2.8.2 by NEWS.
+    ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 2))),
     ("SHUTDOWNEXIT", 1, Some(NutVersion::new(2, 8, 1))),
     ("ALARMCRITICAL", 1, Some(NutVersion::new(2, 8, 3))),
     ("OVERDURATION", 1, Some(NutVersion::new(2, 8, 3))),
