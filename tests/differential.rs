@@ -333,6 +333,16 @@ fn ask_nut(
         );
         v.ignored.push(("upsd.conf", line, l.trim().to_string()));
     }
+    // A LISTEN line upsd could not bind: it runs without that socket.
+    for l in out.lines().filter(|l| l.starts_with("not listening on ")) {
+        let addr = l
+            .trim_start_matches("not listening on ")
+            .split(" port ")
+            .next()
+            .unwrap_or_default();
+        let line = line_of(dir, "upsd.conf", &format!("LISTEN {addr} "));
+        v.ignored.push(("upsd.conf", line, l.trim().to_string()));
+    }
     if out.contains("upsd.users: Permission denied") {
         v.rejected
             .push(("upsd.users", 0, "upsd cannot open upsd.users".into()));
