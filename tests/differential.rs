@@ -297,6 +297,21 @@ fn ask_nut(
             );
             v.ignored.push(("upsmon.conf", line, l.trim().to_string()));
         }
+        // A notify type this upsmon does not know: it ignores the line.
+        for l in out.lines() {
+            let (keyword, ty) = if let Some(rest) = l.split("invalid notify type [").nth(1) {
+                ("NOTIFYFLAG", rest.split(']').next().unwrap_or_default())
+            } else if let Some(rest) = l.split("' is not a valid notify event name").next() {
+                if rest.len() == l.len() {
+                    continue;
+                }
+                ("NOTIFYMSG", rest.rsplit('\'').next().unwrap_or_default())
+            } else {
+                continue;
+            };
+            let line = line_of(dir, "upsmon.conf", &format!("{keyword} {ty} "));
+            v.ignored.push(("upsmon.conf", line, l.trim().to_string()));
+        }
         if status.is_some() && out.contains("Fatal error") {
             v.rejected
                 .push(("upsmon.conf", 0, format!("upsmon exits: {}", out.trim())));

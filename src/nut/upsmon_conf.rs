@@ -73,23 +73,41 @@ const DIRECTIVES: &[Directive] = &[
     ("OVERDURATION", 1, Some(NutVersion::new(2, 8, 3))),
 ];
 
-const NOTIFY_TYPES: &[&str] = &[
-    "ONLINE",
-    "ONBATT",
-    "LOWBATT",
-    "FSD",
-    "COMMOK",
-    "COMMBAD",
-    "SHUTDOWN",
-    "REPLBATT",
-    "NOCOMM",
-    "NOPARENT",
-    "CAL",
-    "NOTCAL",
-    "OFF",
-    "NOTOFF",
-    "BYPASS",
-    "NOTBYPASS",
+/// Notify types and the release that added each, as each release's upsmon logs "invalid
+/// notify type" (NOTIFYFLAG) or "not a valid notify event name" (NOTIFYMSG) for the others.
+/// Measured with the differential tests' roots: 2.8.0 knows the first eleven, 2.8.1 adds
+/// OFF..NOTBYPASS (but not NOTCAL), 2.8.5 knows all; 2.8.3 for the rest is NEWS's date.
+const NOTIFY_TYPES: &[(&str, Option<NutVersion>)] = &[
+    ("ONLINE", None),
+    ("ONBATT", None),
+    ("LOWBATT", None),
+    ("FSD", None),
+    ("COMMOK", None),
+    ("COMMBAD", None),
+    ("SHUTDOWN", None),
+    ("REPLBATT", None),
+    ("NOCOMM", None),
+    ("NOPARENT", None),
+    ("CAL", None),
+    ("OFF", Some(NutVersion::new(2, 8, 1))),
+    ("NOTOFF", Some(NutVersion::new(2, 8, 1))),
+    ("BYPASS", Some(NutVersion::new(2, 8, 1))),
+    ("NOTBYPASS", Some(NutVersion::new(2, 8, 1))),
+    ("NOTCAL", Some(NutVersion::new(2, 8, 3))),
+    ("ECO", Some(NutVersion::new(2, 8, 3))),
+    ("NOTECO", Some(NutVersion::new(2, 8, 3))),
+    ("ALARM", Some(NutVersion::new(2, 8, 3))),
+    ("NOTALARM", Some(NutVersion::new(2, 8, 3))),
+    ("OVER", Some(NutVersion::new(2, 8, 3))),
+    ("NOTOVER", Some(NutVersion::new(2, 8, 3))),
+    ("TRIM", Some(NutVersion::new(2, 8, 3))),
+    ("NOTTRIM", Some(NutVersion::new(2, 8, 3))),
+    ("BOOST", Some(NutVersion::new(2, 8, 3))),
+    ("NOTBOOST", Some(NutVersion::new(2, 8, 3))),
+    ("OTHER", Some(NutVersion::new(2, 8, 3))),
+    ("NOTOTHER", Some(NutVersion::new(2, 8, 3))),
+    ("SUSPEND_STARTING", Some(NutVersion::new(2, 8, 3))),
+    ("SUSPEND_FINISHED", Some(NutVersion::new(2, 8, 3))),
 ];
 const NOTIFY_FLAGS: &[&str] = &["SYSLOG", "WALL", "EXEC", "IGNORE"];
 const NUMERIC: &[&str] = &[
@@ -113,6 +131,8 @@ const NUMERIC: &[&str] = &[
 
 pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     let mut conf = UpsmonConf::default();
+    // (directive, or notify setting and its type; the line it was first set on)
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
         let key = &line.words[0];
         let args = &line.words[1..];
@@ -164,6 +184,25 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
             .with_hint(format!("write `{name} VALUE`"));
             continue;
         }
+        // A directive given twice: upsmon keeps the later one without a word. MONITOR and
+        // CERTHOST take one line per UPS or host; the notify settings one per type.
+        if !matches!(name, "MONITOR" | "CERTHOST") {
+            let what = if name.starts_with("NOTIFY") && name != "NOTIFYCMD" {
+                format!("{name} {}", args[0].text)
+            } else {
+                name.to_string()
+            };
+            if let Some(first) = seen.get(&what) {
+                sink.warning(
+                    Code::Duplicate,
+                    key.pos,
+                    format!("`{what}` is also set on line {first}: upsmon keeps this later one and ignores the first without a word"),
+                )
+                .with_hint("keep one of the two lines");
+            } else {
+                seen.insert(what, key.pos.line);
+            }
+        }
         match name {
             "MONITOR" => {
                 if let Some(m) = parse_monitor(args, cx, sink) {
@@ -178,7 +217,7 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
             "RUN_AS_USER" => conf.run_as_user = Some(args[0].text.to_string()),
             "SHUTDOWNCMD" => conf.shutdown_cmd = Some(args[0].text.to_string()),
             "NOTIFYFLAG" | "NOTIFYMSG" => {
-                check_notify_type(&args[0], sink);
+                check_notify_type(&args[0], cx, sink);
                 if name == "NOTIFYFLAG" {
                     for flag in args[1].text.split('+') {
                         if !NOTIFY_FLAGS.contains(&flag) {
@@ -233,14 +272,36 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     conf
 }
 
-fn check_notify_type(w: &Word, sink: &mut Sink) {
-    if !NOTIFY_TYPES.contains(&w.text.as_str()) {
-        sink.warning(
-            Code::BadValue,
-            w.pos,
-            format!("`{}` is not a notify type upsmon knows", w.text),
-        )
-        .with_hint(format!("types are: {}", NOTIFY_TYPES.join(", ")));
+fn check_notify_type(w: &Word, cx: &Context, sink: &mut Sink) {
+    let known = || {
+        NOTIFY_TYPES
+            .iter()
+            .filter(|t| t.1.is_none_or(|v| v <= cx.version))
+            .map(|t| t.0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match NOTIFY_TYPES.iter().find(|t| t.0 == w.text.as_str()) {
+        Some((_, Some(since))) if *since > cx.version => {
+            sink.warning(
+                Code::BadValue,
+                w.pos,
+                format!(
+                    "`{}` is a notify type from NUT {since} on: upsmon {} does not know it and ignores the line",
+                    w.text, cx.version
+                ),
+            )
+            .with_hint(format!("types of NUT {}: {}", cx.version, known()));
+        }
+        Some(_) => {}
+        None => {
+            sink.warning(
+                Code::BadValue,
+                w.pos,
+                format!("`{}` is not a notify type upsmon knows", w.text),
+            )
+            .with_hint(format!("types are: {}", known()));
+        }
     }
 }
 
