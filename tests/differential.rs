@@ -233,6 +233,31 @@ fn ask_nut(
                 .push(("ups.conf", 0, format!("upsdrvctl -t start fails: {last}")));
         }
     }
+    // Debian's upsd wrapper (up to 2.8.1) reads nut.conf with the shell and starts upsd only
+    // for MODE standalone or netserver; run as it is, on this nut.conf, without starting upsd.
+    let wrapper = fs::read_to_string(release.root.join("usr/sbin/upsd")).unwrap_or_default();
+    if wrapper.starts_with("#!/bin/sh") {
+        let script = wrapper
+            .replace(
+                "/etc/nut/nut.conf",
+                &inside.join("nut.conf").to_string_lossy(),
+            )
+            .replace("exec /lib/nut/upsd \"$@\"", "exit 0");
+        // A nut.conf is a shell script run as root: no PATH to find programs with.
+        let mut cmd = release.command(Path::new("/usr/bin/env"));
+        cmd.args(["-i", "PATH=/nonexistent", "/bin/sh", "-c", &script]);
+        let mut sh = Watched::start(cmd);
+        let status = sh.until(Duration::from_secs(5), |_| false);
+        let out = sh.finish();
+        if status != Some(0) {
+            v.rejected.push((
+                "nut.conf",
+                0,
+                format!("Debian's upsd wrapper exits {status:?}: {}", out.trim()),
+            ));
+        }
+        v.exercised.push("nut.conf");
+    }
     // upsd, as user nut, as packaged.
     let mut cmd = release.command(&release.program("upsd").expect("upsd"));
     cmd.args(["-F", "-u", "nut"]);
