@@ -209,6 +209,13 @@ fn ask_nut(
                 format!("{driver}: `{var}` is not a valid variable"),
             ));
         }
+        if out.contains("invalid regular expression") {
+            v.rejected.push((
+                "ups.conf",
+                0,
+                format!("{driver}: a USB matcher is an invalid regular expression"),
+            ));
+        }
         if out.contains("must specify a port name") {
             v.rejected
                 .push(("ups.conf", header, format!("{driver}: no port")));

@@ -278,7 +278,10 @@ fn check_name(section: &Merged, sink: &mut Sink) {
 
 /// Does a section have what upsd needs to serve it (`driver` and `port`)?
 pub fn complete(section: &UpsSection) -> bool {
-    section.value("driver").is_some_and(|d| !d.is_empty())
+    section
+        .get("driver")
+        .and_then(|e| e.value.as_deref())
+        .is_some_and(|d| !d.is_empty())
         && section.value("port").is_some_and(|p| !p.is_empty())
 }
 
@@ -418,6 +421,30 @@ fn check_port(section: &Merged, sink: &mut Sink) {
             sink.error(Code::BadValue, *value_pos, "`port` is empty".into())
                 .with_hint("`port = auto` for USB, or a device path for serial");
         }
+        // A USB-only driver never opens its port: it scans USB whatever the port says.
+        Some(Entry {
+            value: Some(v),
+            value_pos,
+            ..
+        }) if v.starts_with("/dev/")
+            && section
+                .get("driver")
+                .and_then(|e| e.value.as_deref())
+                .is_some_and(|d| {
+                    crate::probe::cross::kind(d, v) == Some(crate::probe::Bus::Usb)
+                }) =>
+        {
+            let driver = section
+                .get("driver")
+                .and_then(|e| e.value.as_deref())
+                .unwrap_or_default();
+            sink.warning(
+                Code::BadValue,
+                *value_pos,
+                format!("{driver} talks only USB: it ignores `port = {v}` and opens the first USB device its matchers allow"),
+            )
+            .with_hint("write `port = auto`; for a serial UPS use a serial driver (e.g. blazer_ser, nutdrv_qx)");
+        }
         _ => {}
     }
 }
@@ -460,6 +487,22 @@ fn check_value(e: &Entry, sink: &mut Sink) {
     let hex4 = v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit());
     let digits =
         |max: usize| v.len() <= max && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
+    // The driver compiles each USB matcher as a POSIX extended regular expression at start
+    // and stops with "invalid regular expression" when one does not compile (every release).
+    if matches!(
+        name,
+        "vendorid" | "productid" | "vendor" | "product" | "serial" | "bus" | "device" | "busport"
+    ) {
+        if let Err(why) = crate::probe::matcher::Regex::new(v) {
+            sink.error(
+                Code::BadValue,
+                pos,
+                format!("`{name}` is matched as a regular expression, and `{v}` is not one ({why}): the driver stops at start with \"invalid regular expression\""),
+            )
+            .with_hint("escape the special characters (`\\?`, `\\*`, `\\.`), or match with `.` for any one character");
+            return;
+        }
+    }
     match name {
         "vendorid" | "productid" if !hex4 && plain() => {
             let f = sink.error(
