@@ -133,12 +133,26 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     let mut conf = UpsmonConf::default();
     // (directive, or notify setting and its type; the line it was first set on)
     let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    // An old-style MONITOR line stops upsmon before it counts the power supplies.
+    let mut old_style = false;
     for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
         let key = &line.words[0];
         let args = &line.words[1..];
         let Some((name, need, _)) = directive(key, DIRECTIVES, "upsmon", cx.version, sink) else {
             continue;
         };
+        // upsmon reads a MONITOR line of four words as the pre-2.0 form without a user name,
+        // whatever the words are, and stops (measured in 2.8.0, 2.8.1 and 2.8.5).
+        if name == "MONITOR" && args.len() == 4 {
+            old_style = true;
+            sink.error(
+                Code::BadMonitor,
+                key.pos,
+                "a MONITOR line of four words is the old form without a user name: upsmon stops with \"Unable to use old-style MONITOR line without a username\" (\"unusable configuration\")".into(),
+            )
+            .with_hint("write `MONITOR ups@host POWERVALUE USER PASSWORD primary|secondary`; quote a password with spaces");
+            continue;
+        }
         if args.len() < need {
             let code = if name == "MONITOR" {
                 Code::BadMonitor
@@ -251,7 +265,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     }
     let supply: u32 = conf.monitors.iter().map(|m| m.power_value).sum();
     let (min, pos) = conf.min_supplies.unwrap_or((1, Pos::new(0, 0)));
-    if conf.monitors.is_empty() && min > 0 {
+    if old_style {
+        // upsmon has already stopped: the supplies are never counted.
+    } else if conf.monitors.is_empty() && min > 0 {
         sink.error(
             Code::NoMonitor,
             pos,
