@@ -718,3 +718,122 @@ fn each_release_is_detected_from_its_programs() {
         );
     }
 }
+
+/// What `DRIVER -L` lists: (kind as printed, variable).
+fn listed_variables(release: &Release, driver: &Path) -> Vec<(String, String)> {
+    let out = release
+        .command(Path::new("timeout"))
+        .arg("5")
+        .arg(driver)
+        .arg("-L")
+        .stdin(Stdio::null())
+        .output()
+        .expect("chroot runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let kind = w.next()?;
+            let name = w.next()?;
+            matches!(kind, "VALUE" | "FLAG" | "UNKNOWN")
+                .then(|| (kind.to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// drivers.txt against each release's own drivers: every driver the release ships is in the
+/// table from that release on, every variable its `-L` lists is accepted there, as a value or
+/// a flag as it says; and every driver the table dates to a release is in it (or in one of the
+/// packages of their own the roots do not install).
+#[test]
+fn the_driver_table_agrees_with_each_release() {
+    let db = DriverDb::builtin();
+    let mut problems = Vec::new();
+    for release in common::nut::releases() {
+        let v = release.version;
+        let shipped = host::installed_drivers_under(&release.root).expect("a driver directory");
+        for name in &shipped {
+            let Some(spec) = db.driver(name) else {
+                problems.push(format!("NUT {v} ships {name}, which drivers.txt lacks"));
+                continue;
+            };
+            if spec.since.is_some_and(|s| s > v) {
+                problems.push(format!(
+                    "NUT {v} ships {name}, which drivers.txt dates {}",
+                    spec.since.unwrap()
+                ));
+            }
+            let program = release.program(name).expect("the driver is there");
+            for (kind, var) in listed_variables(&release, &program) {
+                if READ_OTHERWISE.contains(&(name.as_str(), var.as_str())) {
+                    continue;
+                }
+                let want = match kind.as_str() {
+                    "FLAG" => power_snitch::nut::drivers::VarKind::Flag,
+                    _ => power_snitch::nut::drivers::VarKind::Value,
+                };
+                // A variable a driver declares both ways (belkinunv's `wait`) is listed twice.
+                let both = spec
+                    .vars
+                    .iter()
+                    .any(|s| s.name.eq_ignore_ascii_case(&var) && s.kind == want);
+                match db.section_var(name, &var, v) {
+                    Some(power_snitch::nut::drivers::Lookup::Accepted(k)) => {
+                        if k != want && !both {
+                            problems.push(format!(
+                                "NUT {v}: {name} -L says {kind} {var}; drivers.txt: {k:?}"
+                            ));
+                        }
+                    }
+                    other => problems.push(format!(
+                        "NUT {v}: {name} -L lists {kind} {var}; drivers.txt: {other:?}"
+                    )),
+                }
+            }
+        }
+        for name in db.driver_names(v) {
+            if !shipped.iter().any(|s| s == name)
+                && !OWN_PACKAGE.contains(&name)
+                && !NOT_IN_DEBIAN.contains(&name)
+            {
+                problems.push(format!(
+                    "drivers.txt has {name} in NUT {v}, which does not ship it"
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} disagreement(s) between drivers.txt and the releases:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Drivers Debian ships in packages of their own (nut-snmp, nut-xml, nut-ipmi, nut-modbus,
+/// nut-powerman-pdu), and those of other systems.
+const OWN_PACKAGE: &[&str] = &[
+    "snmp-ups",
+    "netxml-ups",
+    "nut-ipmipsu",
+    "powerman-pdu",
+    "adelsystem_cbi",
+    "generic_modbus",
+    "huawei-ups2000",
+    "phoenixcontact_modbus",
+    "socomec_jbus",
+    "apc_modbus",
+];
+
+/// NUT drivers Debian's amd64 nut-server does not ship in any of the three releases (they need
+/// libgpiod, an I2C power monitor's sysfs, UPower, or are not built): dated from NUT's sources.
+const NOT_IN_DEBIAN: &[&str] = &[
+    "generic_gpio_libgpiod",
+    "hwmon_ina219",
+    "must_ep2000pro",
+    "nut-upower",
+];
+
+/// Variables whose `-L` kind is not how the driver reads them: blazer's `protocol` is listed as
+/// FLAG up to 2.8.1 but read with getval (2.8.5 lists it as VALUE).
+const READ_OTHERWISE: &[(&str, &str)] = &[("blazer_ser", "protocol"), ("blazer_usb", "protocol")];
