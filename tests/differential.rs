@@ -837,3 +837,71 @@ const NOT_IN_DEBIAN: &[&str] = &[
 /// Variables whose `-L` kind is not how the driver reads them: blazer's `protocol` is listed as
 /// FLAG up to 2.8.1 but read with getval (2.8.5 lists it as VALUE).
 const READ_OTHERWISE: &[(&str, &str)] = &[("blazer_ser", "protocol"), ("blazer_usb", "protocol")];
+
+/// devices.txt against each release's udev rules (62-nut-usbups.rules, which NUT generates
+/// from its drivers' USB ID tables): every ID a release's rules list is in the table from that
+/// release on, with the rules' driver among the table's; every UPS ID the table dates to a
+/// release is in that release's rules.
+#[test]
+fn the_device_table_agrees_with_each_release() {
+    use power_snitch::probe::table::{parse_table, parse_udev_rules, BUILTIN};
+    let table = parse_table(BUILTIN).expect("devices.txt parses");
+    let mut problems = Vec::new();
+    for release in common::nut::releases() {
+        let v = release.version;
+        let path = release.root.join("lib/udev/rules.d/62-nut-usbups.rules");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let rules = parse_udev_rules(&text);
+        assert!(rules.len() > 100, "{}: {} IDs", path.display(), rules.len());
+        let since = |k: &power_snitch::probe::table::Known| -> NutVersion {
+            k.since
+                .as_deref()
+                .map_or(NutVersion::new(2, 8, 0), |s| s.parse().expect("since"))
+        };
+        for r in &rules {
+            let id = format!("{:04x}:{:04x}", r.vid, r.pid);
+            match table.iter().find(|k| k.vid == r.vid && k.pid == r.pid) {
+                None => problems.push(format!(
+                    "NUT {v}'s udev rules list {id}, devices.txt lacks it"
+                )),
+                Some(k) => {
+                    if since(k) > v {
+                        problems.push(format!(
+                            "NUT {v}'s udev rules list {id}, devices.txt dates it {}",
+                            since(k)
+                        ));
+                    }
+                    // A USB-serial adapter stays one in the table: the UPS behind it speaks
+                    // for itself (2.8.5's rules give CH340 1a86:7523 to nutdrv_qx).
+                    for d in r.drivers.iter().filter(|_| !k.adapter) {
+                        if !k.drivers.contains(d) {
+                            problems.push(format!(
+                                "NUT {v}'s udev rules give {id} to {d}; devices.txt: {:?}",
+                                k.drivers
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for k in table
+            .iter()
+            .filter(|k| !k.adapter && !k.drivers.is_empty() && since(k) <= v)
+        {
+            if !rules.iter().any(|r| r.vid == k.vid && r.pid == k.pid) {
+                problems.push(format!(
+                    "devices.txt has {:04x}:{:04x} ({}) in NUT {v}; its udev rules lack it",
+                    k.vid,
+                    k.pid,
+                    k.drivers.join(",")
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} disagreement(s) between devices.txt and the releases:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
