@@ -45,7 +45,7 @@ impl UpsdConf {
 }
 
 /// Directives, the number of words each needs after the keyword, and the version that added it.
-const DIRECTIVES: &[Directive] = &[
+pub const DIRECTIVES: &[Directive] = &[
     ("MAXAGE", 1, None),
     ("TRACKINGDELAY", 1, Some(NutVersion::new(2, 8, 0))),
     ("ALLOW_NO_DEVICE", 1, Some(NutVersion::new(2, 8, 0))),

@@ -38,7 +38,7 @@ pub struct UpsmonConf {
 }
 
 /// Directives and the words each needs after the keyword.
-const DIRECTIVES: &[Directive] = &[
+pub const DIRECTIVES: &[Directive] = &[
     ("MONITOR", 5, None),
     ("MINSUPPLIES", 1, None),
     ("SHUTDOWNCMD", 1, None),
