@@ -1017,3 +1017,185 @@ fn the_directive_tables_agree_with_each_release() {
 /// (upsd says "CERTREQUEST is not supported in this SSL build"). Both are logged as
 /// "invalid directive" and ignored.
 const DEBIAN_BUILD_LACKS: &[&str] = &["CERTFILE", "CERTREQUEST"];
+
+/// `power-snitch ARGS` with `stdin`: exit code, stdout, stderr.
+fn ours(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("power-snitch runs");
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The client against each release's upsd (as user nut) and dummy-ups: `status` prints what
+/// that release's upsc prints; `test-connection` tells a good password from a bad one for an
+/// admin (SET probe), an upsmon primary and secondary (LOGIN), and gives a user without rights
+/// the same verdict everywhere; STARTTLS without a certificate is FEATURE-NOT-CONFIGURED (every
+/// Debian build, 2.8.5's too, is an NSS build).
+#[test]
+fn the_client_agrees_with_each_upsd() {
+    let mut problems = Vec::new();
+    let mut viewer = Vec::new();
+    for (i, release) in common::nut::releases().into_iter().enumerate() {
+        let v = release.version;
+        let port = 13510 + i as u16;
+        let (dir, inside) = release.temp_dir("client");
+        let nut = release.account("nut").expect("user nut");
+        fs::write(
+            dir.join("ups.conf"),
+            "[ups1]\n\tdriver = dummy-ups\n\tport = ups1.dev\n\tdesc = \"UPS\"\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("ups1.dev"),
+            "ups.status: OL\nbattery.charge: 91\nups.model: Smart UPS 1500\n",
+        )
+        .unwrap();
+        fs::write(dir.join("upsd.conf"), format!("LISTEN 127.0.0.1 {port}\n")).unwrap();
+        fs::write(
+            dir.join("upsd.users"),
+            "[admin]\n\tpassword = adminpw\n\tactions = SET FSD\n\tinstcmds = ALL\n\
+             [mon]\n\tpassword = monpw\n\tupsmon primary\n\
+             [sec]\n\tpassword = secpw\n\tupsmon secondary\n\
+             [viewer]\n\tpassword = viewpw\n",
+        )
+        .unwrap();
+        for f in ["ups.conf", "ups1.dev", "upsd.conf", "upsd.users"] {
+            nix::unistd::chown(&dir.join(f), Some(0.into()), Some(nut.gids[0].into())).unwrap();
+            fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        nix::unistd::chown(&dir, Some(0.into()), Some(nut.gids[0].into())).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o770)).unwrap();
+        let mut cmd = release.command(&release.program("dummy-ups").unwrap());
+        // As user nut, like upsd: 2.8.1's driver run as root leaves its socket to root alone.
+        cmd.args(["-a", "ups1", "-F", "-u", "nut"]);
+        nut_env(&mut cmd, &inside);
+        let driver = Watched::start(cmd);
+        let mut cmd = release.command(&release.program("upsd").unwrap());
+        cmd.args(["-F", "-u", "nut"]);
+        nut_env(&mut cmd, &inside);
+        let mut upsd = Watched::start(cmd);
+        upsd.until(Duration::from_secs(10), |o| {
+            o.contains("Running as foreground process")
+        });
+        let target = format!("ups1@127.0.0.1:{port}");
+        let upsc = release.program("upsc").expect("upsc");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let (theirs, mine) = loop {
+            let out = release.command(&upsc).arg(&target).output().unwrap();
+            let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (code, mine, err) = ours(&["status", &target], "");
+            let ready = theirs.contains("ups.status: OL") && code == 0;
+            if ready || Instant::now() > deadline {
+                if !ready {
+                    problems.push(format!("NUT {v}: never ready: upsc {theirs:?}, ours {err}"));
+                }
+                break (theirs, mine);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut a: Vec<&str> = theirs.lines().collect();
+        let mut b: Vec<&str> = mine.lines().collect();
+        a.sort();
+        b.sort();
+        if a != b {
+            problems.push(format!("NUT {v}: status differs from upsc:\n{b:?}\n{a:?}"));
+        }
+        let verdict = |user: &str, password: &str, login: bool| -> (i32, String) {
+            let mut args = vec![
+                "test-connection",
+                &target,
+                "--format",
+                "json",
+                "--user",
+                user,
+            ];
+            args.push("--password-stdin");
+            if login {
+                args.push("--login");
+            }
+            let (code, out, _) = ours(&args, &format!("{password}\n"));
+            let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            let step = json["steps"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "credentials"))
+                .map(|s| s["code"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            (code, step)
+        };
+        for (user, good, login) in [
+            ("admin", "adminpw", false),
+            ("mon", "monpw", true),
+            ("sec", "secpw", true),
+        ] {
+            let (ok, _) = verdict(user, good, login);
+            let (bad, code) = verdict(user, "wrong", login);
+            if ok != 0 || bad != 2 {
+                problems.push(format!(
+                    "NUT {v}: test-connection for {user}: good password exits {ok}, bad {bad} ({code})"
+                ));
+            }
+        }
+        viewer.push((
+            v,
+            verdict("viewer", "viewpw", true),
+            verdict("viewer", "x", true),
+        ));
+        // STARTTLS on a upsd without a certificate.
+        let reply = {
+            use std::io::{BufRead, BufReader, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"STARTTLS\n").unwrap();
+            let mut line = String::new();
+            let _ = BufReader::new(s).read_line(&mut line);
+            line.trim().to_string()
+        };
+        if reply != "ERR FEATURE-NOT-CONFIGURED" {
+            problems.push(format!("NUT {v}: STARTTLS without a certificate: {reply}"));
+        }
+        let pin = "0".repeat(64);
+        let (code, out, _) = ours(
+            &[
+                "test-connection",
+                &target,
+                "--format",
+                "json",
+                "--tls",
+                "required",
+                "--pin-sha256",
+                &pin,
+            ],
+            "",
+        );
+        if code != 2 || !out.contains("FEATURE-NOT-CONFIGURED") {
+            problems.push(format!(
+                "NUT {v}: test-connection --tls required exits {code}: {out}"
+            ));
+        }
+        upsd.finish();
+        driver.finish();
+        let _ = fs::remove_dir_all(&dir);
+    }
+    if viewer
+        .iter()
+        .any(|x| x.1 != viewer[0].1 || x.2 != viewer[0].2)
+    {
+        problems.push(format!(
+            "a user without rights is told apart by release: {viewer:?}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
