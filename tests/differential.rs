@@ -265,15 +265,27 @@ fn ask_nut(
         }
         v.exercised.push("nut.conf");
     }
-    // upsd, as user nut, as packaged.
-    let mut cmd = release.command(&release.program("upsd").expect("upsd"));
-    cmd.args(["-F", "-u", "nut"]);
-    nut_env(&mut cmd, inside);
-    let mut upsd = Watched::start(cmd);
-    // upsd says this once it has read its files and is listening.
-    let exited = upsd.until(Duration::from_secs(10), |o| {
-        o.contains("Running as foreground process")
-    });
+    // upsd, as user nut, as packaged. The same fixture's upsd of the release before may have
+    // left its port briefly unbindable: when upsd binds nothing at all, try again.
+    let (upsd, exited) = {
+        let mut attempt = 0;
+        loop {
+            let mut cmd = release.command(&release.program("upsd").expect("upsd"));
+            cmd.args(["-F", "-u", "nut"]);
+            nut_env(&mut cmd, inside);
+            let mut upsd = Watched::start(cmd);
+            // upsd says this once it has read its files and is listening.
+            let exited = upsd.until(Duration::from_secs(10), |o| {
+                o.contains("Running as foreground process")
+            });
+            attempt += 1;
+            if exited.is_none() || attempt == 3 || !upsd.text().contains("no listening interface") {
+                break (upsd, exited);
+            }
+            upsd.finish();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
     if exited.is_some() {
         let out = upsd.finish();
         // The file upsd names last is the one it stopped on ("Found 1 UPS defined in
