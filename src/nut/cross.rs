@@ -9,17 +9,23 @@ use super::nut_conf::Mode;
 use super::upsd_conf::UpsdConf;
 use super::upsd_users::Role;
 use super::upsmon_conf::{Monitor, MonitorRole};
+use super::version::NutVersion;
 use super::{FileState, Parsed, Snapshot, NUT_CONF, UPSD_CONF, UPSD_USERS, UPSMON_CONF, UPS_CONF};
 
 const WHOLE: Pos = Pos::new(0, 0);
 
-pub fn check(snap: &Snapshot, parsed: &Parsed) -> Vec<Finding> {
+pub fn check(snap: &Snapshot, parsed: &Parsed, version: NutVersion) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mode = check_mode(snap, parsed, &mut out);
+    let mode = check_mode(snap, parsed, version, &mut out);
     let serves = matches!(mode, Some(Mode::Standalone | Mode::NetServer))
         || (mode.is_none() && parsed.ups.is_some());
-    if serves {
-        check_served(parsed, &mut out);
+    // MODE=netclient starts no upsd here, but a MONITOR line may still name this host's
+    // upsd (started some other way): its users must let upsmon in all the same.
+    let netclient_here = mode == Some(Mode::NetClient) && parsed.users.is_some();
+    if serves || netclient_here {
+        if serves {
+            check_served(parsed, &mut out);
+        }
         let mut sink = Sink::new(UPSMON_CONF);
         if let Some(upsmon) = &parsed.upsmon {
             for (i, m) in upsmon.monitors.iter().enumerate() {
@@ -74,9 +80,25 @@ fn check_served(parsed: &Parsed, out: &mut Vec<Finding>) {
     out.extend(sink.findings);
 }
 
-fn check_mode(snap: &Snapshot, parsed: &Parsed, out: &mut Vec<Finding>) -> Option<Mode> {
+fn check_mode(
+    snap: &Snapshot,
+    parsed: &Parsed,
+    version: NutVersion,
+    out: &mut Vec<Finding>,
+) -> Option<Mode> {
     let mut sink = Sink::new(NUT_CONF);
     let mode = match (&snap.nut_conf, parsed.nut.as_ref().and_then(|n| n.mode)) {
+        // Debian's upsd and upsmon up to 2.8.1 are wrappers that source nut.conf and exit 1
+        // without a MODE (run by the differential tests); 2.8.5's units start upsd anyway.
+        (FileState::Missing, _) if version <= NutVersion::new(2, 8, 1) => {
+            sink.error(
+                Code::MissingFile,
+                WHOLE,
+                format!("nut.conf is missing: Debian's NUT {version} starts nothing (its upsd and upsmon wrappers exit 1 without a MODE)"),
+            )
+            .with_hint("create nut.conf with `MODE=standalone` (or netserver, netclient)");
+            None
+        }
         (FileState::Missing, _) => {
             sink.warning(
                 Code::MissingFile,

@@ -94,19 +94,30 @@ pub fn account(name: &str) -> Option<Account> {
     })
 }
 
-/// The directory of NUT's drivers on the host, when one is installed.
-pub fn driver_dir() -> Option<PathBuf> {
-    LIBEXEC_DIRS
-        .iter()
-        .map(Path::new)
-        .find(|d| d.join("dummy-ups").exists())
-        .map(Path::to_path_buf)
-}
-
 /// The names of the drivers installed on the host, when a driver directory exists.
 pub fn installed_drivers() -> Option<Vec<String>> {
-    let dir = driver_dir()?;
-    let mut names: Vec<String> = fs::read_dir(&dir)
+    installed_drivers_under(Path::new("/"))
+}
+
+/// The directory of NUT's drivers on the host, when one is installed.
+pub fn driver_dir() -> Option<PathBuf> {
+    driver_dir_under(Path::new("/"))
+}
+
+/// The driver directory of the NUT installed under `root` (`/` for this host): the first of
+/// the distributions' directories holding `dummy-ups`, which every NUT package ships.
+/// Debian 12 (2.8.0) uses /lib/nut, Debian 13 (2.8.1) /usr/lib/nut, 2.8.5 /usr/libexec/nut.
+pub fn driver_dir_under(root: &Path) -> Option<PathBuf> {
+    LIBEXEC_DIRS
+        .iter()
+        .map(|d| root.join(d.trim_start_matches('/')))
+        .find(|d| d.join("dummy-ups").exists())
+}
+
+/// The names of the drivers of the NUT installed under `root` (`/` for this host).
+pub fn installed_drivers_under(root: &Path) -> Option<Vec<String>> {
+    let dir = driver_dir_under(root)?;
+    let mut names: Vec<String> = fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
         .filter(|e| {
@@ -122,8 +133,18 @@ pub fn installed_drivers() -> Option<Vec<String>> {
 
 /// NUT's version from its installed upsd (or upsmon, upsc), with the program that said it.
 pub fn detect_version() -> Option<(NutVersion, PathBuf)> {
-    // The driver directory's upsd first: Debian's /sbin/upsd is a wrapper script that prints
-    // no version until nut.conf sets MODE.
+    detect_version_under(Path::new("/"), banner)
+}
+
+/// NUT's version as the programs installed under `root` state it: `run` is given each
+/// candidate's path as seen from inside `root` (to run it there, e.g. by chroot) and returns
+/// what `PROGRAM -V` printed. The first banner that names a version wins.
+pub fn detect_version_under(
+    root: &Path,
+    run: impl Fn(&Path) -> Option<String>,
+) -> Option<(NutVersion, PathBuf)> {
+    // The driver directory's upsd first: Debian's /sbin/upsd up to 2.8.1 is a wrapper script
+    // that prints no version until nut.conf sets MODE (2.8.5 installs upsd in /usr/sbin).
     let candidates = LIBEXEC_DIRS
         .iter()
         .map(|d| Path::new(d).join("upsd"))
@@ -133,8 +154,8 @@ pub fn detect_version() -> Option<(NutVersion, PathBuf)> {
                 .flat_map(|d| ["upsd", "upsmon"].map(|p| Path::new(d).join(p))),
         )
         .chain(["/usr/bin/upsc", "/bin/upsc"].map(PathBuf::from));
-    for path in candidates.filter(|p| p.exists()) {
-        if let Some(v) = banner(&path).as_deref().and_then(NutVersion::from_banner) {
+    for path in candidates.filter(|p| root.join(p.strip_prefix("/").unwrap_or(p)).exists()) {
+        if let Some(v) = run(&path).as_deref().and_then(NutVersion::from_banner) {
             return Some((v, path));
         }
     }

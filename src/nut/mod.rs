@@ -156,7 +156,7 @@ pub fn validate(snap: &Snapshot, cx: &Context) -> (Parsed, Vec<Finding>) {
         parsed.nut = Some(nut_conf::parse(text, sink));
     });
 
-    findings.extend(cross::check(snap, &parsed));
+    findings.extend(cross::check(snap, &parsed, cx.version));
     // With MODE=none NUT starts nothing, so what would stop a daemon is only worth knowing.
     if parsed
         .nut

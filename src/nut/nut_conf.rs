@@ -49,8 +49,12 @@ const KNOWN: &[&str] = &[
 pub fn parse(text: &[u8], sink: &mut Sink) -> NutConf {
     let mut conf = NutConf::default();
     let text = String::from_utf8_lossy(text);
-    for (i, raw) in text.lines().enumerate() {
+    let mut crlf_told = false;
+    // Lines end at `\n` only: the shell keeps a `\r` before it as part of the value.
+    for (i, raw) in text.split('\n').enumerate() {
         let lineno = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let crlf = raw.ends_with('\r');
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
         let indent = raw.len() - raw.trim_start().len();
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -95,6 +99,34 @@ pub fn parse(text: &[u8], sink: &mut Sink) -> NutConf {
                 at(body_col),
                 format!("`{name}` is not a shell variable name"),
             );
+            continue;
+        }
+        if crlf && !crlf_told {
+            crlf_told = true;
+            let message = format!(
+                "this line ends in a Windows line ending (CR LF): the shell reads `{name}` as \
+                 `{}\\r`, with the carriage return",
+                value.trim_matches(['"', '\''])
+            );
+            let hint = "save nut.conf with Unix line endings (e.g. `sed -i 's/\\r$//' nut.conf`)";
+            if name == "MODE" {
+                sink.error(
+                    Code::BadMode,
+                    at(body_col + name.len() + 1),
+                    format!("{message}, a MODE NUT's scripts do not know: they exit 1 and start nothing"),
+                )
+                .with_hint(hint);
+                continue;
+            }
+            sink.warning(Code::ShellSyntax, at(body_col), message)
+                .with_hint(hint);
+        } else if crlf && name == "MODE" {
+            sink.error(
+                Code::BadMode,
+                at(body_col + name.len() + 1),
+                "MODE ends in a carriage return (CR LF line ending): NUT's scripts do not know it and start nothing".into(),
+            )
+            .with_hint("save nut.conf with Unix line endings (e.g. `sed -i 's/\\r$//' nut.conf`)");
             continue;
         }
         let value = match unquote(value) {

@@ -278,7 +278,10 @@ fn check_name(section: &Merged, sink: &mut Sink) {
 
 /// Does a section have what upsd needs to serve it (`driver` and `port`)?
 pub fn complete(section: &UpsSection) -> bool {
-    section.value("driver").is_some_and(|d| !d.is_empty())
+    section
+        .get("driver")
+        .and_then(|e| e.value.as_deref())
+        .is_some_and(|d| !d.is_empty())
         && section.value("port").is_some_and(|p| !p.is_empty())
 }
 
@@ -305,6 +308,16 @@ fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
     let on_host = cx.host_drivers.map(|h| h.iter().any(|d| d == driver));
     match (known, on_host) {
         (_, Some(true)) | (true, None) => {}
+        // A driver of this release that Debian ships in a package of its own, not installed.
+        (true, Some(false)) if package_of(driver).is_some() => {
+            let package = package_of(driver).unwrap_or_default();
+            sink.error(
+                Code::UnknownDriver,
+                driver_entry.value_pos,
+                format!("driver `{driver}` (NUT {}) is not installed on this host: it comes in the package {package}, and the driver cannot start without it", cx.version),
+            )
+            .with_hint(format!("install {package} (e.g. `apt install {package}`)"));
+        }
         (_, Some(false)) | (false, None) => {
             let near = nearest(driver, cx);
             let where_ = if on_host.is_some() {
@@ -400,6 +413,23 @@ fn check_section(section: &Merged, cx: &Context, sink: &mut Sink) {
     }
 }
 
+/// The Debian package of a driver that nut-server does not ship (Debian 12, 13 and sid alike).
+fn package_of(driver: &str) -> Option<&'static str> {
+    Some(match driver {
+        "snmp-ups" => "nut-snmp",
+        "netxml-ups" => "nut-xml",
+        "nut-ipmipsu" => "nut-ipmi",
+        "powerman-pdu" => "nut-powerman-pdu",
+        "adelsystem_cbi"
+        | "generic_modbus"
+        | "huawei-ups2000"
+        | "phoenixcontact_modbus"
+        | "socomec_jbus"
+        | "apc_modbus" => "nut-modbus",
+        _ => return None,
+    })
+}
+
 fn check_port(section: &Merged, sink: &mut Sink) {
     match section.get("port") {
         None => {
@@ -417,6 +447,30 @@ fn check_port(section: &Merged, sink: &mut Sink) {
         }) if v.is_empty() => {
             sink.error(Code::BadValue, *value_pos, "`port` is empty".into())
                 .with_hint("`port = auto` for USB, or a device path for serial");
+        }
+        // A USB-only driver never opens its port: it scans USB whatever the port says.
+        Some(Entry {
+            value: Some(v),
+            value_pos,
+            ..
+        }) if v.starts_with("/dev/")
+            && section
+                .get("driver")
+                .and_then(|e| e.value.as_deref())
+                .is_some_and(|d| {
+                    crate::nut::drivers::bus(d, v) == Some(crate::nut::drivers::Bus::Usb)
+                }) =>
+        {
+            let driver = section
+                .get("driver")
+                .and_then(|e| e.value.as_deref())
+                .unwrap_or_default();
+            sink.warning(
+                Code::BadValue,
+                *value_pos,
+                format!("{driver} talks only USB: it ignores `port = {v}` and opens the first USB device its matchers allow"),
+            )
+            .with_hint("write `port = auto`; for a serial UPS use a serial driver (e.g. blazer_ser, nutdrv_qx)");
         }
         _ => {}
     }
@@ -460,6 +514,22 @@ fn check_value(e: &Entry, sink: &mut Sink) {
     let hex4 = v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit());
     let digits =
         |max: usize| v.len() <= max && !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
+    // The driver compiles each USB matcher as a POSIX extended regular expression at start
+    // and stops with "invalid regular expression" when one does not compile (every release).
+    if matches!(
+        name,
+        "vendorid" | "productid" | "vendor" | "product" | "serial" | "bus" | "device" | "busport"
+    ) {
+        if let Err(why) = crate::probe::matcher::Regex::new(v) {
+            sink.error(
+                Code::BadValue,
+                pos,
+                format!("`{name}` is matched as a regular expression, and `{v}` is not one ({why}): the driver stops at start with \"invalid regular expression\""),
+            )
+            .with_hint("escape the special characters (`\\?`, `\\*`, `\\.`), or match with `.` for any one character");
+            return;
+        }
+    }
     match name {
         "vendorid" | "productid" if !hex4 && plain() => {
             let f = sink.error(
@@ -580,6 +650,47 @@ pub fn format(conf: &UpsConf) -> String {
 mod tests {
     use super::*;
     use crate::nut::conf::read_lines;
+
+    #[test]
+    fn a_driver_of_a_package_not_installed_names_the_package() {
+        use crate::nut::drivers::DriverDb;
+        use crate::nut::{validate, Context, FileMeta, FileState, Snapshot};
+        let file = |t: &str| FileState::Read {
+            text: t.as_bytes().to_vec(),
+            meta: FileMeta {
+                mode: 0o100640,
+                uid: 0,
+                gid: 0,
+            },
+        };
+        let snap = Snapshot {
+            ups_conf: file("[a]\n\tdriver = snmp-ups\n\tport = 10.0.0.9\n[b]\n\tdriver = snmp-upz\n\tport = x\n"),
+            upsd_conf: FileState::Missing,
+            upsd_users: FileState::Missing,
+            upsmon_conf: FileState::Missing,
+            nut_conf: FileState::Missing,
+            daemon: None,
+        };
+        let host: Vec<String> = ["dummy-ups", "usbhid-ups"].map(String::from).to_vec();
+        let cx = Context {
+            version: crate::nut::version::NutVersion::new(2, 8, 0),
+            drivers: DriverDb::builtin(),
+            host_drivers: Some(&host),
+        };
+        let (_, findings) = validate(&snap, &cx);
+        let on = |line: u32| {
+            findings
+                .iter()
+                .find(|f| f.file == "ups.conf" && f.line == line)
+                .map(|f| (f.severity, f.message.clone()))
+                .unwrap_or_else(|| panic!("no finding on line {line}: {findings:?}"))
+        };
+        let (severity, message) = on(2);
+        assert_eq!(severity, crate::nut::diag::Severity::Error);
+        assert!(message.contains("package nut-snmp"), "{message}");
+        assert!(!message.contains("there is no driver"), "{message}");
+        assert!(on(5).1.contains("there is no driver `snmp-upz`"));
+    }
     use crate::nut::lexer::Dialect;
     use crate::nut::Rng;
 

@@ -45,11 +45,12 @@ impl UpsdConf {
 }
 
 /// Directives, the number of words each needs after the keyword, and the version that added it.
-const DIRECTIVES: &[Directive] = &[
+pub const DIRECTIVES: &[Directive] = &[
     ("MAXAGE", 1, None),
     ("TRACKINGDELAY", 1, Some(NutVersion::new(2, 8, 0))),
     ("ALLOW_NO_DEVICE", 1, Some(NutVersion::new(2, 8, 0))),
-    ("ALLOW_NOT_ALL_LISTENERS", 1, Some(NutVersion::new(2, 8, 1))),
+    // 2.8.1 logs "invalid directive" (differential tests), 2.8.5 knows it; 2.8.2 by NEWS.
+    ("ALLOW_NOT_ALL_LISTENERS", 1, Some(NutVersion::new(2, 8, 2))),
     ("STATEPATH", 1, None),
     ("LISTEN", 1, None),
     ("MAXCONN", 1, None),
@@ -63,6 +64,7 @@ const DIRECTIVES: &[Directive] = &[
 
 pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
     let mut conf = UpsdConf::default();
+    let mut allow_not_all = false;
     for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
         let key = &line.words[0];
         let args = &line.words[1..];
@@ -128,6 +130,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
                 if name == "ALLOW_NO_DEVICE" {
                     conf.allow_no_device = is_true(&value.text);
                 }
+                if name == "ALLOW_NOT_ALL_LISTENERS" {
+                    allow_not_all = is_true(&value.text);
+                }
                 if !is_boolean(&value.text) {
                     sink.warning(
                         Code::BadValue,
@@ -170,7 +175,74 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
             _ => {}
         }
     }
+    check_binds(&conf.listen, cx.version, allow_not_all, sink);
     conf
+}
+
+/// The families a LISTEN address binds: (IPv4 wildcard, IPv6 wildcard, IPv4, IPv6). `*` is
+/// getaddrinfo's wildcard: 0.0.0.0 in 2.8.0, both :: and 0.0.0.0 from 2.8.1 on (measured).
+fn binds(address: &str, version: NutVersion) -> Option<(bool, bool, bool, bool)> {
+    if address == "*" {
+        return Some((true, version >= NutVersion::new(2, 8, 1), true, false));
+    }
+    match address.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => Some((a.is_unspecified(), false, true, false)),
+        IpAddr::V6(a) => Some((false, a.is_unspecified(), false, true)),
+    }
+}
+
+/// LISTEN lines on one port that cannot all bind: a wildcard takes the port for every address
+/// of its family, and before 2.8.1 an IPv6 wildcard (without IPV6_V6ONLY) takes IPv4's too.
+/// upsd logs "not listening on ..." and runs without that socket; from 2.8.2 on it exits,
+/// unless ALLOW_NOT_ALL_LISTENERS is true. (Host names are not resolved here.)
+fn check_binds(listen: &[Listen], version: NutVersion, allow_not_all: bool, sink: &mut Sink) {
+    let old_v6 = version < NutVersion::new(2, 8, 1);
+    for (i, a) in listen.iter().enumerate() {
+        for b in &listen[..i] {
+            if a.port != b.port || a.address == b.address {
+                continue; // the same address twice is the duplicate above
+            }
+            let (Some(x), Some(y)) = (binds(&a.address, version), binds(&b.address, version))
+            else {
+                continue;
+            };
+            let takes = |w: (bool, bool, bool, bool), o: (bool, bool, bool, bool)| {
+                (w.0 && o.2) || (w.1 && o.3) || (old_v6 && w.1 && o.2)
+            };
+            if !takes(x, y) && !takes(y, x) {
+                continue;
+            }
+            // upsd 2.8.0 binds the LISTEN lines last first; later releases in file order.
+            let (lost, won) = if version < NutVersion::new(2, 8, 1) {
+                (b, a)
+            } else {
+                (a, b)
+            };
+            let message = format!(
+                "upsd cannot listen on both {} (line {}) and {} (line {}) port {}: the second \
+                 bind fails",
+                won.address, won.pos.line, lost.address, lost.pos.line, a.port
+            );
+            let hint = "keep the wildcard alone, or list the addresses one by one";
+            if version >= NutVersion::new(2, 8, 2) && !allow_not_all {
+                sink.error(
+                    Code::BadListen,
+                    lost.pos,
+                    format!(
+                        "{message}, and upsd {version} exits (ALLOW_NOT_ALL_LISTENERS is not set)"
+                    ),
+                )
+                .with_hint(hint);
+            } else {
+                sink.warning(
+                    Code::BadListen,
+                    lost.pos,
+                    format!("{message}; upsd {version} logs \"not listening on {} port {}\" and runs without it", lost.address, a.port),
+                )
+                .with_hint(hint);
+            }
+        }
+    }
 }
 
 fn is_true(v: &str) -> bool {
@@ -200,7 +272,8 @@ fn check_listen(
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !label.starts_with('-')
         });
-    if a.parse::<IpAddr>().is_err() && !valid_host {
+    // `*` is getaddrinfo's wildcard: upsd binds every address.
+    if a.parse::<IpAddr>().is_err() && !valid_host && a != "*" {
         sink.error(
             Code::BadListen,
             addr.pos,

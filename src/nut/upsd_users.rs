@@ -213,7 +213,7 @@ fn set_role(user: &mut User, v: &Word, cx: &Context, sink: &mut Sink) {
         "secondary" if modern => Role::Secondary,
         "master" => {
             if modern {
-                sink.warning(
+                sink.info(
                     Code::Deprecated,
                     v.pos,
                     "`upsmon master` is the old spelling".into(),
@@ -224,7 +224,7 @@ fn set_role(user: &mut User, v: &Word, cx: &Context, sink: &mut Sink) {
         }
         "slave" => {
             if modern {
-                sink.warning(
+                sink.info(
                     Code::Deprecated,
                     v.pos,
                     "`upsmon slave` is the old spelling".into(),

@@ -38,7 +38,7 @@ pub struct UpsmonConf {
 }
 
 /// Directives and the words each needs after the keyword.
-const DIRECTIVES: &[Directive] = &[
+pub const DIRECTIVES: &[Directive] = &[
     ("MONITOR", 5, None),
     ("MINSUPPLIES", 1, None),
     ("SHUTDOWNCMD", 1, None),
@@ -66,29 +66,48 @@ const DIRECTIVES: &[Directive] = &[
         Some(NutVersion::new(2, 8, 1)),
     ),
     ("OFFDURATION", 1, Some(NutVersion::new(2, 8, 1))),
-    ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 1))),
+    // 2.8.1 logs "invalid directive" (differential tests), 2.8.5 knows it; 2.8.2 by NEWS.
+    ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 2))),
     ("SHUTDOWNEXIT", 1, Some(NutVersion::new(2, 8, 1))),
     ("ALARMCRITICAL", 1, Some(NutVersion::new(2, 8, 3))),
     ("OVERDURATION", 1, Some(NutVersion::new(2, 8, 3))),
 ];
 
-const NOTIFY_TYPES: &[&str] = &[
-    "ONLINE",
-    "ONBATT",
-    "LOWBATT",
-    "FSD",
-    "COMMOK",
-    "COMMBAD",
-    "SHUTDOWN",
-    "REPLBATT",
-    "NOCOMM",
-    "NOPARENT",
-    "CAL",
-    "NOTCAL",
-    "OFF",
-    "NOTOFF",
-    "BYPASS",
-    "NOTBYPASS",
+/// Notify types and the release that added each, as each release's upsmon logs "invalid
+/// notify type" (NOTIFYFLAG) or "not a valid notify event name" (NOTIFYMSG) for the others.
+/// Measured with the differential tests' roots: 2.8.0 knows the first eleven, 2.8.1 adds
+/// OFF..NOTBYPASS (but not NOTCAL), 2.8.5 knows all; 2.8.3 for the rest is NEWS's date.
+const NOTIFY_TYPES: &[(&str, Option<NutVersion>)] = &[
+    ("ONLINE", None),
+    ("ONBATT", None),
+    ("LOWBATT", None),
+    ("FSD", None),
+    ("COMMOK", None),
+    ("COMMBAD", None),
+    ("SHUTDOWN", None),
+    ("REPLBATT", None),
+    ("NOCOMM", None),
+    ("NOPARENT", None),
+    ("CAL", None),
+    ("OFF", Some(NutVersion::new(2, 8, 1))),
+    ("NOTOFF", Some(NutVersion::new(2, 8, 1))),
+    ("BYPASS", Some(NutVersion::new(2, 8, 1))),
+    ("NOTBYPASS", Some(NutVersion::new(2, 8, 1))),
+    ("NOTCAL", Some(NutVersion::new(2, 8, 3))),
+    ("ECO", Some(NutVersion::new(2, 8, 3))),
+    ("NOTECO", Some(NutVersion::new(2, 8, 3))),
+    ("ALARM", Some(NutVersion::new(2, 8, 3))),
+    ("NOTALARM", Some(NutVersion::new(2, 8, 3))),
+    ("OVER", Some(NutVersion::new(2, 8, 3))),
+    ("NOTOVER", Some(NutVersion::new(2, 8, 3))),
+    ("TRIM", Some(NutVersion::new(2, 8, 3))),
+    ("NOTTRIM", Some(NutVersion::new(2, 8, 3))),
+    ("BOOST", Some(NutVersion::new(2, 8, 3))),
+    ("NOTBOOST", Some(NutVersion::new(2, 8, 3))),
+    ("OTHER", Some(NutVersion::new(2, 8, 3))),
+    ("NOTOTHER", Some(NutVersion::new(2, 8, 3))),
+    ("SUSPEND_STARTING", Some(NutVersion::new(2, 8, 3))),
+    ("SUSPEND_FINISHED", Some(NutVersion::new(2, 8, 3))),
 ];
 const NOTIFY_FLAGS: &[&str] = &["SYSLOG", "WALL", "EXEC", "IGNORE"];
 const NUMERIC: &[&str] = &[
@@ -112,12 +131,28 @@ const NUMERIC: &[&str] = &[
 
 pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     let mut conf = UpsmonConf::default();
+    // (directive, or notify setting and its type; the line it was first set on)
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    // An old-style MONITOR line stops upsmon before it counts the power supplies.
+    let mut old_style = false;
     for line in lines.iter().filter(|l| !l.skipped && !l.words.is_empty()) {
         let key = &line.words[0];
         let args = &line.words[1..];
         let Some((name, need, _)) = directive(key, DIRECTIVES, "upsmon", cx.version, sink) else {
             continue;
         };
+        // upsmon reads a MONITOR line of four words as the pre-2.0 form without a user name,
+        // whatever the words are, and stops (measured in 2.8.0, 2.8.1 and 2.8.5).
+        if name == "MONITOR" && args.len() == 4 {
+            old_style = true;
+            sink.error(
+                Code::BadMonitor,
+                key.pos,
+                "a MONITOR line of four words is the old form without a user name: upsmon stops with \"Unable to use old-style MONITOR line without a username\" (\"unusable configuration\")".into(),
+            )
+            .with_hint("write `MONITOR ups@host POWERVALUE USER PASSWORD primary|secondary`; quote a password with spaces");
+            continue;
+        }
         if args.len() < need {
             let code = if name == "MONITOR" {
                 Code::BadMonitor
@@ -163,6 +198,25 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
             .with_hint(format!("write `{name} VALUE`"));
             continue;
         }
+        // A directive given twice: upsmon keeps the later one without a word. MONITOR and
+        // CERTHOST take one line per UPS or host; the notify settings one per type.
+        if !matches!(name, "MONITOR" | "CERTHOST") {
+            let what = if name.starts_with("NOTIFY") && name != "NOTIFYCMD" {
+                format!("{name} {}", args[0].text)
+            } else {
+                name.to_string()
+            };
+            if let Some(first) = seen.get(&what) {
+                sink.warning(
+                    Code::Duplicate,
+                    key.pos,
+                    format!("`{what}` is also set on line {first}: upsmon keeps this later one and ignores the first without a word"),
+                )
+                .with_hint("keep one of the two lines");
+            } else {
+                seen.insert(what, key.pos.line);
+            }
+        }
         match name {
             "MONITOR" => {
                 if let Some(m) = parse_monitor(args, cx, sink) {
@@ -177,7 +231,7 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
             "RUN_AS_USER" => conf.run_as_user = Some(args[0].text.to_string()),
             "SHUTDOWNCMD" => conf.shutdown_cmd = Some(args[0].text.to_string()),
             "NOTIFYFLAG" | "NOTIFYMSG" => {
-                check_notify_type(&args[0], sink);
+                check_notify_type(&args[0], cx, sink);
                 if name == "NOTIFYFLAG" {
                     for flag in args[1].text.split('+') {
                         if !NOTIFY_FLAGS.contains(&flag) {
@@ -211,7 +265,9 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     }
     let supply: u32 = conf.monitors.iter().map(|m| m.power_value).sum();
     let (min, pos) = conf.min_supplies.unwrap_or((1, Pos::new(0, 0)));
-    if conf.monitors.is_empty() && min > 0 {
+    if old_style {
+        // upsmon has already stopped: the supplies are never counted.
+    } else if conf.monitors.is_empty() && min > 0 {
         sink.error(
             Code::NoMonitor,
             pos,
@@ -232,14 +288,36 @@ pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsmonConf {
     conf
 }
 
-fn check_notify_type(w: &Word, sink: &mut Sink) {
-    if !NOTIFY_TYPES.contains(&w.text.as_str()) {
-        sink.warning(
-            Code::BadValue,
-            w.pos,
-            format!("`{}` is not a notify type upsmon knows", w.text),
-        )
-        .with_hint(format!("types are: {}", NOTIFY_TYPES.join(", ")));
+fn check_notify_type(w: &Word, cx: &Context, sink: &mut Sink) {
+    let known = || {
+        NOTIFY_TYPES
+            .iter()
+            .filter(|t| t.1.is_none_or(|v| v <= cx.version))
+            .map(|t| t.0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match NOTIFY_TYPES.iter().find(|t| t.0 == w.text.as_str()) {
+        Some((_, Some(since))) if *since > cx.version => {
+            sink.warning(
+                Code::BadValue,
+                w.pos,
+                format!(
+                    "`{}` is a notify type from NUT {since} on: upsmon {} does not know it and ignores the line",
+                    w.text, cx.version
+                ),
+            )
+            .with_hint(format!("types of NUT {}: {}", cx.version, known()));
+        }
+        Some(_) => {}
+        None => {
+            sink.warning(
+                Code::BadValue,
+                w.pos,
+                format!("`{}` is not a notify type upsmon knows", w.text),
+            )
+            .with_hint(format!("types are: {}", known()));
+        }
     }
 }
 
@@ -277,8 +355,10 @@ fn parse_monitor(args: &[Word], cx: &Context, sink: &mut Sink) -> Option<Monitor
             } else {
                 "secondary"
             };
+            // Info, not a warning: every 2.8 release accepts it, and most published
+            // configurations still write it (109 times in 54 of 71 of a corpus).
             if modern {
-                sink.warning(
+                sink.info(
                     Code::Deprecated,
                     role.pos,
                     format!("`{}` is the old spelling", role.text),

@@ -167,7 +167,7 @@ pub fn describe(inv: &Inventory, ups: &Detected) -> String {
     format!("{name} ({})", details.join(", "))
 }
 
-fn matchers(section: &UpsSection, sink: &mut Sink) -> Option<Matchers> {
+fn matchers(section: &UpsSection) -> Option<Matchers> {
     let mut m = Matchers::default();
     let mut ok = true;
     for f in Field::ALL {
@@ -179,22 +179,15 @@ fn matchers(section: &UpsSection, sink: &mut Sink) -> Option<Matchers> {
         };
         match Regex::new(pattern) {
             Ok(re) => m.set.push((f, pattern.to_string(), re)),
-            Err(why) => {
-                ok = false;
-                sink.error(
-                    Code::BadValue,
-                    entry.value_pos,
-                    format!("[{}] {} = \"{pattern}\" is not a regular expression NUT can use: {why}", section.name, f.name()),
-                )
-                .with_hint("NUT compares matchers as POSIX extended regular expressions; escape `.`, `(`, `[` and `\\` to mean them literally");
-            }
+            // Validation reports a matcher that does not compile (the driver stops on it).
+            Err(_) => ok = false,
         }
     }
     ok.then_some(m)
 }
 
 fn usb_section(input: &Input, section: &UpsSection, driver: &str, sink: &mut Sink) -> Claim {
-    let Some(m) = matchers(section, sink) else {
+    let Some(m) = matchers(section) else {
         return Claim::Nothing;
     };
     let inv = input.inv;

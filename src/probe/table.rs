@@ -140,20 +140,25 @@ pub fn parse_udev_rules(text: &str) -> Vec<Known> {
             "" | "e.g. ?" => "various models".to_string(),
             m => m.to_string(),
         };
+        // NUT 2.8.5's rules name every driver of an ID, separated by spaces.
+        let mut drivers: Vec<String> = Vec::new();
+        for d in driver.split_whitespace() {
+            if !drivers.iter().any(|x| x == d) {
+                drivers.push(d.to_string());
+            }
+        }
         match out.iter_mut().find(|k| k.vid == vid && k.pid == pid) {
             Some(k) => {
-                if !driver.is_empty() && !k.drivers.contains(&driver) {
-                    k.drivers.push(driver);
+                for d in drivers {
+                    if !k.drivers.contains(&d) {
+                        k.drivers.push(d);
+                    }
                 }
             }
             None => out.push(Known {
                 vid,
                 pid,
-                drivers: if driver.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![driver]
-                },
+                drivers,
                 vendor: vendor.clone(),
                 models,
                 since: None,

@@ -221,3 +221,143 @@ impl Drop for Nut {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// One NUT release as an oracle: a Debian root holding that release's nut-server and
+/// nut-client, built and cached by `nut-releases/build-roots`; its programs run inside it by
+/// chroot (which needs root).
+pub struct Release {
+    pub suite: String,
+    pub version: power_snitch::nut::version::NutVersion,
+    /// The Debian package's version, e.g. `2.8.1-5+deb13u1`.
+    pub package: String,
+    pub root: PathBuf,
+}
+
+/// Where `nut-releases/build-roots` keeps the roots.
+pub fn roots_dir() -> PathBuf {
+    std::env::var_os("POWER_SNITCH_NUT_ROOTS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/power-snitch-nut"))
+}
+
+/// Every release of nut-releases/suites with its root. Panics, saying how to build them, when
+/// a root is absent or holds another release than its suite should.
+pub fn releases() -> Vec<Release> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let list = fs::read_to_string(repo.join("nut-releases/suites")).expect("nut-releases/suites");
+    let build = format!(
+        "build them with `sudo nut-releases/build-roots` (about 8 min cold; set \
+         POWER_SNITCH_NUT_ROOTS to keep them elsewhere than {})",
+        roots_dir().display()
+    );
+    let mut out = Vec::new();
+    for line in list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let (suite, want) = (w[0], w[1]);
+        let root = roots_dir().join(suite);
+        let stamp = fs::read_to_string(root.join("power-snitch-root")).unwrap_or_else(|e| {
+            panic!(
+                "the NUT {want} root ({suite}) is missing: {}: {e}; {build}",
+                root.join("power-snitch-root").display()
+            )
+        });
+        let package = stamp
+            .lines()
+            .find_map(|l| l.strip_prefix("nut "))
+            .unwrap_or_default()
+            .to_string();
+        let version: power_snitch::nut::version::NutVersion = package
+            .split(['-', '+', '~'])
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}; {build}", root.display()));
+        assert_eq!(
+            version.to_string(),
+            want,
+            "{} holds NUT {package}, not {want}; {build}",
+            root.display()
+        );
+        out.push(Release {
+            suite: suite.to_string(),
+            version,
+            package,
+            root,
+        });
+    }
+    out
+}
+
+impl Release {
+    /// Where the release installs `program` (a driver, upsd, upsmon, upsdrvctl, upsc), as a
+    /// path inside the root: its driver directory first (Debian's /sbin/upsd up to 2.8.1 is a
+    /// wrapper script), then sbin and bin.
+    pub fn program(&self, program: &str) -> Option<PathBuf> {
+        [
+            "lib/nut",
+            "usr/lib/nut",
+            "usr/libexec/nut",
+            "usr/sbin",
+            "usr/bin",
+        ]
+        .iter()
+        .map(|d| Path::new("/").join(d).join(program))
+        .find(|p| self.root.join(p.strip_prefix("/").unwrap()).is_file())
+    }
+
+    /// A command running `program` (a path inside the root) inside the root.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("chroot");
+        cmd.arg(&self.root).arg(program);
+        cmd
+    }
+
+    /// `program -V` run inside the root, at most five seconds: what it printed.
+    pub fn banner(&self, program: &Path) -> Option<String> {
+        let out = self
+            .command(Path::new("timeout"))
+            .args(["5"])
+            .arg(program)
+            .arg("-V")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Some(text)
+    }
+
+    /// A user of the root's account database, with the groups it is in.
+    pub fn account(&self, name: &str) -> Option<power_snitch::nut::Account> {
+        let passwd = fs::read_to_string(self.root.join("etc/passwd")).ok()?;
+        let groups = fs::read_to_string(self.root.join("etc/group")).ok()?;
+        let user: Vec<&str> = passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && f[0] == name)?;
+        let mut gids = vec![user[3].parse().ok()?];
+        for g in groups.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if g.len() > 3 && g[3].split(',').any(|m| m == name) {
+                gids.extend(g[2].parse::<u32>().ok());
+            }
+        }
+        Some(power_snitch::nut::Account {
+            name: name.to_string(),
+            uid: user[2].parse().ok()?,
+            gids,
+        })
+    }
+
+    /// A fresh directory under the root's /tmp: (its path here, its path inside the root).
+    pub fn temp_dir(&self, name: &str) -> (PathBuf, PathBuf) {
+        let inside = Path::new("/tmp").join(format!("ps-{}-{name}", std::process::id()));
+        let here = self.root.join(inside.strip_prefix("/").unwrap());
+        let _ = fs::remove_dir_all(&here);
+        fs::create_dir_all(&here).unwrap();
+        (here, inside)
+    }
+}
