@@ -317,7 +317,8 @@ fn an_option_a_command_does_not_take_is_a_usage_error() {
     }
 }
 
-/// Which NUT directory a command read: its `-v` log line names it and where it came from.
+/// Which NUT directory a command read: its `-vv` (debug) log line names it and where it came
+/// from.
 fn read_dir_of(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr);
     err.lines()
@@ -357,7 +358,7 @@ fn every_command_and_the_page_take_nut_s_directory_by_one_precedence() {
         for command in &commands {
             let mut cmd = bin();
             cmd.args(command)
-                .args(["-v", "--nut-version", "2.8.0", "--settings"])
+                .args(["-vv", "--nut-version", "2.8.0", "--settings"])
                 .arg(file);
             if command[0] != "validate" && command[0] != "sync" {
                 cmd.arg("--sysfs-root").arg(&sys);
@@ -414,7 +415,7 @@ fn agent_dir(
 ) -> String {
     use std::io::BufRead;
     let mut cmd = bin();
-    cmd.args(["run", "-v", "--nut-version", "2.8.0", "--settings"])
+    cmd.args(["run", "-vv", "--nut-version", "2.8.0", "--settings"])
         .arg(settings)
         .arg("--control-socket")
         .arg(base.join("agent.sock"))
@@ -461,7 +462,7 @@ fn a_settings_file_that_cannot_be_read_names_no_nut_directory() {
     let file = scratch("unreadable-settings").join("settings.bin");
     fs::write(&file, b"not a settings file").unwrap();
     let o = bin()
-        .args(["validate", "-v", "--nut-version", "2.8.0", "--settings"])
+        .args(["validate", "-vv", "--nut-version", "2.8.0", "--settings"])
         .arg(&file)
         .env("NUT_CONFPATH", &c)
         .output()
