@@ -18,6 +18,7 @@ pub mod form;
 pub mod http;
 pub mod metrics;
 pub mod pages;
+pub mod pool;
 pub mod server;
 
 use std::cell::RefCell;
@@ -64,6 +65,12 @@ pub fn setup_code_path(settings: &Path) -> PathBuf {
         .join("setup-code")
 }
 
+/// The token Prometheus gives as `Authorization: Bearer` to read `/metrics` while the status is
+/// not public: a file next to the settings, made at the page's first start.
+pub fn scrape_token_path(settings: &Path) -> PathBuf {
+    setup_code_path(settings).with_file_name("metrics-token")
+}
+
 /// `N` random bytes from the system, or none when it has none to give.
 pub fn random<const N: usize>() -> Option<[u8; N]> {
     use ring::rand::SecureRandom;
@@ -97,6 +104,8 @@ pub fn start(
     let listener = tokio::net::TcpListener::from_std(std_listener)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let app = Rc::new(app::App::new(shared, config, nut_version));
+    app.served_as(listen);
+    app.make_scrape_token();
     app.announce_setup_code(listen);
     let task = tokio::task::spawn_local(server::serve(listener, app));
     Ok(Running {
