@@ -421,7 +421,14 @@ impl Agent {
             self.version,
         ) {
             Ok(r) => {
-                self.emit(Level::Info, "web", &format!("setup page on http://{want}/"));
+                match &r.waiting {
+                    None => self.emit(Level::Info, "web", &format!("setup page on http://{want}/")),
+                    Some(e) => self.emit(
+                        Level::Error,
+                        "web",
+                        &format!("no setup page yet: {e}; trying again until it is free"),
+                    ),
+                }
                 self.web = Some(r);
             }
             Err(e) => self.emit(Level::Warn, "web", &format!("no setup page: {e}")),

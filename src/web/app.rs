@@ -379,11 +379,15 @@ impl App {
     }
 
     /// A login event for the log and the event ring (both rate-limited): the client's address
-    /// and the time, never what was typed.
-    fn log_login(&self, level: log::Level, text: String) {
+    /// and the time, never what was typed. `refused`: an attempt the brake refused.
+    fn log_login(&self, level: log::Level, text: String, refused: bool) {
         let t = now();
         let mut l = self.login_log.get();
-        let lines = l.note(t, text);
+        let lines = if refused {
+            l.refused(t, text)
+        } else {
+            l.note(t, text)
+        };
         self.login_log.set(l);
         for line in lines {
             self.shared.borrow_mut().emit(level, "web", &line);
@@ -427,6 +431,7 @@ impl App {
                     Wait::Ceiling(_) => "too many wrong attempts from many addresses",
                 }
             ),
+            true,
         );
         let f = self.frame("Log in", "", None);
         Err(
@@ -451,7 +456,8 @@ impl App {
         *self.ceiling_code.borrow_mut() = Some(code);
     }
 
-    async fn failed(&self, ip: Option<IpAddr>, what: &str) {
+    async fn failed(&self, ip: Option<IpAddr>, ticket: auth::Ticket, what: &str) {
+        self.guard.borrow_mut().failed(ticket, now());
         self.log_login(
             log::Level::Warn,
             format!(
@@ -459,6 +465,7 @@ impl App {
                 shown_ip(ip),
                 pages::when(now())
             ),
+            false,
         );
         tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
     }
@@ -471,6 +478,7 @@ impl App {
         self.log_login(
             log::Level::Info,
             format!("login from {} at {}", shown_ip(ip), pages::when(now())),
+            false,
         );
         let s = self.sessions.borrow_mut().start(&random, now());
         Response::redirect(safe_next(next)).with("set-cookie", auth::session_cookie(&s.token))
@@ -488,7 +496,7 @@ impl App {
         };
         let f = self.frame("Log in", "", None);
         if !code.is_empty() && !self.code_ok(code) {
-            self.failed(peer, "wrong setup code").await;
+            self.failed(peer, ticket, "wrong setup code").await;
             return Response::html(
                 401,
                 pages::login(&f, true, Some("That is not the setup code."), next, true),
@@ -507,7 +515,7 @@ impl App {
                 self.start_session(peer, ticket, next)
             }
             Ok(false) => {
-                self.failed(peer, "wrong password").await;
+                self.failed(peer, ticket, "wrong password").await;
                 let ask = self.guard.borrow_mut().at_ceiling(now());
                 Response::html(
                     401,
@@ -546,7 +554,7 @@ impl App {
             Err(r) => return r,
         };
         if !self.code_ok(form.text("code")) {
-            self.failed(peer, "wrong setup code").await;
+            self.failed(peer, ticket, "wrong setup code").await;
             return Response::html(
                 401,
                 pages::login(&f, false, Some("That is not the setup code."), next, false),

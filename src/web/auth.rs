@@ -375,6 +375,13 @@ impl Guard {
         }
     }
 
+    /// The attempt failed: the client's wait runs from now (the end of the attempt).
+    pub fn failed(&mut self, t: Ticket, now: u64) {
+        if let Some((_, b)) = self.clients.iter_mut().find(|(c, _)| *c == t.client) {
+            b.last_failure = b.last_failure.max(now);
+        }
+    }
+
     /// The attempt was not made (no worker to hash it): it does not count.
     pub fn cancel(&mut self, t: Ticket) {
         if let Some((_, b)) = self.clients.iter_mut().find(|(c, _)| *c == t.client) {
@@ -396,37 +403,56 @@ impl Guard {
 pub const LOG_LINES: u32 = 10;
 pub const LOG_WINDOW: u64 = 60;
 
-/// Rate-limits the log lines about logins, so a flood of guesses cannot flood the journal.
+/// Rate-limits the log lines about logins, so a flood of guesses cannot flood the journal:
+/// at most [`LOG_LINES`] lines a window for logins heard (failed or not); of the attempts
+/// refused at the brake only the first of a window gets a line. What is left out is counted
+/// and said in one line when the next window opens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoginLog {
     window: u64,
     lines: u32,
     dropped: u32,
+    refused: u32,
 }
 
 impl LoginLog {
-    /// The lines to write for one login event now: none while the window's budget is spent;
-    /// when a new window opens, first how many were left out of the last one.
+    fn roll(&mut self, now: u64, out: &mut Vec<String>) {
+        if now.saturating_sub(self.window) < LOG_WINDOW {
+            return;
+        }
+        let refused = self.refused.saturating_sub(1);
+        if self.dropped > 0 || refused > 0 {
+            out.push(format!(
+                "{} more failed login(s) not logged and {refused} more refused at the brake in the last {LOG_WINDOW} s",
+                self.dropped
+            ));
+        }
+        *self = LoginLog {
+            window: now,
+            ..LoginLog::default()
+        };
+    }
+
+    /// The lines to write for a login heard now (it failed or succeeded).
     pub fn note(&mut self, now: u64, line: String) -> Vec<String> {
         let mut out = Vec::new();
-        if now.saturating_sub(self.window) >= LOG_WINDOW {
-            if self.dropped > 0 {
-                out.push(format!(
-                    "{} more login event(s) not logged in the last {LOG_WINDOW} s",
-                    self.dropped
-                ));
-            }
-            *self = LoginLog {
-                window: now,
-                lines: 0,
-                dropped: 0,
-            };
-        }
+        self.roll(now, &mut out);
         if self.lines < LOG_LINES {
             self.lines += 1;
             out.push(line);
         } else {
             self.dropped = self.dropped.saturating_add(1);
+        }
+        out
+    }
+
+    /// The lines to write for an attempt refused at the brake now.
+    pub fn refused(&mut self, now: u64, line: String) -> Vec<String> {
+        let mut out = Vec::new();
+        self.roll(now, &mut out);
+        self.refused = self.refused.saturating_add(1);
+        if self.refused == 1 {
+            out.push(line);
         }
         out
     }
@@ -581,6 +607,9 @@ mod tests {
         // Another client is not braked by this one.
         let t = g.reserve(ip("10.0.0.1"), 100, false).unwrap();
         g.succeeded(t);
+        // The wait runs from the end of the last failed attempt.
+        g.failed(gone[1], 103);
+        assert_eq!(g.reserve(ip("10.0.0.9"), 103, false), Err(Wait::Client(2)));
         // A success releases its own client only.
         g.succeeded(gone[0]);
         assert!(g.reserve(ip("10.0.0.9"), 100, false).is_ok());
@@ -658,16 +687,25 @@ mod tests {
     fn web_auth_login_lines_are_rate_limited() {
         let mut l = LoginLog::default();
         let mut written = Vec::new();
+        for i in 0..50 {
+            written.extend(l.refused(1000, format!("refused {i}")));
+        }
         for i in 0..100 {
             written.extend(l.note(1000, format!("failed {i}")));
         }
-        assert_eq!(written.len(), LOG_LINES as usize);
-        let next = l.note(1000 + LOG_WINDOW, "failed late".into());
+        // The first refusal, then the heard logins up to the budget: refusals do not use it.
+        assert_eq!(written.len(), 1 + LOG_LINES as usize, "{written:?}");
+        assert_eq!(written[0], "refused 0");
+        assert_eq!(
+            written[LOG_LINES as usize],
+            format!("failed {}", LOG_LINES - 1)
+        );
+        let next = l.note(1000 + LOG_WINDOW, "login late".into());
         assert_eq!(
             next,
             [
-                format!("90 more login event(s) not logged in the last {LOG_WINDOW} s"),
-                "failed late".to_string()
+                format!("90 more failed login(s) not logged and 49 more refused at the brake in the last {LOG_WINDOW} s"),
+                "login late".to_string()
             ]
         );
     }

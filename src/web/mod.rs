@@ -83,10 +83,58 @@ pub fn random<const N: usize>() -> Option<[u8; N]> {
 pub struct Running {
     pub listen: String,
     pub task: tokio::task::JoinHandle<()>,
+    /// Why the address could not be bound yet: the task tries again, with back-off, until it
+    /// can (another program holding the port must not keep the page away for good).
+    pub waiting: Option<String>,
 }
 
-/// Binds `listen` and serves the page on the current `LocalSet`; an address that cannot be
-/// bound is an error for the caller to log (the agent runs on without its page).
+/// The first wait before binding again, and the longest.
+pub const BIND_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+pub const BIND_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn bind(addr: std::net::SocketAddr, listen: &str) -> Result<tokio::net::TcpListener, String> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tokio::net::TcpListener::from_std(l).map_err(|e| format!("cannot listen on {listen}: {e}"))
+}
+
+/// Binds `addr` again and again (1 s, 2 s, 4 s, ... up to [`BIND_RETRY_MAX`] apart), an error
+/// in the log and the events each time the reason changes, then serves.
+async fn bind_later(addr: std::net::SocketAddr, listen: String, app: Rc<app::App>, first: String) {
+    let mut delay = BIND_RETRY_FIRST;
+    let mut last = first;
+    loop {
+        tokio::time::sleep(delay).await;
+        match bind(addr, &listen) {
+            Ok(l) => {
+                app.shared.borrow_mut().emit(
+                    log::Level::Warn,
+                    "web",
+                    &format!("setup page on http://{listen}/ at last: the address is free now"),
+                );
+                server::serve(l, app).await;
+                return;
+            }
+            Err(e) => {
+                if e != last {
+                    app.shared.borrow_mut().emit(
+                        log::Level::Error,
+                        "web",
+                        &format!("{e}; trying again"),
+                    );
+                    last = e;
+                }
+                delay = (delay * 2).min(BIND_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Serves the page on `listen` on the current `LocalSet`. An address that is not ADDRESS:PORT
+/// is an error; one that cannot be bound now is retried by the task (see
+/// [`Running::waiting`]), so the caller says it loudly.
 pub fn start(
     listen: &str,
     shared: Rc<RefCell<Shared>>,
@@ -96,20 +144,20 @@ pub fn start(
     let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| format!("web_listen `{listen}` is not ADDRESS:PORT"))?;
-    let std_listener =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let listener = tokio::net::TcpListener::from_std(std_listener)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let app = Rc::new(app::App::new(shared, config, nut_version));
     app.served_as(listen);
     app.make_scrape_token();
     app.announce_setup_code(listen);
-    let task = tokio::task::spawn_local(server::serve(listener, app));
+    let (task, waiting) = match bind(addr, listen) {
+        Ok(l) => (tokio::task::spawn_local(server::serve(l, app)), None),
+        Err(e) => (
+            tokio::task::spawn_local(bind_later(addr, listen.to_string(), app, e.clone())),
+            Some(e),
+        ),
+    };
     Ok(Running {
         listen: listen.to_string(),
         task,
+        waiting,
     })
 }
