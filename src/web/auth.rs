@@ -630,6 +630,7 @@ mod tests {
             t += 1;
         }
         // About one guess each MAX_WAIT seconds, plus the free ones.
+        eprintln!("guesses a day from one address at the brake: {tried}");
         assert!(
             tried <= 86_400 / MAX_WAIT + 2 * u64::from(FREE_FAILURES) + 16,
             "{tried}"
@@ -667,6 +668,27 @@ mod tests {
         assert_eq!(ip("2001:db8::1"), ip("2001:db8::ffff:2"));
         assert_ne!(ip("2001:db8::1"), ip("2001:db8:0:1::1"));
         assert_eq!(ip("::ffff:10.0.0.1"), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn web_auth_the_ceiling_bounds_guesses_a_day_from_any_number_of_addresses() {
+        let mut g = Guard::default();
+        let mut tried = 0u64;
+        // Three guesses a second, each from a new address, for a day.
+        for t in 0..86_400u64 {
+            for i in 0..3u32 {
+                let a = std::net::Ipv4Addr::from(0x0a00_0000 + (t as u32 * 3 + i));
+                if g.reserve(Client::of(a.into()), t, false).is_ok() {
+                    tried += 1;
+                }
+            }
+        }
+        eprintln!("guesses a day from any number of addresses at the ceiling: {tried}");
+        assert_eq!(
+            tried,
+            u64::from(GLOBAL_BURST) + 86_400 / GLOBAL_REFILL - 1,
+            "the burst, then one each GLOBAL_REFILL seconds"
+        );
     }
 
     #[test]
