@@ -5,8 +5,9 @@
 //! Pure parts: [`http`] (requests, responses, the routing table and who may ask for what),
 //! [`form`] (form bodies, the setup form against the settings model), [`auth`] (password hash,
 //! sessions, CSRF tokens, setup code, the brake on guessing), [`pages`] (HTML), [`metrics`]
-//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded) and [`app`]
-//! (each route: the agent's state, the settings file, the check, upsd).
+//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded), [`pool`]
+//! (the blocking work on a fixed set of threads) and [`app`] (each route: the agent's state, the
+//! settings file, the check, upsd).
 //!
 //! **Architecture invariant:** no response carries a password: not the UPS passwords (forms
 //! say "unchanged"), not the admin password or its hash; the setup code goes to the log only,
