@@ -848,6 +848,28 @@ fn web_public_routes_show_ups_state_only_and_a_foreign_host_is_refused() {
         .unwrap(),
     );
     assert_eq!(r.status, 200, "NAME.local");
+    // More names (a reverse proxy's, a DNS name) in `web-hosts` next to the settings.
+    let by_name = |name: &str| {
+        http::parse(
+            &http::raw(
+                port,
+                format!(
+                    "GET /api/status HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap(),
+        )
+        .status
+    };
+    assert_eq!(by_name("ups.example.lan"), 421);
+    std::fs::write(
+        agent.dir.join("web-hosts"),
+        "# the rack's name\nups.example.lan\n",
+    )
+    .unwrap();
+    assert_eq!(by_name("ups.example.lan"), 200);
+    assert_eq!(by_name("evil.example"), 421);
 }
 
 #[test]

@@ -212,7 +212,9 @@ impl App {
     }
 
     pub async fn handle(&self, req: Request) -> Response {
-        if !host_ok(&req.host, &self.listen.borrow()) {
+        if !host_ok(&req.host, &self.listen.borrow())
+            && !extra_host_ok(&req.host, &super::hosts_path(&self.config.settings_path))
+        {
             return Response::text(
                 421,
                 format!(
@@ -943,6 +945,32 @@ fn host_name(host: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Names the page is also served as, from `text` (the `web-hosts` file): one a line, `#`
+/// starts a comment; at most 64 names are read.
+pub fn parse_hosts(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .take(64)
+        .map(host_name)
+        .collect()
+}
+
+/// Whether `host` is one of the names in the `web-hosts` file (read each time a request names
+/// another host, so an edit applies at once; at most 4 KiB of it).
+fn extra_host_ok(host: &str, file: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(file) else {
+        return false;
+    };
+    let mut text = String::new();
+    if f.take(4096).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    let name = host_name(host);
+    !name.is_empty() && parse_hosts(&text).contains(&name)
+}
+
 /// The machine's host name, as the kernel has it.
 fn machine_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -1128,6 +1156,19 @@ mod tests {
             assert!(!host_ok(bad, listen), "{bad}");
         }
         assert_eq!(host_name("Pi.Local.:80"), "pi.local");
+        assert_eq!(
+            parse_hosts("# names\nUPS.example.lan\n\n  pi1.home.:8080  # the rack\n"),
+            ["ups.example.lan", "pi1.home"]
+        );
+        assert_eq!(parse_hosts(&"a\n".repeat(100)).len(), 64);
+        let dir = std::env::temp_dir().join(format!("ps-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("web-hosts");
+        assert!(!extra_host_ok("ups.example.lan", &file), "no file");
+        std::fs::write(&file, "ups.example.lan\n").unwrap();
+        assert!(extra_host_ok("UPS.example.lan:8080", &file));
+        assert!(!extra_host_ok("evil.example", &file));
+        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(host_name("[fe80::1]:80"), "fe80::1");
     }
 

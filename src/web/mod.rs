@@ -72,6 +72,12 @@ pub fn scrape_token_path(settings: &Path) -> PathBuf {
     setup_code_path(settings).with_file_name("metrics-token")
 }
 
+/// More names the page is served as (a reverse proxy's, a DNS name), one a line: a file next
+/// to the settings, read when a request's `Host` is none of the built-in ones.
+pub fn hosts_path(settings: &Path) -> PathBuf {
+    setup_code_path(settings).with_file_name("web-hosts")
+}
+
 /// `N` random bytes from the system, or none when it has none to give.
 pub fn random<const N: usize>() -> Option<[u8; N]> {
     use ring::rand::SecureRandom;
