@@ -10,16 +10,21 @@
 //! Sized for the unit's `TasksMax=16`: the agent's thread, these workers, and the threads the
 //! check's serial probe starts (one per port) stay well under it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Threads doing the page's blocking work.
 pub const WORKERS: usize = 2;
 /// Jobs waiting for a thread; one more is refused as busy.
 pub const QUEUE: usize = 4;
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job and where its answer goes (one type for every job, so the pool's code exists once).
+type Answer = Box<dyn Any + Send>;
+type Job = (
+    Box<dyn FnOnce() -> Answer + Send>,
+    tokio::sync::oneshot::Sender<Answer>,
+);
 
 /// Why a job was not run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,13 +50,24 @@ impl std::fmt::Display for Busy {
     }
 }
 
-pub struct Pool {
-    tx: SyncSender<Job>,
-    rx: Arc<Mutex<Receiver<Job>>>,
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
     /// Workers started, and those waiting for a job.
-    started: AtomicUsize,
-    idle: Arc<AtomicUsize>,
+    started: usize,
+    idle: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+pub struct Pool {
+    inner: Arc<Inner>,
     workers: usize,
+    queue: usize,
 }
 
 impl Default for Pool {
@@ -60,54 +76,64 @@ impl Default for Pool {
     }
 }
 
+fn work(inner: Arc<Inner>) {
+    loop {
+        let job = {
+            let Ok(mut q) = inner.queue.lock() else {
+                return;
+            };
+            q.idle += 1;
+            loop {
+                if let Some(job) = q.jobs.pop_front() {
+                    q.idle -= 1;
+                    break job;
+                }
+                q = match inner.ready.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return,
+                };
+            }
+        };
+        let (f, answer) = job;
+        // A job that panics (a bug) loses its answer, not the worker.
+        if let Ok(v) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            let _ = answer.send(v);
+        }
+    }
+}
+
 impl Pool {
     pub fn new(workers: usize, queue: usize) -> Pool {
-        let (tx, rx) = sync_channel(queue);
         Pool {
-            tx,
-            rx: Arc::new(Mutex::new(rx)),
-            started: AtomicUsize::new(0),
-            idle: Arc::new(AtomicUsize::new(0)),
+            inner: Arc::default(),
             workers: workers.max(1),
+            queue,
         }
     }
 
-    /// Starts one more worker when none is idle and the pool is not full; an error when none
-    /// runs and none can be started.
-    fn grow(&self) -> Result<(), Busy> {
-        let started = self.started.load(Ordering::SeqCst);
-        if self.idle.load(Ordering::SeqCst) > 0 || started >= self.workers {
-            return Ok(());
-        }
-        let (rx, idle) = (Arc::clone(&self.rx), Arc::clone(&self.idle));
-        let spawned = std::thread::Builder::new()
-            .name("web-work".into())
-            .spawn(move || loop {
-                idle.fetch_add(1, Ordering::SeqCst);
-                let job = match rx.lock() {
-                    Ok(rx) => rx.recv(),
-                    Err(_) => return,
-                };
-                idle.fetch_sub(1, Ordering::SeqCst);
-                match job {
-                    // A job that panics (a bug) loses its answer, not the worker.
-                    Ok(job) => {
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                    }
-                    Err(_) => return,
-                }
-            });
-        match spawned {
-            Ok(_) => {
-                self.started.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) if started == 0 => Err(Busy::NoThread(e.to_string())),
-            Err(e) => {
-                log::debug!("web: no further worker ({e}); going on with {started}");
-                Ok(())
+    /// Queues a job, starting one more worker when none is idle and the pool is not full.
+    fn submit(&self, job: Job) -> Result<(), Busy> {
+        let mut q = self.inner.queue.lock().map_err(|_| Busy::Stopped)?;
+        let waiting = q.jobs.len();
+        if q.idle <= waiting && q.started < self.workers {
+            let inner = Arc::clone(&self.inner);
+            match std::thread::Builder::new()
+                .name("web-work".into())
+                .spawn(move || work(inner))
+            {
+                Ok(_) => q.started += 1,
+                Err(e) if q.started == 0 => return Err(Busy::NoThread(e.to_string())),
+                Err(e) => log::debug!("web: no further worker ({e}); going on with {}", q.started),
             }
         }
+        // Jobs an idle worker takes at once, plus QUEUE more waiting.
+        if waiting >= q.idle + self.queue {
+            return Err(Busy::Full);
+        }
+        q.jobs.push_back(job);
+        drop(q);
+        self.inner.ready.notify_one();
+        Ok(())
     }
 
     /// Runs `f` on a worker and waits for its answer without blocking the agent's thread.
@@ -115,22 +141,15 @@ impl Pool {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        self.grow()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Busy::Full),
-            Err(TrySendError::Disconnected(_)) => return Err(Busy::Stopped),
-        }
-        rx.await.map_err(|_| Busy::Stopped)
+        self.submit((Box::new(move || Box::new(f()) as Answer), tx))?;
+        let v = rx.await.map_err(|_| Busy::Stopped)?;
+        v.downcast::<T>().map(|b| *b).map_err(|_| Busy::Stopped)
     }
 
     /// Workers started so far.
     pub fn threads(&self) -> usize {
-        self.started.load(Ordering::SeqCst)
+        self.inner.queue.lock().map_or(0, |q| q.started)
     }
 }
 
