@@ -158,10 +158,7 @@ impl App {
                 f.sync_all()
             });
         match made {
-            Ok(()) => log::info!(
-                "web: made {}: Prometheus may read /metrics with it as a bearer token",
-                path.display()
-            ),
+            Ok(()) => log::info!("web: made {}", path.display()),
             Err(e) => log::warn!("web: cannot make {}: {e}", path.display()),
         }
     }
@@ -215,13 +212,7 @@ impl App {
         if !host_ok(&req.host, &self.listen.borrow())
             && !extra_host_ok(&req.host, &super::hosts_path(&self.config.settings_path))
         {
-            return Response::text(
-                421,
-                format!(
-                    "this page is not served as `{}`: use the device's address or name\n",
-                    req.host.chars().take(100).collect::<String>()
-                ),
-            );
+            return Response::text(421, "this page is not served under that name\n");
         }
         let route = match http::route(&req.method, &req.path) {
             Ok(r) => r,
@@ -418,21 +409,15 @@ impl App {
             Wait::Ceiling(_) => {
                 self.ceiling_reached();
                 (
-                    "Too many wrong attempts from many addresses: give the setup code from the device's log with your password.".to_string(),
+                    "Too many wrong attempts: give the setup code from the device's log."
+                        .to_string(),
                     true,
                 )
             }
         };
         self.log_login(
             log::Level::Warn,
-            format!(
-                "login from {ip} refused at {}: {}",
-                pages::when(t),
-                match wait {
-                    Wait::Client(_) => "too many wrong attempts from it",
-                    Wait::Ceiling(_) => "too many wrong attempts from many addresses",
-                }
-            ),
+            format!("login from {ip} refused at {}: {text}", pages::when(t)),
             true,
         );
         let f = self.frame("Log in", "", None);
@@ -453,7 +438,7 @@ impl App {
         };
         let code = auth::setup_code(&random);
         log::warn!(
-            "web: wrong logins from many addresses reached the ceiling; to log in now, give the setup code {code} with the admin password"
+            "web: wrong logins reached the ceiling; to log in, give the setup code {code} with the password"
         );
         *self.ceiling_code.borrow_mut() = Some(code);
     }
@@ -684,7 +669,7 @@ impl App {
             return refuse(
                 Route::SetupSave,
                 409,
-                "the settings changed since this form was loaded (on the device or in another browser): nothing was saved; reload the setup page and make your change again",
+                "the settings changed since this form was loaded: nothing was saved; reload the page and try again",
                 s,
             );
         }
@@ -959,14 +944,12 @@ pub fn parse_hosts(text: &str) -> Vec<String> {
 /// Whether `host` is one of the names in the `web-hosts` file (read each time a request names
 /// another host, so an edit applies at once; at most 4 KiB of it).
 fn extra_host_ok(host: &str, file: &Path) -> bool {
-    use std::io::Read;
-    let Ok(f) = std::fs::File::open(file) else {
-        return false;
-    };
-    let mut text = String::new();
-    if f.take(4096).read_to_string(&mut text).is_err() {
+    if std::fs::metadata(file).map_or(true, |m| m.len() > 4096) {
         return false;
     }
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
     let name = host_name(host);
     !name.is_empty() && parse_hosts(&text).contains(&name)
 }

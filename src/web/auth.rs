@@ -423,7 +423,7 @@ impl LoginLog {
         let refused = self.refused.saturating_sub(1);
         if self.dropped > 0 || refused > 0 {
             out.push(format!(
-                "{} more failed login(s) not logged and {refused} more refused at the brake in the last {LOG_WINDOW} s",
+                "{} failed login(s) and {refused} refusal(s) not logged in {LOG_WINDOW} s",
                 self.dropped
             ));
         }
@@ -726,7 +726,7 @@ mod tests {
         assert_eq!(
             next,
             [
-                format!("90 more failed login(s) not logged and 49 more refused at the brake in the last {LOG_WINDOW} s"),
+                format!("90 failed login(s) and 49 refusal(s) not logged in {LOG_WINDOW} s"),
                 "login late".to_string()
             ]
         );

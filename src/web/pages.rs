@@ -330,7 +330,7 @@ pub fn status_live(s: &Shared, now: u64, private: bool) -> String {
         );
         let _ = write!(
             out,
-            "<p class=\"small\">Log in to see the check of NUT's files and every event.</p></section><p class=\"small\" id=\"updated\">Updated {}.</p>",
+            "<p class=\"small\">Log in to see every event.</p></section><p class=\"small\" id=\"updated\">Updated {}.</p>",
             when(now)
         );
         return out;
@@ -385,7 +385,7 @@ pub fn login(
     }
     let next = esc(next);
     let code = if ask_code {
-        "<p>Wrong passwords from many addresses have locked logins by password alone. The agent's log (<code>journalctl -u power-snitch</code>) on the device has a setup code: give it with your password.</p>\
+        "<p>Too many wrong logins: give the setup code from the agent's log (<code>journalctl -u power-snitch</code>) too.</p>\
 <label for=\"code\">Setup code</label><input id=\"code\" name=\"code\" autocomplete=\"off\" required placeholder=\"XXXX-XXXX\">"
     } else {
         ""

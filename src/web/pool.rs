@@ -11,7 +11,6 @@
 //! check's serial probe starts (one per port) stay well under it.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Threads doing the page's blocking work.
@@ -40,19 +39,16 @@ pub enum Busy {
 impl std::fmt::Display for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
-            Busy::Full => write!(f, "the page is busy: try again in a moment"),
-            Busy::NoThread(e) => write!(
-                f,
-                "the page is busy (the system gives it no thread: {e}): try again in a moment"
-            ),
-            Busy::Stopped => write!(f, "the work stopped before it finished"),
+            Busy::Full => write!(f, "busy: try again"),
+            Busy::NoThread(e) => write!(f, "busy (no thread: {e}): try again"),
+            Busy::Stopped => write!(f, "the work stopped"),
         }
     }
 }
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: Vec<Job>,
     /// Workers started, and those waiting for a job.
     started: usize,
     idle: usize,
@@ -84,7 +80,8 @@ fn work(inner: Arc<Inner>) {
             };
             q.idle += 1;
             loop {
-                if let Some(job) = q.jobs.pop_front() {
+                if !q.jobs.is_empty() {
+                    let job = q.jobs.remove(0);
                     q.idle -= 1;
                     break job;
                 }
@@ -117,20 +114,18 @@ impl Pool {
         let waiting = q.jobs.len();
         if q.idle <= waiting && q.started < self.workers {
             let inner = Arc::clone(&self.inner);
-            match std::thread::Builder::new()
-                .name("web-work".into())
-                .spawn(move || work(inner))
-            {
+            match std::thread::Builder::new().spawn(move || work(inner)) {
                 Ok(_) => q.started += 1,
                 Err(e) if q.started == 0 => return Err(Busy::NoThread(e.to_string())),
-                Err(e) => log::debug!("web: no further worker ({e}); going on with {}", q.started),
+                // Going on with the workers there are.
+                Err(_) => {}
             }
         }
         // Jobs an idle worker takes at once, plus QUEUE more waiting.
         if waiting >= q.idle + self.queue {
             return Err(Busy::Full);
         }
-        q.jobs.push_back(job);
+        q.jobs.push(job);
         drop(q);
         self.inner.ready.notify_one();
         Ok(())
