@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::{self, enc, get, post, request, Reply};
-use common::web::{bin, served_agent, Agent, BIN};
+use common::web::{bin, served_agent, served_agent_more, served_agent_with, Agent, BIN};
 use serde_json::Value;
 
 const USERS: &str =
@@ -202,6 +202,7 @@ fn web_every_route_against_a_real_upsd_and_the_security_rules() {
     let r = seen.keep(get(port, "/setup", c));
     assert_eq!(r.status, 200);
     let csrf = r.csrf().expect("a CSRF token");
+    let version = r.hidden("version").expect("the settings' version");
     for want in [
         "value=\"ups1\"",
         "value=\"dummy-ups\"",
@@ -219,6 +220,7 @@ fn web_every_route_against_a_real_upsd_and_the_security_rules() {
         let upsd_port = nut.port.to_string();
         let mut fields = vec![
             ("csrf", csrf),
+            ("version", version.as_str()),
             ("original", "ups1"),
             ("nut_device_name", "ups1"),
             ("nut_driver", "dummy-ups"),
@@ -584,4 +586,600 @@ fn web_first_password_by_setup_code_private_status_and_limits() {
     }
     drop(agent);
     let _ = std::fs::remove_dir_all(&nut_dir);
+}
+
+/// `n` wrong logins at once, from the loopback address `from(i)` each; their statuses.
+fn parallel_wrong_logins(port: u16, n: u8, from: impl Fn(u8) -> [u8; 4]) -> Vec<u16> {
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let addr = from(i);
+            std::thread::spawn(move || {
+                http::request_from(addr, port, "POST", "/login", &[], "password=guess-it").status
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn web_a_parallel_burst_from_one_address_is_braked_like_a_serial_one_and_the_admin_gets_in() {
+    let (_nut, agent) = served_agent("web-burst", USERS, ADMIN);
+    let port = agent.port;
+    let statuses = parallel_wrong_logins(port, 30, |_| [127, 0, 0, 2]);
+    let heard = statuses.iter().filter(|s| **s == 401).count();
+    // Only the free attempts are heard: the rest were braked before their hash (429), or not
+    // even served beyond the connections one address may hold (503).
+    assert_eq!(heard, 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    // The burst came from another address: the admin logs in at once.
+    let mut seen = Seen::default();
+    login(port, &mut seen);
+    // Each failed login is logged with its address, rate-limited, never with what was typed.
+    agent.wait_for(|l| l.contains("web: failed login from 127.0.0.2"));
+    agent.wait_for(|l| l.contains("web: login from 127.0.0.1"));
+    let log = agent.log();
+    assert!(!log.contains("guess-it") && !log.contains(ADMIN), "{log}");
+    let lines = log.lines().filter(|l| l.contains("login from")).count();
+    assert!(lines <= 11, "{lines} login lines:\n{log}");
+    // The brake holds for the guesser: one more is heard once its wait is over, the next
+    // waits again.
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = http::request_from([127, 0, 0, 2], port, "POST", "/login", &[], "password=x");
+    assert!(matches!(r.status, 401 | 429), "{}", r.body);
+    let r = http::request_from([127, 0, 0, 2], port, "POST", "/login", &[], "password=x");
+    assert_eq!(r.status, 429);
+    assert!(r.body.contains("from your address"), "{}", r.body);
+}
+
+#[test]
+fn web_guesses_from_many_addresses_hit_the_ceiling_and_the_console_code_still_lets_the_admin_in() {
+    let (_nut, agent) = served_agent("web-ceiling", USERS, ADMIN);
+    let port = agent.port;
+    // Wrong guesses from ever new addresses, six at once (what the page's workers take): the
+    // ceiling (30) stops them, whoever sends them.
+    let mut heard = 0;
+    let mut all = Vec::new();
+    let started = Instant::now();
+    for round in 0..12u8 {
+        let statuses = parallel_wrong_logins(port, 6, |i| [127, 0, 1 + round, 10 + i]);
+        heard += statuses.iter().filter(|s| **s == 401).count();
+        all.extend_from_slice(&statuses);
+        if statuses.contains(&429) {
+            break;
+        }
+    }
+    // The ceiling gives one more attempt a minute.
+    let allowed = 30 + started.elapsed().as_secs() / 60 + 1;
+    assert!(heard as u64 <= allowed, "{heard} heard: {all:?}");
+    assert!(all.contains(&429), "{all:?}");
+    // The right password alone waits now, from any address.
+    let r = post(port, "/login", None, &format!("password={}", enc(ADMIN)));
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.body.contains("name=\"code\""),
+        "the code is asked: {}",
+        r.body
+    );
+    // The console's log has a code that passes the ceiling; a wrong one does not.
+    let logged = agent.wait_for(|l| l.contains("reached the ceiling"));
+    let code = logged
+        .split("setup code ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = post(
+        port,
+        "/login",
+        None,
+        &format!("code=ABCD-EFGH&password={}", enc(ADMIN)),
+    );
+    assert_eq!(r.status, 429, "a wrong code counts under the ceiling");
+    let r = post(
+        port,
+        "/login",
+        None,
+        &format!("code={}&password={}&next=%2Fsetup", enc(&code), enc(ADMIN)),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.cookie("ps_session").is_some());
+    // The code never reaches the event ring the pages show.
+    let events = std::process::Command::new(BIN)
+        .args(["events", "--format", "json", "--control-socket"])
+        .arg(agent.dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&events.stdout).contains(&code));
+}
+
+#[test]
+fn web_a_reconnecting_slowloris_from_one_address_leaves_the_page_to_others() {
+    let (_nut, agent) = served_agent("web-slowloris", USERS, ADMIN);
+    let port = agent.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 32 sockets from 127.0.0.3, each sending a head one byte a second, dropped at 10 s and
+    // opened again (before the page's header timeout).
+    let attackers: Vec<_> = (0..32)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                std::thread::sleep(Duration::from_millis(i * 30));
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let Ok(mut s) = http::connect_from([127, 0, 0, 3], port) else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    let opened = Instant::now();
+                    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+                    while opened.elapsed() < Duration::from_secs(10)
+                        && !stop.load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        let _ = s.write_all(b"X");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut served = 0;
+    for _ in 0..40 {
+        let r = http::parse(
+            &http::raw(
+                port,
+                format!(
+                    "GET /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap_or_default(),
+        );
+        if r.status == 200 {
+            served += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    eprintln!("legitimate requests served under the reconnecting slowloris: {served} of 40");
+    assert_eq!(served, 40, "legitimate requests served");
+    drop(agent);
+}
+
+#[test]
+fn web_public_routes_show_ups_state_only_and_a_foreign_host_is_refused() {
+    let (_nut, agent) = served_agent("web-public", USERS, ADMIN);
+    let port = agent.port;
+    let s = agent.settings.to_str().unwrap().to_string();
+    // A settings change and a check: events the public must not see.
+    let out = bin(
+        &[
+            "settings",
+            "set",
+            "--settings",
+            &s,
+            "--ups",
+            "ups1",
+            "nut_username=mon",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    agent.wait_for(|l| l.contains("nut_username[ups1]"));
+    agent.wait_for(|l| l.contains("check: "));
+    let r = get(port, "/api/events", None);
+    assert_eq!(r.status, 200);
+    let v = json(&r);
+    for e in v["events"].as_array().unwrap() {
+        let src = e["source"].as_str().unwrap();
+        assert!(
+            src == "ups1" || src.starts_with("upsd "),
+            "a public event: {e}"
+        );
+    }
+    for r in [get(port, "/", None), get(port, "/status/live", None)] {
+        assert_eq!(r.status, 200);
+        for hidden in [
+            "nut_username",
+            "`mon`",
+            "<h2>NUT's files",
+            "settings.bin",
+            "and the settings:",
+        ] {
+            assert!(!r.body.contains(hidden), "{hidden} in {}", r.body);
+        }
+        assert!(r.body.contains("ups1"));
+    }
+    // A session sees every event.
+    let mut seen = Seen::default();
+    let cookie = login(port, &mut seen);
+    let v = json(&get(port, "/api/events", Some(&cookie)));
+    assert!(v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["text"].as_str().unwrap().contains("nut_username")));
+    // DNS rebinding: another site's name for this address is refused; the page's names pass.
+    let r = http::parse(
+        &http::raw(
+            port,
+            b"GET /api/status HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap(),
+    );
+    assert_eq!(r.status, 421, "{}", r.body);
+    let r = http::parse(
+        &http::raw(
+            port,
+            format!("GET /api/status HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(r.status, 421);
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let r = http::parse(
+            &http::raw(
+                port,
+                format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(r.status, 200, "{host}");
+    }
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let r = http::parse(
+        &http::raw(
+            port,
+            format!(
+                "GET /api/status HTTP/1.1\r\nHost: {}.local:{port}\r\nConnection: close\r\n\r\n",
+                me.trim()
+            )
+            .as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(r.status, 200, "NAME.local");
+    // More names (a reverse proxy's, a DNS name) in `web-hosts` next to the settings.
+    let by_name = |name: &str| {
+        http::parse(
+            &http::raw(
+                port,
+                format!(
+                    "GET /api/status HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap(),
+        )
+        .status
+    };
+    assert_eq!(by_name("ups.example.lan"), 421);
+    std::fs::write(
+        agent.dir.join("web-hosts"),
+        "# the rack's name\nups.example.lan\n",
+    )
+    .unwrap();
+    assert_eq!(by_name("ups.example.lan"), 200);
+    assert_eq!(by_name("evil.example"), 421);
+}
+
+#[test]
+fn web_a_stale_setup_form_is_refused_and_the_command_line_change_kept() {
+    let (nut, agent) = served_agent("web-stale", USERS, ADMIN);
+    let port = agent.port;
+    let s = agent.settings.to_str().unwrap().to_string();
+    let mut seen = Seen::default();
+    let cookie = login(port, &mut seen);
+    let c = Some(cookie.as_str());
+    let page = get(port, "/setup", c);
+    let (csrf, version) = (page.csrf().unwrap(), page.hidden("version").unwrap());
+    let body = |version: &str, poll: &str| {
+        format!(
+            "csrf={csrf}&version={version}&original=ups1&nut_device_name=ups1&nut_driver=dummy-ups&nut_port=ups1.dev&nut_username=admin&nut_password=&nut_retry_count=3&nut_retry_delay=5&upsd_host=127.0.0.1&upsd_port={}&poll_interval={poll}&tls=auto&log_level=warn&web_public_status=on",
+            nut.port
+        )
+    };
+    // The command line changes another key meanwhile.
+    let out = bin(
+        &[
+            "settings",
+            "set",
+            "--settings",
+            &s,
+            "--ups",
+            "ups1",
+            "nut_retry_count=7",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r = post(port, "/setup", c, &body(&version, "4"));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("nothing was saved"), "{}", r.body);
+    let st = agent.settings();
+    assert_eq!((st.ups[0].nut_retry_count, st.ups[0].poll_interval), (7, 1));
+    // No version at all is stale too.
+    let r = post(port, "/setup", c, &body("", "4"));
+    assert_eq!(r.status, 409);
+    // A form loaded after the change saves, and keeps it.
+    let page = get(port, "/setup", c);
+    let fresh = page.hidden("version").unwrap();
+    assert_ne!(fresh, version);
+    let r = post(
+        port,
+        "/setup",
+        c,
+        &body(&fresh, "4").replace("nut_retry_count=3", "nut_retry_count=7"),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let st = agent.settings();
+    assert_eq!((st.ups[0].nut_retry_count, st.ups[0].poll_interval), (7, 4));
+    seen.assert_no_secret();
+}
+
+#[test]
+fn web_next_goes_only_to_the_sites_own_pages_and_a_huge_declared_body_is_refused_at_once() {
+    let (_nut, agent) = served_agent("web-next", USERS, ADMIN);
+    let port = agent.port;
+    for (next, want) in [
+        ("%2Fcheck", "/check"),
+        ("%2F%09%2Fevil.example", "/"),
+        ("%2F%5Cevil.example", "/"),
+        ("https%3A%2F%2Fevil.example%2F", "/"),
+        ("%2Fsetup%0D%0ASet-Cookie%3A%20x%3D1", "/"),
+        ("%2Fsetup%3Fups%3Da%0D%0Ax%3Ay", "/"),
+    ] {
+        let r = post(
+            port,
+            "/login",
+            None,
+            &format!("password={}&next={next}", enc(ADMIN)),
+        );
+        assert_eq!(r.status, 303, "next={next}: {}", r.body);
+        assert_eq!(r.header("location"), Some(want), "next={next}");
+        assert!(r.header("x").is_none());
+    }
+    let r = get(port, "/login?next=%2F%09%2Fevil", None);
+    assert!(r.body.contains("name=\"next\" value=\"/\""), "{}", r.body);
+    // Content-Length: 10^12 is refused before any of it, not after the body timeout.
+    let t = Instant::now();
+    let r = http::parse(
+        &http::raw(
+            port,
+            format!("POST /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000000\r\n\r\npassword=x").as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(r.status, 413);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+/// `promtool check metrics` (Prometheus' own parser and linter) on an exposition.
+fn promtool(text: &str) {
+    use std::io::Write;
+    let mut c = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) runs");
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn web_metrics_pass_promtool_with_every_status_word_once_and_a_scrape_token() {
+    let dev = "ups.status: OL ALARM WAIT XYZ XYZ\nbattery.charge: 87\nups.mfr: Dummy\nups.model: Rack 1500\n";
+    let (_nut, agent) = served_agent_with("web-metrics", USERS, ADMIN, dev);
+    let port = agent.port;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let r = get(port, "/metrics", None);
+        assert_eq!(r.status, 200);
+        if r.body.contains("network_ups_tools_ups_status") {
+            break r.body;
+        }
+        assert!(Instant::now() < deadline, "{}", r.body);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    promtool(&text);
+    assert_prometheus_text(&text);
+    for w in ["OL", "ALARM", "WAIT", "XYZ"] {
+        let series = format!("network_ups_tools_ups_status{{ups=\"ups1\",flag=\"{w}\"}} 1");
+        assert_eq!(text.matches(&series).count(), 1, "{series}:\n{text}");
+    }
+    // The status made private: Prometheus still reads /metrics with the token file's token.
+    let s = agent.settings.to_str().unwrap().to_string();
+    let out = bin(
+        &["settings", "set", "--settings", &s, "web_public_status=no"],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    agent.wait_for(|l| l.contains("web_public_status: yes -> no"));
+    let file = agent.dir.join("metrics-token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64);
+    assert_eq!(get(port, "/metrics", None).status, 401);
+    let wrong =
+        "Authorization: Bearer 0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(request(port, "GET", "/metrics", &[wrong], "").status, 401);
+    let right = format!("Authorization: Bearer {token}");
+    let r = request(port, "GET", "/metrics", &[&right], "");
+    assert_eq!(r.status, 200);
+    promtool(&r.body);
+    // The token opens /metrics only.
+    assert_eq!(
+        request(port, "GET", "/api/status", &[&right], "").status,
+        401
+    );
+    assert!(!agent.log().contains(&token), "the token is not logged");
+}
+
+#[test]
+fn web_a_taken_port_is_retried_until_it_is_free_and_said_loudly() {
+    let nut_dir = std::env::temp_dir().join(format!("ps-web-nut-bind-{}", std::process::id()));
+    std::fs::create_dir_all(&nut_dir).unwrap();
+    let port = common::nut::free_port();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let agent = Agent::start_on("bind", &nut_dir, &["upsd_port=9"], None, port, true);
+    agent.wait_for(|l| l.contains("error: web: no setup page yet: cannot listen on"));
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(squatter);
+    agent.wait_for(|l| l.contains("at last: the address is free now"));
+    assert_eq!(get(port, "/login", None).status, 200);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&nut_dir);
+}
+
+/// A pids cgroup (v2, or v1's pids hierarchy) holding at most `max` tasks.
+struct PidsCgroup(std::path::PathBuf);
+
+impl PidsCgroup {
+    fn new(name: &str, max: u32) -> PidsCgroup {
+        let v2 = std::path::Path::new("/sys/fs/cgroup");
+        let controllers =
+            std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+        let base = if controllers.split_whitespace().any(|c| c == "pids") {
+            v2.to_path_buf()
+        } else {
+            v2.join("pids")
+        };
+        let dir = base.join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
+            panic!("this test needs a pids cgroup (root, cgroup v2 with pids, or v1's pids hierarchy): {}: {e}", dir.display())
+        });
+        std::fs::write(dir.join("pids.max"), max.to_string()).unwrap();
+        PidsCgroup(dir)
+    }
+
+    fn join(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
+    fn refused_forks(&self) -> u64 {
+        std::fs::read_to_string(self.0.join("pids.events"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn web_wrong_logins_and_a_check_under_the_units_tasks_max_never_kill_the_agent() {
+    // Three serial ports in ups.conf that nothing answers: the check's probe talks to each on a
+    // thread of its own.
+    let cg = PidsCgroup::new("ps-web-tasks", 16);
+    let links = std::env::temp_dir().join(format!("ps-web-tasks-tty-{}", std::process::id()));
+    std::fs::create_dir_all(&links).unwrap();
+    let mut masters = Vec::new();
+    let mut more = String::new();
+    for i in 0..3 {
+        let pty = nix::pty::openpty(
+            None::<&nix::pty::Winsize>,
+            None::<&nix::sys::termios::Termios>,
+        )
+        .unwrap();
+        for fd in [&pty.master, &pty.slave] {
+            use std::os::fd::AsRawFd;
+            nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .unwrap();
+        }
+        // The probe reads `/dev/...` under its captured root: a link elsewhere is the port.
+        let link = links.join(format!("tty{i}"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(nix::unistd::ttyname(&pty.slave).unwrap(), &link).unwrap();
+        more.push_str(&format!(
+            "[serial{i}]\n\tdriver = nutdrv_qx\n\tport = {}\n",
+            link.display()
+        ));
+        drop(pty.slave);
+        masters.push(pty.master);
+    }
+    let (_nut, mut agent) = served_agent_more(
+        "web-tasks",
+        USERS,
+        ADMIN,
+        "ups.status: OL\nbattery.charge: 90\n",
+        &more,
+    );
+    let port = agent.port;
+    let mut seen = Seen::default();
+    let cookie = login(port, &mut seen);
+    // The unit's TasksMax=16, as a pids cgroup around the running agent.
+    cg.join(agent.pid());
+    // 30 wrong logins at once from 30 addresses, and the check meanwhile.
+    let logins =
+        std::thread::spawn(move || parallel_wrong_logins(port, 30, |i| [127, 0, 3, 10 + i]));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut checks = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let r = get(port, "/api/check", Some(&cookie));
+        checks.push(r.status);
+        if r.status == 200 {
+            break r;
+        }
+        assert_eq!(r.status, 503, "the check: {}", r.body);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(json(&r)["error"].as_str().unwrap().contains("try again"));
+        assert!(Instant::now() < deadline, "{checks:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let statuses = logins.join().unwrap();
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+    let v = json(&report);
+    assert!(v["findings"].is_array(), "{v}");
+    // Again, with every login refused or heard: still alive, still answering.
+    let statuses = parallel_wrong_logins(port, 30, |i| [127, 0, 4, 10 + i]);
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(agent.alive(), "the agent died:\n{}", agent.log());
+    assert_eq!(get(port, "/api/status", None).status, 200);
+    let r = get(port, "/api/check", Some(&cookie));
+    assert!(matches!(r.status, 200 | 503), "{}", r.body);
+    assert!(agent.alive(), "the agent died:\n{}", agent.log());
+    eprintln!(
+        "forks the cgroup refused: {}; checks: {checks:?}",
+        cg.refused_forks()
+    );
+    drop(agent);
+    drop(masters);
+    let _ = std::fs::remove_dir_all(&links);
 }

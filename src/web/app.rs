@@ -3,14 +3,16 @@
 //! itself is `server`'s.
 
 use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::auth::{self, Brake, Session, Sessions};
+use super::auth::{self, Guard, LoginLog, Session, Sessions, Wait};
 use super::form::{self, Form, SetupInput};
 use super::http::{self, Access, Request, Response, Route};
 use super::pages::{self, CheckView, Choices, Found, Frame, SetupView, TestView};
+use super::pool::{Busy, Pool};
 use super::{metrics, CheckReport, Config};
 use crate::json::Object;
 use crate::nut::drivers::DriverDb;
@@ -37,9 +39,20 @@ pub struct App {
     pub config: Config,
     pub nut_version: NutVersion,
     sessions: RefCell<Sessions>,
-    brake: Cell<Brake>,
+    guard: RefCell<Guard>,
+    login_log: Cell<LoginLog>,
+    /// The blocking work: hashes, the check, the setup form's choices.
+    pool: Pool,
+    /// The names the page is served as (its listen address; see [`host_ok`]).
+    listen: RefCell<String>,
+    /// The key of the settings' version in forms (random per start: the version says nothing
+    /// about what the settings hold).
+    version_key: [u8; 32],
     /// The setup code printed to the log at start, while no password is set.
     setup_code: RefCell<Option<String>>,
+    /// The setup code logged when logins from many addresses reached the ceiling: with it, an
+    /// attempt passes the ceiling.
+    ceiling_code: RefCell<Option<String>>,
     /// The admin password hash last seen: when it changes, every session ends.
     last_hash: RefCell<Option<Secret>>,
 }
@@ -72,8 +85,13 @@ impl App {
             config,
             nut_version,
             sessions: RefCell::default(),
-            brake: Cell::default(),
+            guard: RefCell::default(),
+            login_log: Cell::default(),
+            pool: Pool::default(),
+            listen: RefCell::default(),
+            version_key: super::random::<32>().unwrap_or_default(),
             setup_code: RefCell::new(None),
+            ceiling_code: RefCell::new(None),
             last_hash: RefCell::new(None),
         }
     }
@@ -111,10 +129,62 @@ impl App {
         *self.setup_code.borrow_mut() = Some(code);
     }
 
+    /// The address the page is served on, one of the names a request's `Host` may give.
+    pub fn served_as(&self, listen: &str) {
+        *self.listen.borrow_mut() = listen.to_string();
+    }
+
+    /// Makes the scrape token file next to the settings when there is none (0600, 32 random
+    /// bytes in hex), so Prometheus can read `/metrics` while the status is not public.
+    pub fn make_scrape_token(&self) {
+        let path = super::scrape_token_path(&self.config.settings_path);
+        if path.exists() {
+            return;
+        }
+        let Some(random) = super::random::<32>() else {
+            log::warn!("web: no randomness for a scrape token");
+            return;
+        };
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(format!("{}\n", auth::hex(&random)).as_bytes())?;
+                f.sync_all()
+            });
+        match made {
+            Ok(()) => log::info!("web: made {}", path.display()),
+            Err(e) => log::warn!("web: cannot make {}: {e}", path.display()),
+        }
+    }
+
+    /// Whether an `Authorization` header carries the scrape token (read from its file each
+    /// time, so a new file takes effect without a restart).
+    fn scrape_token_ok(&self, authorization: &str) -> bool {
+        let Some(given) = authorization.strip_prefix("Bearer ") else {
+            return false;
+        };
+        let path = super::scrape_token_path(&self.config.settings_path);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return false;
+        };
+        let want = text.trim();
+        want.len() >= 32 && auth::same(given.trim().as_bytes(), want.as_bytes())
+    }
+
     fn code_ok(&self, typed: &str) -> bool {
-        if let Some(c) = self.setup_code.borrow().as_deref() {
-            if auth::code_matches(c, typed) {
-                return true;
+        if typed.is_empty() {
+            return false;
+        }
+        for c in [&self.setup_code, &self.ceiling_code] {
+            if let Some(c) = c.borrow().as_deref() {
+                if auth::code_matches(c, typed) {
+                    return true;
+                }
             }
         }
         let file = super::setup_code_path(&self.config.settings_path);
@@ -138,6 +208,11 @@ impl App {
     }
 
     pub async fn handle(&self, req: Request) -> Response {
+        if !host_ok(&req.host, &self.listen.borrow())
+            && !extra_host_ok(&req.host, &super::hosts_path(&self.config.settings_path))
+        {
+            return Response::text(421, "this page is not served under that name\n");
+        }
         let route = match http::route(&req.method, &req.path) {
             Ok(r) => r,
             Err(405) => {
@@ -171,9 +246,10 @@ impl App {
         } else {
             form::parse(req.query.as_bytes())
         };
+        let scraper = route == Route::Metrics && self.scrape_token_ok(&req.authorization);
         match route.access() {
             Access::Anyone => {}
-            Access::Status if settings.web_public_status || session.is_some() => {}
+            Access::Status if settings.web_public_status || session.is_some() || scraper => {}
             Access::Status | Access::Session if !route.is_api() && req.method != "POST" => {
                 if session.is_none() {
                     let next = if req.query.is_empty() {
@@ -210,7 +286,10 @@ impl App {
                 let f = self.frame("Status", "/", s);
                 Response::html(200, pages::status(&f, &self.shared.borrow(), t))
             }
-            Route::StatusLive => Response::html(200, pages::status_live(&self.shared.borrow(), t)),
+            Route::StatusLive => Response::html(
+                200,
+                pages::status_live(&self.shared.borrow(), t, s.is_some()),
+            ),
             Route::LoginForm => {
                 if s.is_some() {
                     return Response::redirect("/");
@@ -223,11 +302,12 @@ impl App {
                         settings.web_password.is_some(),
                         None,
                         safe_next(form.text("next")),
+                        self.guard.borrow_mut().at_ceiling(t),
                     ),
                 )
             }
-            Route::Login => self.login(&settings, &form).await,
-            Route::FirstPassword => self.first_password(&settings, &form).await,
+            Route::Login => self.login(req.peer, &settings, &form).await,
+            Route::FirstPassword => self.first_password(req.peer, &settings, &form).await,
             Route::Logout => {
                 self.sessions.borrow_mut().end(token);
                 Response::redirect("/").with("set-cookie", auth::cleared_cookie())
@@ -261,11 +341,19 @@ impl App {
                     .text("n")
                     .parse::<usize>()
                     .unwrap_or(crate::state::ring::CAPACITY);
-                Response::json(200, view::events_json(self.shared.borrow().ring.last(n)))
+                let sh = self.shared.borrow();
+                let shown: Vec<_> = sh
+                    .ring
+                    .last(crate::state::ring::CAPACITY)
+                    .filter(|e| s.is_some() || pages::public_event(&sh, e))
+                    .collect();
+                let from = shown.len().saturating_sub(n);
+                Response::json(200, view::events_json(shown[from..].iter().copied()))
             }
             Route::ApiCheck => match self.run_check().await {
                 Ok(r) => Response::json(200, r.json),
-                Err(e) => refuse(route, 500, &e, s),
+                Err(CheckError::Busy(b)) => busy(route, &b, s),
+                Err(CheckError::Failed(e)) => refuse(route, 500, &e, s),
             },
             Route::ApiSettings => Response::json(200, settings_json(&settings)),
             Route::ApiTest => match self.run_test(&settings, &form).await {
@@ -279,63 +367,157 @@ impl App {
         }
     }
 
-    /// Whether an attempt may go ahead now; else the answer that says when.
-    fn braked(&self) -> Option<Response> {
-        let wait = self.brake.get().wait(now());
-        (wait > 0).then(|| {
-            let f = self.frame("Log in", "", None);
-            Response::html(
-                429,
-                pages::login(
-                    &f,
-                    true,
-                    Some(&format!("Too many wrong attempts: try again in {wait} s.")),
-                    "/",
-                ),
-            )
-            .with("retry-after", wait.to_string())
-        })
+    /// A login event for the log and the event ring (both rate-limited): the client's address
+    /// and the time, never what was typed. `refused`: an attempt the brake refused.
+    fn log_login(&self, level: log::Level, text: String, refused: bool) {
+        let t = now();
+        let mut l = self.login_log.get();
+        let lines = if refused {
+            l.refused(t, text)
+        } else {
+            l.note(t, text)
+        };
+        self.login_log.set(l);
+        for line in lines {
+            self.shared.borrow_mut().emit(level, "web", &line);
+        }
     }
 
-    async fn failed(&self) {
-        let mut b = self.brake.get();
-        b.failed(now());
-        self.brake.set(b);
+    /// Reserves a login attempt by `peer` before anything is checked; else the answer that says
+    /// how long to wait. A correct setup code from the console passes the global ceiling.
+    fn reserve(&self, peer: Option<IpAddr>, code: &str) -> Result<auth::Ticket, Response> {
+        let t = now();
+        let ip = peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let console = self.code_ok(code);
+        let reserved = self
+            .guard
+            .borrow_mut()
+            .reserve(auth::Client::of(ip), t, console);
+        let wait = match reserved {
+            Ok(ticket) => return Ok(ticket),
+            Err(w) => w,
+        };
+        let (text, ask_code) = match wait {
+            Wait::Client(w) => (
+                format!("Too many wrong attempts from your address: try again in {w} s."),
+                false,
+            ),
+            Wait::Ceiling(_) => {
+                self.ceiling_reached();
+                (
+                    "Too many wrong attempts: give the setup code from the device's log."
+                        .to_string(),
+                    true,
+                )
+            }
+        };
+        self.log_login(
+            log::Level::Warn,
+            format!("login from {ip} refused at {}: {text}", pages::when(t)),
+            true,
+        );
+        let f = self.frame("Log in", "", None);
+        Err(
+            Response::html(429, pages::login(&f, true, Some(&text), "/", ask_code))
+                .with("retry-after", wait.secs().to_string()),
+        )
+    }
+
+    /// The ceiling is reached: a setup code for the console (the log, never the event ring),
+    /// made once until it is used.
+    fn ceiling_reached(&self) {
+        if self.ceiling_code.borrow().is_some() {
+            return;
+        }
+        let Some(random) = super::random::<8>() else {
+            return;
+        };
+        let code = auth::setup_code(&random);
+        log::warn!(
+            "web: wrong logins reached the ceiling; to log in, give the setup code {code} with the password"
+        );
+        *self.ceiling_code.borrow_mut() = Some(code);
+    }
+
+    async fn failed(&self, ip: Option<IpAddr>, ticket: auth::Ticket, what: &str) {
+        self.guard.borrow_mut().failed(ticket, now());
+        self.log_login(
+            log::Level::Warn,
+            format!(
+                "failed login from {} at {}: {what}",
+                shown_ip(ip),
+                pages::when(now())
+            ),
+            false,
+        );
         tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
     }
 
-    fn start_session(&self, next: &str) -> Response {
+    fn start_session(&self, ip: Option<IpAddr>, ticket: auth::Ticket, next: &str) -> Response {
         let Some(random) = super::random::<64>() else {
             return Response::text(500, "no randomness for a session");
         };
-        let mut b = self.brake.get();
-        b.succeeded();
-        self.brake.set(b);
+        self.guard.borrow_mut().succeeded(ticket);
+        self.log_login(
+            log::Level::Info,
+            format!("login from {} at {}", shown_ip(ip), pages::when(now())),
+            false,
+        );
         let s = self.sessions.borrow_mut().start(&random, now());
         Response::redirect(safe_next(next)).with("set-cookie", auth::session_cookie(&s.token))
     }
 
-    async fn login(&self, settings: &Settings, form: &Form) -> Response {
-        if let Some(r) = self.braked() {
-            return r;
-        }
+    async fn login(&self, peer: Option<IpAddr>, settings: &Settings, form: &Form) -> Response {
         let next = safe_next(form.text("next"));
         let Some(hash) = settings.web_password.clone() else {
             return Response::redirect("/login");
         };
-        let typed = form.get("password").unwrap_or("").to_string();
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&hash.0, &typed))
-            .await
-            .unwrap_or(false);
-        if ok {
-            return self.start_session(next);
-        }
-        self.failed().await;
+        let code = form.text("code");
+        let ticket = match self.reserve(peer, code) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
         let f = self.frame("Log in", "", None);
-        Response::html(401, pages::login(&f, true, Some("Wrong password."), next))
+        if !code.is_empty() && !self.code_ok(code) {
+            self.failed(peer, ticket, "wrong setup code").await;
+            return Response::html(
+                401,
+                pages::login(&f, true, Some("That is not the setup code."), next, true),
+            );
+        }
+        let typed = form.get("password").unwrap_or("").to_string();
+        match self
+            .pool
+            .run(move || auth::verify_password(&hash.0, &typed))
+            .await
+        {
+            Ok(true) => {
+                if !code.is_empty() {
+                    self.ceiling_code.borrow_mut().take();
+                }
+                self.start_session(peer, ticket, next)
+            }
+            Ok(false) => {
+                self.failed(peer, ticket, "wrong password").await;
+                let ask = self.guard.borrow_mut().at_ceiling(now());
+                Response::html(
+                    401,
+                    pages::login(&f, true, Some("Wrong password."), next, ask),
+                )
+            }
+            Err(b) => {
+                self.guard.borrow_mut().cancel(ticket);
+                busy(Route::Login, &b, None)
+            }
+        }
     }
 
-    async fn first_password(&self, settings: &Settings, form: &Form) -> Response {
+    async fn first_password(
+        &self,
+        peer: Option<IpAddr>,
+        settings: &Settings,
+        form: &Form,
+    ) -> Response {
         let f = self.frame("Log in", "", None);
         let next = safe_next(form.text("next"));
         if settings.web_password.is_some() {
@@ -346,17 +528,19 @@ impl App {
                     true,
                     Some("An admin password is already set: log in with it."),
                     next,
+                    false,
                 ),
             );
         }
-        if let Some(r) = self.braked() {
-            return r;
-        }
+        let ticket = match self.reserve(peer, form.text("code")) {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
         if !self.code_ok(form.text("code")) {
-            self.failed().await;
+            self.failed(peer, ticket, "wrong setup code").await;
             return Response::html(
                 401,
-                pages::login(&f, false, Some("That is not the setup code."), next),
+                pages::login(&f, false, Some("That is not the setup code."), next, false),
             );
         }
         let password = form.get("password").unwrap_or("");
@@ -364,27 +548,37 @@ impl App {
             (form.get("confirm") != Some(password)).then(|| "the two passwords differ".to_string())
         });
         if let Some(p) = problem {
-            return Response::html(422, pages::login(&f, false, Some(&p), next));
+            // The code was right: what is wrong is the new password, not a guess.
+            self.guard.borrow_mut().cancel(ticket);
+            return Response::html(422, pages::login(&f, false, Some(&p), next, false));
         }
         let Some(salt) = super::random::<{ auth::SALT_LEN }>() else {
+            self.guard.borrow_mut().cancel(ticket);
             return Response::text(500, "no randomness for a salt");
         };
         let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || {
-            auth::hash_password(&password, &salt, auth::ITERATIONS)
-        })
-        .await
-        .unwrap_or_default();
+        let hash = match self
+            .pool
+            .run(move || auth::hash_password(&password, &salt, auth::ITERATIONS))
+            .await
+        {
+            Ok(h) => h,
+            Err(b) => {
+                self.guard.borrow_mut().cancel(ticket);
+                return busy(Route::FirstPassword, &b, None);
+            }
+        };
         let mut new = settings.clone();
         new.web_password = Some(Secret(hash));
         if let Err(e) = self.save(settings, &new) {
-            return Response::html(500, pages::login(&f, false, Some(&e), next));
+            self.guard.borrow_mut().cancel(ticket);
+            return Response::html(500, pages::login(&f, false, Some(&e), next, false));
         }
         self.setup_code.borrow_mut().take();
         let _ = std::fs::remove_file(super::setup_code_path(&self.config.settings_path));
         // The new hash is seen on the next load; start from it now.
         *self.last_hash.borrow_mut() = new.web_password.clone();
-        self.start_session(next)
+        self.start_session(peer, ticket, next)
     }
 
     /// Writes the settings and their change log under the writers' lock; returns how many
@@ -431,6 +625,7 @@ impl App {
             n => format!("Saved: {n} change(s). The agent applies them at once."),
         });
         let f = self.frame("Setup", "/setup", s);
+        let version = self.version(settings);
         let v = SetupView {
             settings,
             original,
@@ -441,12 +636,32 @@ impl App {
             typed: None,
             choices: &choices,
             notice: notice.as_deref(),
+            version: &version,
         };
         Response::html(200, pages::setup(&f, &v))
     }
 
+    /// The settings' version for a form: a keyed hash of their stored form, so a form made
+    /// before another change (the command line's, another browser's) is known as stale.
+    fn version(&self, settings: &Settings) -> String {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.version_key);
+        let tag = ring::hmac::sign(&key, &crate::settings::stored::encode(settings));
+        auth::hex(&tag.as_ref()[..16])
+    }
+
     async fn setup_save(&self, settings: &Settings, form: &Form, s: Option<&Session>) -> Response {
         let original = form.text("original");
+        if !auth::same(
+            form.text("version").as_bytes(),
+            self.version(settings).as_bytes(),
+        ) {
+            return refuse(
+                Route::SetupSave,
+                409,
+                "the settings changed since this form was loaded: nothing was saved; reload the page and try again",
+                s,
+            );
+        }
         let input = SetupInput { original, form };
         match form::apply_setup(settings, &input) {
             Ok(new) => match self.save(settings, &new) {
@@ -474,6 +689,7 @@ impl App {
                     .find(|u| u.nut_device_name == original)
                     .map(|u| u.nut_device_name.as_str());
                 let f = self.frame("Setup", "/setup", s);
+                let version = self.version(settings);
                 let v = SetupView {
                     settings,
                     original: orig,
@@ -484,6 +700,7 @@ impl App {
                     typed: Some(form),
                     choices: &choices,
                     notice: None,
+                    version: &version,
                 };
                 Response::html(422, pages::setup(&f, &v))
             }
@@ -496,17 +713,23 @@ impl App {
         let root = self.config.root.clone();
         let dir = self.nut_dir();
         let version = self.nut_version;
-        tokio::task::spawn_blocking(move || choices(&root, &dir, version))
-            .await
-            .unwrap_or_default()
+        match self.pool.run(move || choices(&root, &dir, version)).await {
+            Ok(c) => c,
+            Err(b) => Choices {
+                problems: vec![format!("the UPSes found are not shown: {b}")],
+                ..Choices::default()
+            },
+        }
     }
 
-    async fn run_check(&self) -> Result<CheckReport, String> {
+    async fn run_check(&self) -> Result<CheckReport, CheckError> {
         let given = self.config.given.clone();
         let installed = self.config.installed.clone();
-        tokio::task::spawn_blocking(move || super::check_report(&given, installed))
+        self.pool
+            .run(move || super::check_report(&given, installed))
             .await
-            .map_err(|e| format!("the check stopped: {e}"))?
+            .map_err(CheckError::Busy)?
+            .map_err(CheckError::Failed)
     }
 
     /// What `sync --apply` would change now, and the settings it would write.
@@ -528,7 +751,8 @@ impl App {
     async fn check_page(&self, settings: &Settings, q: &Form, s: Option<&Session>) -> Response {
         let report = match self.run_check().await {
             Ok(r) => r,
-            Err(e) => {
+            Err(CheckError::Busy(b)) => return busy(Route::Check, &b, s),
+            Err(CheckError::Failed(e)) => {
                 let f = self.frame("Check", "/check", s);
                 return Response::html(500, pages::message(&f, "The check could not run", &e));
             }
@@ -653,13 +877,107 @@ impl App {
     }
 }
 
-/// Where to go after logging in: a path on this site only.
+/// Why the check gave no report.
+enum CheckError {
+    Busy(Busy),
+    Failed(String),
+}
+
+/// "Busy, try again": 503 with `Retry-After`.
+fn busy(route: Route, b: &Busy, s: Option<&Session>) -> Response {
+    refuse(route, 503, &b.to_string(), s).with("retry-after", "1".into())
+}
+
+fn shown_ip(ip: Option<IpAddr>) -> String {
+    ip.map_or("an unknown address".into(), |ip| ip.to_string())
+}
+
+/// The pages a login may go on to.
+const NEXT_PATHS: &[&str] = &["/", "/setup", "/check", "/test"];
+
+/// Where to go after logging in: one of [`NEXT_PATHS`], with a query of plain URL characters
+/// only (no control character, space or backslash reaches `Location`); anything else is `/`.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let (path, query) = next.split_once('?').unwrap_or((next, ""));
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"=&%-_.~+".contains(&b);
+    if NEXT_PATHS.contains(&path) && query.bytes().all(plain) {
         next
     } else {
         "/"
     }
+}
+
+/// The host part of a `Host` header (`name`, `name:port`, `[v6]:port`), lower case, without a
+/// final dot.
+fn host_name(host: &str) -> String {
+    let h = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+            _ => host,
+        },
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Names the page is also served as, from `text` (the `web-hosts` file): one a line, `#`
+/// starts a comment; at most 64 names are read.
+pub fn parse_hosts(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .take(64)
+        .map(host_name)
+        .collect()
+}
+
+/// Whether `host` is one of the names in the `web-hosts` file (read each time a request names
+/// another host, so an edit applies at once; at most 4 KiB of it).
+fn extra_host_ok(host: &str, file: &Path) -> bool {
+    if std::fs::metadata(file).map_or(true, |m| m.len() > 4096) {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    let name = host_name(host);
+    !name.is_empty() && parse_hosts(&text).contains(&name)
+}
+
+/// The machine's host name, as the kernel has it.
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether a request's `Host` names this page, so DNS rebinding (another site's name pointed at
+/// this address) is refused: the listen address, the loopback names, the machine's name and
+/// `NAME.local`, and any IP address of this machine. No `Host` at all (HTTP/1.0) is let in: a
+/// browser always sends one.
+pub fn host_ok(host: &str, listen: &str) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let name = host_name(host);
+    if name.is_empty() {
+        return false;
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        let listen_ip = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+        // An address literal cannot be rebound; still, only one of this machine's (it can be
+        // bound to) is the page's.
+        return ip.is_loopback()
+            || Some(ip) == listen_ip
+            || (!ip.is_unspecified()
+                && !ip.is_multicast()
+                && std::net::UdpSocket::bind((ip, 0)).is_ok());
+    }
+    if name == "localhost" {
+        return true;
+    }
+    let me = machine_name();
+    !me.is_empty() && (name == me || name.strip_suffix(".local") == Some(me.as_str()))
 }
 
 /// The settings as JSON, without any secret: passwords are only said to be set or not.
@@ -758,10 +1076,75 @@ mod tests {
     #[test]
     fn web_next_stays_on_this_site() {
         assert_eq!(safe_next("/setup?ups=a"), "/setup?ups=a");
-        assert_eq!(safe_next("//evil.example/"), "/");
-        assert_eq!(safe_next("https://evil.example/"), "/");
-        assert_eq!(safe_next("/\\evil"), "/");
-        assert_eq!(safe_next(""), "/");
+        assert_eq!(safe_next("/check"), "/check");
+        assert_eq!(
+            safe_next("/setup?ups=rack%201&new=1"),
+            "/setup?ups=rack%201&new=1"
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "",
+            "/\t/evil",
+            "/%09/evil",
+            "/setup\r\nset-cookie: x=1",
+            "/setup?ups=a\r\nx: y",
+            "/setup?ups=a b",
+            "/static/../metrics",
+            "/nope",
+            "/setup/",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn web_host_names_the_page_or_is_refused() {
+        let me = machine_name();
+        let listen = "192.0.2.10:8080";
+        for ok in [
+            "",
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+            "192.0.2.10:8080",
+        ] {
+            assert!(host_ok(ok, listen), "{ok}");
+        }
+        if !me.is_empty() {
+            assert!(host_ok(&format!("{me}:8080"), listen));
+            assert!(host_ok(&format!("{me}.local."), listen));
+            assert!(!host_ok(&format!("{me}.evil.example"), listen));
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "192.0.2.99:8080",
+            "0.0.0.0:8080",
+            "[2001:db8::1]:8080",
+            ":8080",
+            "localhost.evil.example",
+            "pi.localhost",
+        ] {
+            assert!(!host_ok(bad, listen), "{bad}");
+        }
+        assert_eq!(host_name("Pi.Local.:80"), "pi.local");
+        assert_eq!(
+            parse_hosts("# names\nUPS.example.lan\n\n  pi1.home.:8080  # the rack\n"),
+            ["ups.example.lan", "pi1.home"]
+        );
+        assert_eq!(parse_hosts(&"a\n".repeat(100)).len(), 64);
+        let dir = std::env::temp_dir().join(format!("ps-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("web-hosts");
+        assert!(!extra_host_ok("ups.example.lan", &file), "no file");
+        std::fs::write(&file, "ups.example.lan\n").unwrap();
+        assert!(extra_host_ok("UPS.example.lan:8080", &file));
+        assert!(!extra_host_ok("evil.example", &file));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(host_name("[fe80::1]:80"), "fe80::1");
     }
 
     #[test]

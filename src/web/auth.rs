@@ -212,10 +212,9 @@ impl Sessions {
     }
 }
 
-/// The brake on guessing: after [`FREE_FAILURES`] failures in a row, each further attempt must
-/// wait twice as long as the last (2 s, 4 s, 8 s, ... up to [`MAX_WAIT`]) after the last
-/// failure. One brake for the whole page: there is one admin password to guess, whatever the
-/// address the guesses come from.
+/// The brake on guessing one client's attempts: after [`FREE_FAILURES`] failures in a row,
+/// each further attempt must wait twice as long as the last (2 s, 4 s, 8 s, ... up to
+/// [`MAX_WAIT`]) after the last failure.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Brake {
     pub failures: u32,
@@ -240,6 +239,222 @@ impl Brake {
 
     pub fn succeeded(&mut self) {
         *self = Brake::default();
+    }
+}
+
+/// Clients (addresses) whose brake is kept; beyond this the quietest is forgotten (the global
+/// ceiling still counts its attempts).
+pub const MAX_CLIENTS: usize = 256;
+/// A client's brake is forgotten after this long without a failure.
+pub const FORGET_AFTER: u64 = 3600;
+/// The global ceiling: attempts all clients together may make at once, and the seconds after
+/// which one more is allowed. One client alone never reaches it (its own brake is slower);
+/// many together do, and then only the console's setup code lets an attempt through.
+pub const GLOBAL_BURST: u32 = 30;
+pub const GLOBAL_REFILL: u64 = 60;
+
+/// Who is guessing: an IPv4 address, or an IPv6 address's /64 (one host gets a whole /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client(u128);
+
+impl Client {
+    pub fn of(ip: std::net::IpAddr) -> Client {
+        match ip {
+            std::net::IpAddr::V4(v4) => Client(u128::from(u32::from(v4))),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client(u128::from(u32::from(v4))),
+                None => Client((u128::from(v6) >> 64 << 64) | 1 << 32),
+            },
+        }
+    }
+}
+
+/// Why an attempt must wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// This client failed too often: seconds to wait.
+    Client(u64),
+    /// Every client together reached the ceiling: seconds until one more attempt is allowed.
+    Ceiling(u64),
+}
+
+impl Wait {
+    pub fn secs(self) -> u64 {
+        match self {
+            Wait::Client(s) | Wait::Ceiling(s) => s,
+        }
+    }
+}
+
+/// An attempt let through: already counted as a failure, until [`Guard::succeeded`] or
+/// [`Guard::cancel`] says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Ticket {
+    client: Client,
+    ceiling: bool,
+}
+
+/// The brake on guessing for the whole page: a [`Brake`] per client and a global ceiling (a
+/// bucket of [`GLOBAL_BURST`] attempts, one more each [`GLOBAL_REFILL`] seconds). An attempt
+/// is reserved before the password is hashed, so attempts sent in parallel are braked as if
+/// they came one after the other.
+#[derive(Clone, Debug, Default)]
+pub struct Guard {
+    clients: Vec<(Client, Brake)>,
+    /// Attempts taken from the bucket, and when it was last refilled.
+    used: u32,
+    refilled: u64,
+}
+
+impl Guard {
+    fn refill(&mut self, now: u64) {
+        if self.used == 0 {
+            self.refilled = now;
+            return;
+        }
+        let gained = now.saturating_sub(self.refilled) / GLOBAL_REFILL;
+        if gained > 0 {
+            self.used = self
+                .used
+                .saturating_sub(u32::try_from(gained).unwrap_or(u32::MAX));
+            self.refilled += gained * GLOBAL_REFILL;
+        }
+    }
+
+    fn brake(&mut self, client: Client, now: u64) -> &mut Brake {
+        self.clients
+            .retain(|(_, b)| now.saturating_sub(b.last_failure) < FORGET_AFTER);
+        let i = match self.clients.iter().position(|(c, _)| *c == client) {
+            Some(i) => i,
+            None => {
+                if self.clients.len() >= MAX_CLIENTS {
+                    let quietest = (0..self.clients.len())
+                        .min_by_key(|&i| self.clients[i].1.last_failure)
+                        .unwrap_or(0);
+                    self.clients.swap_remove(quietest);
+                }
+                self.clients.push((client, Brake::default()));
+                self.clients.len() - 1
+            }
+        };
+        &mut self.clients[i].1
+    }
+
+    /// Reserves an attempt by `client` now, counting it as failed until it succeeds. With
+    /// `console_code` (the console's setup code was given) the global ceiling does not apply:
+    /// no remote client can block that way in.
+    pub fn reserve(
+        &mut self,
+        client: Client,
+        now: u64,
+        console_code: bool,
+    ) -> Result<Ticket, Wait> {
+        self.refill(now);
+        let wait = self.brake(client, now).wait(now);
+        if wait > 0 {
+            return Err(Wait::Client(wait));
+        }
+        let ceiling = !console_code;
+        if ceiling {
+            if self.used >= GLOBAL_BURST {
+                let next = self.refilled + GLOBAL_REFILL;
+                return Err(Wait::Ceiling(next.saturating_sub(now).max(1)));
+            }
+            self.used += 1;
+        }
+        self.brake(client, now).failed(now);
+        Ok(Ticket { client, ceiling })
+    }
+
+    /// The attempt succeeded: the client's brake is released, its attempt given back.
+    pub fn succeeded(&mut self, t: Ticket) {
+        self.clients.retain(|(c, _)| *c != t.client);
+        if t.ceiling {
+            self.used = self.used.saturating_sub(1);
+        }
+    }
+
+    /// The attempt failed: the client's wait runs from now (the end of the attempt).
+    pub fn failed(&mut self, t: Ticket, now: u64) {
+        if let Some((_, b)) = self.clients.iter_mut().find(|(c, _)| *c == t.client) {
+            b.last_failure = b.last_failure.max(now);
+        }
+    }
+
+    /// The attempt was not made (no worker to hash it): it does not count.
+    pub fn cancel(&mut self, t: Ticket) {
+        if let Some((_, b)) = self.clients.iter_mut().find(|(c, _)| *c == t.client) {
+            b.failures = b.failures.saturating_sub(1);
+        }
+        if t.ceiling {
+            self.used = self.used.saturating_sub(1);
+        }
+    }
+
+    /// Whether the global ceiling is reached now.
+    pub fn at_ceiling(&mut self, now: u64) -> bool {
+        self.refill(now);
+        self.used >= GLOBAL_BURST
+    }
+}
+
+/// Login lines written per [`LOG_WINDOW`] seconds; the rest are counted and said in one line.
+pub const LOG_LINES: u32 = 10;
+pub const LOG_WINDOW: u64 = 60;
+
+/// Rate-limits the log lines about logins, so a flood of guesses cannot flood the journal:
+/// at most [`LOG_LINES`] lines a window for logins heard (failed or not); of the attempts
+/// refused at the brake only the first of a window gets a line. What is left out is counted
+/// and said in one line when the next window opens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoginLog {
+    window: u64,
+    lines: u32,
+    dropped: u32,
+    refused: u32,
+}
+
+impl LoginLog {
+    fn roll(&mut self, now: u64, out: &mut Vec<String>) {
+        if now.saturating_sub(self.window) < LOG_WINDOW {
+            return;
+        }
+        let refused = self.refused.saturating_sub(1);
+        if self.dropped > 0 || refused > 0 {
+            out.push(format!(
+                "{} failed login(s) and {refused} refusal(s) not logged in {LOG_WINDOW} s",
+                self.dropped
+            ));
+        }
+        *self = LoginLog {
+            window: now,
+            ..LoginLog::default()
+        };
+    }
+
+    /// The lines to write for a login heard now (it failed or succeeded).
+    pub fn note(&mut self, now: u64, line: String) -> Vec<String> {
+        let mut out = Vec::new();
+        self.roll(now, &mut out);
+        if self.lines < LOG_LINES {
+            self.lines += 1;
+            out.push(line);
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        out
+    }
+
+    /// The lines to write for an attempt refused at the brake now.
+    pub fn refused(&mut self, now: u64, line: String) -> Vec<String> {
+        let mut out = Vec::new();
+        self.roll(now, &mut out);
+        self.refused = self.refused.saturating_add(1);
+        if self.refused == 1 {
+            out.push(line);
+        }
+        out
     }
 }
 
@@ -373,6 +588,148 @@ mod tests {
         assert_eq!(b.wait(20), MAX_WAIT);
         b.succeeded();
         assert_eq!(b.wait(20), 0);
+    }
+
+    fn ip(s: &str) -> Client {
+        Client::of(s.parse().unwrap())
+    }
+
+    #[test]
+    fn web_auth_parallel_attempts_are_braked_like_serial_ones() {
+        // Thirty attempts at once, none answered yet: each is reserved before its hash, so
+        // only the free ones go ahead.
+        let mut g = Guard::default();
+        let gone: Vec<_> = (0..30)
+            .filter_map(|_| g.reserve(ip("10.0.0.9"), 100, false).ok())
+            .collect();
+        assert_eq!(gone.len(), FREE_FAILURES as usize);
+        assert_eq!(g.reserve(ip("10.0.0.9"), 100, false), Err(Wait::Client(2)));
+        // Another client is not braked by this one.
+        let t = g.reserve(ip("10.0.0.1"), 100, false).unwrap();
+        g.succeeded(t);
+        // The wait runs from the end of the last failed attempt.
+        g.failed(gone[1], 103);
+        assert_eq!(g.reserve(ip("10.0.0.9"), 103, false), Err(Wait::Client(2)));
+        // A success releases its own client only.
+        g.succeeded(gone[0]);
+        assert!(g.reserve(ip("10.0.0.9"), 100, false).is_ok());
+    }
+
+    #[test]
+    fn web_auth_one_client_never_reaches_the_ceiling() {
+        let mut g = Guard::default();
+        let mut t = 0;
+        let mut tried = 0u64;
+        while t < 86_400 {
+            match g.reserve(ip("192.0.2.7"), t, false) {
+                Ok(_) => tried += 1,
+                Err(Wait::Client(w)) => t += w - 1,
+                Err(Wait::Ceiling(_)) => panic!("one client reached the ceiling at {t}"),
+            }
+            assert!(!g.at_ceiling(t), "at {t}");
+            t += 1;
+        }
+        // About one guess each MAX_WAIT seconds, plus the free ones.
+        eprintln!("guesses a day from one address at the brake: {tried}");
+        assert!(
+            tried <= 86_400 / MAX_WAIT + 2 * u64::from(FREE_FAILURES) + 16,
+            "{tried}"
+        );
+        assert!(tried >= 86_400 / MAX_WAIT, "{tried}");
+    }
+
+    #[test]
+    fn web_auth_many_clients_hit_the_ceiling_but_the_console_code_passes() {
+        let mut g = Guard::default();
+        for i in 0..GLOBAL_BURST {
+            assert!(g.reserve(ip(&format!("10.1.0.{i}")), 50, false).is_ok());
+        }
+        assert_eq!(
+            g.reserve(ip("10.2.0.1"), 50, false),
+            Err(Wait::Ceiling(GLOBAL_REFILL))
+        );
+        assert!(g.at_ceiling(50));
+        // The setup code from the console is a way in that no remote client can block.
+        let t = g.reserve(ip("10.2.0.1"), 50, true).unwrap();
+        g.succeeded(t);
+        // The bucket refills: one attempt each GLOBAL_REFILL seconds.
+        assert!(g.reserve(ip("10.2.0.2"), 50 + GLOBAL_REFILL, false).is_ok());
+        assert!(g
+            .reserve(ip("10.2.0.3"), 50 + GLOBAL_REFILL, false)
+            .is_err());
+        // An attempt not made is given back.
+        let mut g = Guard::default();
+        for _ in 0..FREE_FAILURES {
+            let t = g.reserve(ip("10.3.0.1"), 9, false).unwrap();
+            g.cancel(t);
+        }
+        assert!(g.reserve(ip("10.3.0.1"), 9, false).is_ok());
+        // IPv6: one /64 is one client; a v4-mapped address is its IPv4 one.
+        assert_eq!(ip("2001:db8::1"), ip("2001:db8::ffff:2"));
+        assert_ne!(ip("2001:db8::1"), ip("2001:db8:0:1::1"));
+        assert_eq!(ip("::ffff:10.0.0.1"), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn web_auth_the_ceiling_bounds_guesses_a_day_from_any_number_of_addresses() {
+        let mut g = Guard::default();
+        let mut tried = 0u64;
+        // Three guesses a second, each from a new address, for a day.
+        for t in 0..86_400u64 {
+            for i in 0..3u32 {
+                let a = std::net::Ipv4Addr::from(0x0a00_0000 + (t as u32 * 3 + i));
+                if g.reserve(Client::of(a.into()), t, false).is_ok() {
+                    tried += 1;
+                }
+            }
+        }
+        eprintln!("guesses a day from any number of addresses at the ceiling: {tried}");
+        assert_eq!(
+            tried,
+            u64::from(GLOBAL_BURST) + 86_400 / GLOBAL_REFILL - 1,
+            "the burst, then one each GLOBAL_REFILL seconds"
+        );
+    }
+
+    #[test]
+    fn web_auth_guard_stays_bounded() {
+        let mut g = Guard::default();
+        for i in 0..(MAX_CLIENTS as u32 * 3) {
+            let a = std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let _ = g.reserve(
+                Client::of(a),
+                u64::from(i / 100) * GLOBAL_REFILL * 40,
+                false,
+            );
+        }
+        assert!(g.clients.len() <= MAX_CLIENTS);
+    }
+
+    #[test]
+    fn web_auth_login_lines_are_rate_limited() {
+        let mut l = LoginLog::default();
+        let mut written = Vec::new();
+        for i in 0..50 {
+            written.extend(l.refused(1000, format!("refused {i}")));
+        }
+        for i in 0..100 {
+            written.extend(l.note(1000, format!("failed {i}")));
+        }
+        // The first refusal, then the heard logins up to the budget: refusals do not use it.
+        assert_eq!(written.len(), 1 + LOG_LINES as usize, "{written:?}");
+        assert_eq!(written[0], "refused 0");
+        assert_eq!(
+            written[LOG_LINES as usize],
+            format!("failed {}", LOG_LINES - 1)
+        );
+        let next = l.note(1000 + LOG_WINDOW, "login late".into());
+        assert_eq!(
+            next,
+            [
+                format!("90 failed login(s) and 49 refusal(s) not logged in {LOG_WINDOW} s"),
+                "login late".to_string()
+            ]
+        );
     }
 
     #[test]

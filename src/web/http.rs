@@ -5,6 +5,8 @@
 /// What the pages and the API need of a request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
+    /// The client's address (none in tests of the pure parts).
+    pub peer: Option<std::net::IpAddr>,
     pub method: String,
     pub path: String,
     /// The raw query string, without `?`.
@@ -16,6 +18,8 @@ pub struct Request {
     /// `Origin` and `Host`: a write whose Origin names another host is refused.
     pub origin: String,
     pub host: String,
+    /// `Authorization`: Prometheus' bearer token for `/metrics`.
+    pub authorization: String,
     pub body: Vec<u8>,
 }
 

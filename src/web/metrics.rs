@@ -61,6 +61,22 @@ fn value(v: f64) -> String {
     }
 }
 
+/// The status words set besides [`FLAGS`] (ALARM, WAIT, words the agent does not know), each
+/// once however often upsd repeats it: one series each, 1.
+fn other_words(u: &crate::state::UpsSlot) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    let known: Vec<&str> = u.state.flags.words().collect();
+    for w in known
+        .into_iter()
+        .chain(u.state.other.split_ascii_whitespace())
+    {
+        if !FLAGS.contains(&w) && !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
 /// Every metric of the agent's state.
 pub fn render(s: &Shared) -> String {
     let mut out = String::with_capacity(4096);
@@ -94,7 +110,7 @@ pub fn render(s: &Shared) -> String {
                     u8::from(u.state.flags.has(f))
                 );
             }
-            for w in u.state.other.split_ascii_whitespace() {
+            for w in other_words(u) {
                 let _ = writeln!(
                     out,
                     "network_ups_tools_ups_status{{ups=\"{}\",flag=\"{}\"}} 1",
@@ -258,5 +274,29 @@ pub(crate) mod tests {
         assert_eq!(label("a\\b\nc\"d"), "a\\\\b\\nc\\\"d");
         assert_eq!(value(f64::NAN), "NaN");
         assert_eq!(value(230.5), "230.5");
+    }
+
+    #[test]
+    fn web_metrics_export_every_status_word_once() {
+        let mut s = shared();
+        let vars = Vars {
+            status: Some("OL ALARM WAIT XYZ XYZ OL XYZ"),
+            ..Vars::default()
+        };
+        s.ups[0]
+            .state
+            .observe(Reading::Vars(vars), 200, &mut Vec::new());
+        let m = render(&s);
+        for w in ["OL", "ALARM", "WAIT", "XYZ"] {
+            let series =
+                format!("network_ups_tools_ups_status{{ups=\"rack \\\"A\\\"\",flag=\"{w}\"}} 1");
+            assert_eq!(m.matches(&series).count(), 1, "{series} in\n{m}");
+        }
+        // No series twice, whatever the flags.
+        let mut seen = std::collections::HashSet::new();
+        for l in m.lines().filter(|l| !l.starts_with('#')) {
+            let series = l.rsplit_once(' ').unwrap().0;
+            assert!(seen.insert(series.to_string()), "{series} twice in\n{m}");
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! Pure parts: [`http`] (requests, responses, the routing table and who may ask for what),
 //! [`form`] (form bodies, the setup form against the settings model), [`auth`] (password hash,
 //! sessions, CSRF tokens, setup code, the brake on guessing), [`pages`] (HTML), [`metrics`]
-//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded) and [`app`]
-//! (each route: the agent's state, the settings file, the check, upsd).
+//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded), [`pool`]
+//! (the blocking work on a fixed set of threads) and [`app`] (each route: the agent's state, the
+//! settings file, the check, upsd).
 //!
 //! **Architecture invariant:** no response carries a password: not the UPS passwords (forms
 //! say "unchanged"), not the admin password or its hash; the setup code goes to the log only,
@@ -20,6 +21,7 @@ pub mod form;
 pub mod http;
 pub mod metrics;
 pub mod pages;
+pub mod pool;
 pub mod server;
 
 use std::cell::RefCell;
@@ -96,6 +98,18 @@ pub fn setup_code_path(settings: &Path) -> PathBuf {
         .join("setup-code")
 }
 
+/// The token Prometheus gives as `Authorization: Bearer` to read `/metrics` while the status is
+/// not public: a file next to the settings, made at the page's first start.
+pub fn scrape_token_path(settings: &Path) -> PathBuf {
+    setup_code_path(settings).with_file_name("metrics-token")
+}
+
+/// More names the page is served as (a reverse proxy's, a DNS name), one a line: a file next
+/// to the settings, read when a request's `Host` is none of the built-in ones.
+pub fn hosts_path(settings: &Path) -> PathBuf {
+    setup_code_path(settings).with_file_name("web-hosts")
+}
+
 /// `N` random bytes from the system, or none when it has none to give.
 pub fn random<const N: usize>() -> Option<[u8; N]> {
     use ring::rand::SecureRandom;
@@ -108,10 +122,58 @@ pub fn random<const N: usize>() -> Option<[u8; N]> {
 pub struct Running {
     pub listen: String,
     pub task: tokio::task::JoinHandle<()>,
+    /// Why the address could not be bound yet: the task tries again, with back-off, until it
+    /// can (another program holding the port must not keep the page away for good).
+    pub waiting: Option<String>,
 }
 
-/// Binds `listen` and serves the page on the current `LocalSet`; an address that cannot be
-/// bound is an error for the caller to log (the agent runs on without its page).
+/// The first wait before binding again, and the longest.
+pub const BIND_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+pub const BIND_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn bind(addr: std::net::SocketAddr, listen: &str) -> Result<tokio::net::TcpListener, String> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tokio::net::TcpListener::from_std(l).map_err(|e| format!("cannot listen on {listen}: {e}"))
+}
+
+/// Binds `addr` again and again (1 s, 2 s, 4 s, ... up to [`BIND_RETRY_MAX`] apart), an error
+/// in the log and the events each time the reason changes, then serves.
+async fn bind_later(addr: std::net::SocketAddr, listen: String, app: Rc<app::App>, first: String) {
+    let mut delay = BIND_RETRY_FIRST;
+    let mut last = first;
+    loop {
+        tokio::time::sleep(delay).await;
+        match bind(addr, &listen) {
+            Ok(l) => {
+                app.shared.borrow_mut().emit(
+                    log::Level::Warn,
+                    "web",
+                    &format!("setup page on http://{listen}/ at last: the address is free now"),
+                );
+                server::serve(l, app).await;
+                return;
+            }
+            Err(e) => {
+                if e != last {
+                    app.shared.borrow_mut().emit(
+                        log::Level::Error,
+                        "web",
+                        &format!("{e}; trying again"),
+                    );
+                    last = e;
+                }
+                delay = (delay * 2).min(BIND_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Serves the page on `listen` on the current `LocalSet`. An address that is not ADDRESS:PORT
+/// is an error; one that cannot be bound now is retried by the task (see
+/// [`Running::waiting`]), so the caller says it loudly.
 pub fn start(
     listen: &str,
     shared: Rc<RefCell<Shared>>,
@@ -121,19 +183,21 @@ pub fn start(
     let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| format!("web_listen `{listen}` is not ADDRESS:PORT"))?;
-    let std_listener =
-        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let listener = tokio::net::TcpListener::from_std(std_listener)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let app = Rc::new(app::App::new(shared, config, nut_version));
+    app.served_as(listen);
+    app.make_scrape_token();
     app.announce_setup_code(listen);
-    let task = tokio::task::spawn_local(server::serve(listener, app));
+    let (task, waiting) = match bind(addr, listen) {
+        Ok(l) => (tokio::task::spawn_local(server::serve(l, app)), None),
+        Err(e) => (
+            tokio::task::spawn_local(bind_later(addr, listen.to_string(), app, e.clone())),
+            Some(e),
+        ),
+    };
     Ok(Running {
         listen: listen.to_string(),
         task,
+        waiting,
     })
 }
 
@@ -179,7 +243,13 @@ impl Companion for Page {
         }
         match start(&want, shared.clone(), self.config.clone(), nut_version) {
             Ok(r) => {
-                emit(log::Level::Info, &format!("setup page on http://{want}/"));
+                match &r.waiting {
+                    None => emit(log::Level::Info, &format!("setup page on http://{want}/")),
+                    Some(e) => emit(
+                        log::Level::Error,
+                        &format!("no setup page yet: {e}; trying again until it is free"),
+                    ),
+                }
                 self.running = Some(r);
             }
             Err(e) => emit(log::Level::Warn, &format!("no setup page: {e}")),

@@ -34,7 +34,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn when(t: u64) -> String {
+pub fn when(t: u64) -> String {
     if t == 0 {
         return "—".into();
     }
@@ -271,8 +271,19 @@ fn events_table(out: &mut String, events: &[&Event]) {
 /// How many events the status page shows.
 pub const STATUS_EVENTS: usize = 20;
 
-/// The refreshing part of the status page.
-pub fn status_live(s: &Shared, now: u64) -> String {
+/// Whether an event is about a UPS's or a upsd connection's state: what anyone may see while
+/// the status is public. The check's findings, settings changes and the page's own events
+/// (which name files, NUT users and addresses) need a session.
+pub fn public_event(s: &Shared, e: &Event) -> bool {
+    s.ups.iter().any(|u| u.name == e.source)
+        || e.source
+            .strip_prefix("upsd ")
+            .is_some_and(|a| s.links.iter().any(|l| l.address == a))
+}
+
+/// The refreshing part of the status page; `private` (a session looks) adds the check's summary
+/// and every event, else only UPS state is shown.
+pub fn status_live(s: &Shared, now: u64, private: bool) -> String {
     let mut out = String::new();
     if s.ups.is_empty() {
         out.push_str("<section class=\"card\"><h2>No UPS in the settings</h2><p>Add one on the <a href=\"/setup\">setup page</a>, or run <code>power-snitch settings import</code> on the device.</p></section>");
@@ -306,6 +317,24 @@ pub fn status_live(s: &Shared, now: u64) -> String {
         out.push_str("</ul></section>");
     }
     let (e, w, i) = s.findings;
+    if !private {
+        out.push_str("<section class=\"card\"><h2>Last events</h2>");
+        let events: Vec<&Event> = s
+            .ring
+            .last(crate::state::ring::CAPACITY)
+            .filter(|e| public_event(s, e))
+            .collect();
+        events_table(
+            &mut out,
+            &events[events.len().saturating_sub(STATUS_EVENTS)..],
+        );
+        let _ = write!(
+            out,
+            "<p class=\"small\">Log in to see every event.</p></section><p class=\"small\" id=\"updated\">Updated {}.</p>",
+            when(now)
+        );
+        return out;
+    }
     let class = if e > 0 {
         "bad"
     } else if w > 0 {
@@ -335,23 +364,37 @@ pub fn status(f: &Frame, s: &Shared, now: u64) -> String {
         f,
         &format!(
             "<h1>Status</h1><div id=\"live\" data-src=\"/status/live\" aria-live=\"polite\">{}</div>",
-            status_live(s, now)
+            status_live(s, now, f.session.is_some())
         ),
     )
 }
 
 /// The login page: the password, or (while none is set) the setup code and a new password.
-pub fn login(f: &Frame, password_set: bool, error: Option<&str>, next: &str) -> String {
+/// With `ask_code` (logins from many addresses reached the ceiling) the password form also
+/// asks for the setup code from the device's log.
+pub fn login(
+    f: &Frame,
+    password_set: bool,
+    error: Option<&str>,
+    next: &str,
+    ask_code: bool,
+) -> String {
     let mut b = String::from("<h1>Log in</h1>");
     if let Some(e) = error {
         let _ = write!(b, "<p class=\"alert bad\" role=\"alert\">{}</p>", esc(e));
     }
     let next = esc(next);
+    let code = if ask_code {
+        "<p>Too many wrong logins: give the setup code from the agent's log (<code>journalctl -u power-snitch</code>) too.</p>\
+<label for=\"code\">Setup code</label><input id=\"code\" name=\"code\" autocomplete=\"off\" required placeholder=\"XXXX-XXXX\">"
+    } else {
+        ""
+    };
     if password_set {
         let _ = write!(
             b,
             "<form method=\"post\" action=\"/login\" class=\"card narrow\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
-<label for=\"password\">Admin password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required autofocus>\
+{code}<label for=\"password\">Admin password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required autofocus>\
 <button type=\"submit\">Log in</button></form>\
 <p class=\"small\">Forgot it? Set a new one on the device: <code>power-snitch web-password</code>.</p>"
         );
@@ -406,6 +449,8 @@ pub struct SetupView<'a> {
     pub typed: Option<&'a super::form::Form>,
     pub choices: &'a Choices,
     pub notice: Option<&'a str>,
+    /// The settings' version the form was made from (refused when they changed meanwhile).
+    pub version: &'a str,
 }
 
 fn datalist(id: &str, items: &[String]) -> String {
@@ -527,9 +572,10 @@ pub fn setup(f: &Frame, v: &SetupView) -> String {
     let errs = v.errors;
     let _ = write!(
         b,
-        "<form method=\"post\" action=\"/setup\" class=\"card\" novalidate>{}<input type=\"hidden\" name=\"original\" value=\"{}\"><fieldset><legend>NUT</legend>",
+        "<form method=\"post\" action=\"/setup\" class=\"card\" novalidate>{}<input type=\"hidden\" name=\"original\" value=\"{}\"><input type=\"hidden\" name=\"version\" value=\"{}\"><fieldset><legend>NUT</legend>",
         csrf_field(session),
-        esc(v.original.unwrap_or(""))
+        esc(v.original.unwrap_or("")),
+        esc(v.version)
     );
     let text = |name, label, value: String, extra: &str, help| Field {
         name,
@@ -979,15 +1025,56 @@ mod tests {
             esc("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        let live = status_live(&crate::web::metrics::tests::shared(), 200);
+        let live = status_live(&crate::web::metrics::tests::shared(), 200, true);
         assert!(!live.contains("on battery <b>"));
         assert!(live.contains("on battery &lt;b&gt;(OB)&lt;/b&gt;"));
         assert!(live.contains("rack &quot;A&quot;"));
     }
 
     #[test]
+    fn web_public_status_shows_ups_state_only() {
+        let mut sh = crate::web::metrics::tests::shared();
+        sh.ring.push(
+            101,
+            log::Level::Warn,
+            "check",
+            "new: upsd.users: user `mon` has no password",
+        );
+        sh.ring.push(
+            102,
+            log::Level::Info,
+            "settings.bin",
+            "nut_username[rack]: a -> b",
+        );
+        sh.ring
+            .push(103, log::Level::Warn, "web", "failed login from 10.0.0.9");
+        sh.ring
+            .push(104, log::Level::Warn, "rack \"A\"", "on battery");
+        let public = status_live(&sh, 200, false);
+        for hidden in [
+            "mon",
+            "nut_username",
+            "10.0.0.9",
+            "<h2>NUT's files",
+            "error(s)",
+        ] {
+            assert!(!public.contains(hidden), "{hidden} in\n{public}");
+        }
+        assert!(public.contains("on battery") && public.contains("Log in to see"));
+        let private = status_live(&sh, 200, true);
+        for shown in [
+            "user `mon`",
+            "nut_username",
+            "failed login",
+            "<h2>NUT's files",
+        ] {
+            assert!(private.contains(shown), "{shown} in\n{private}");
+        }
+    }
+
+    #[test]
     fn web_status_says_the_state_in_words_and_colour() {
-        let live = status_live(&crate::web::metrics::tests::shared(), 200);
+        let live = status_live(&crate::web::metrics::tests::shared(), 200, true);
         assert!(live.contains("<section class=\"card ups bad\""), "{live}");
         assert!(live.contains("<span class=\"badge warn\" title=\"OB\">on battery</span>"));
         assert!(live.contains("<span class=\"badge bad\" title=\"LB\">low battery</span>"));
@@ -1030,8 +1117,10 @@ mod tests {
             typed: Some(&typed),
             choices: &choices,
             notice: None,
+            version: "v<1>",
         };
         let html = setup(&frame(Some(&sess)), &v);
+        assert!(html.contains("name=\"version\" value=\"v&lt;1&gt;\""));
         assert!(!html.contains("hunter2") && !html.contains("typed-secret"));
         assert!(html.contains("placeholder=\"unchanged\""));
         assert!(html.contains("name=\"csrf\" value=\"cccc"));
@@ -1083,11 +1172,21 @@ mod tests {
 
     #[test]
     fn web_login_asks_for_the_code_until_a_password_is_set() {
-        let first = login(&frame(None), false, None, "/setup");
+        let first = login(&frame(None), false, None, "/setup", false);
         assert!(first.contains("action=\"/login/setup\"") && first.contains("Setup code"));
-        let again = login(&frame(None), true, Some("Wrong <password>."), "/x\"y");
+        let again = login(
+            &frame(None),
+            true,
+            Some("Wrong <password>."),
+            "/x\"y",
+            false,
+        );
         assert!(again.contains("action=\"/login\"") && !again.contains("Setup code"));
         assert!(again.contains("Wrong &lt;password&gt;."));
         assert!(again.contains("value=\"/x&quot;y\""));
+        // At the ceiling, the password form asks for the console's setup code too.
+        let locked = login(&frame(None), true, None, "/", true);
+        assert!(locked.contains("action=\"/login\"") && locked.contains("name=\"code\""));
+        assert!(locked.contains("journalctl"));
     }
 }

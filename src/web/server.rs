@@ -1,25 +1,31 @@
 //! **The edge**: accepts TCP connections and speaks HTTP/1.1 through hyper, within bounds — at
-//! most [`MAX_CONNECTIONS`] at once, headers within [`HEADER_TIMEOUT`] and [`MAX_HEADER_BYTES`]
-//! (at most [`MAX_HEADERS`] of them), a body of at most [`MAX_BODY`] bytes, and a connection
+//! most [`MAX_CONNECTIONS`] at once and [`MAX_PER_CLIENT`] from one client (so one address
+//! holding sockets open leaves room for others), headers within [`HEADER_TIMEOUT`] and [`MAX_HEADER_BYTES`]
+//! (at most [`MAX_HEADERS`] of them), a body of at most [`MAX_BODY`] bytes (a larger
+//! `Content-Length` is refused before any of it is read), and a connection
 //! closed after [`CONNECTION_LIFETIME`] whatever it does. Everything else is [`App::handle`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
 use hyper::body::Incoming;
+use hyper::body::{Body, Bytes};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::app::App;
+use super::auth::Client;
 use super::http::{Request, Response, SECURITY_HEADERS};
 
 pub const MAX_CONNECTIONS: usize = 32;
+/// Connections one client (an IPv4 address, an IPv6 /64) may hold at once.
+pub const MAX_PER_CLIENT: usize = 8;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole request head (hyper's read buffer; its smallest allowed value is 8 KiB).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -56,11 +62,25 @@ fn to_hyper(r: Response) -> hyper::Response<Full<Bytes>> {
     })
 }
 
+fn too_large() -> hyper::Response<Full<Bytes>> {
+    let mut r = to_hyper(Response::text(
+        413,
+        format!("a request body is at most {MAX_BODY} bytes\n"),
+    ));
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 async fn serve_one(
     app: &App,
+    peer: IpAddr,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let mut r = Request {
+        peer: Some(peer),
         method: req.method().as_str().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().unwrap_or("").to_string(),
@@ -69,27 +89,67 @@ async fn serve_one(
         csrf_header: header(&req, "x-csrf-token"),
         origin: header(&req, "origin"),
         host: header(&req, "host"),
+        authorization: header(&req, "authorization"),
         body: Vec::new(),
     };
     if r.method == "POST" {
+        // A declared length over the limit is refused before waiting for any of it.
+        if req.body().size_hint().lower() > MAX_BODY as u64 {
+            return Ok(too_large());
+        }
         let body = Limited::new(req.into_body(), MAX_BODY);
         match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
             Ok(Ok(b)) => r.body = b.to_bytes().to_vec(),
-            Ok(Err(_)) => {
-                return Ok(to_hyper(Response::text(
-                    413,
-                    format!("a request body is at most {MAX_BODY} bytes\n"),
-                )))
-            }
+            Ok(Err(_)) => return Ok(too_large()),
             Err(_) => return Ok(to_hyper(Response::text(408, "the body took too long\n"))),
         }
     }
     Ok(to_hyper(app.handle(r).await))
 }
 
+/// Connections open per client.
+#[derive(Default)]
+struct PerClient(Vec<(Client, usize)>);
+
+impl PerClient {
+    fn count(&self, c: Client) -> usize {
+        self.0.iter().find(|(k, _)| *k == c).map_or(0, |(_, n)| *n)
+    }
+
+    fn add(&mut self, c: Client) {
+        match self.0.iter_mut().find(|(k, _)| *k == c) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((c, 1)),
+        }
+    }
+
+    fn remove(&mut self, c: Client) {
+        if let Some(i) = self.0.iter().position(|(k, _)| *k == c) {
+            self.0[i].1 -= 1;
+            if self.0[i].1 == 0 {
+                self.0.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// Answers "busy" on a connection it will not serve, then closes it.
+fn refuse_busy(stream: tokio::net::TcpStream) {
+    tokio::task::spawn_local(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\nretry-after: 1\r\n\r\nbusy\n"),
+        )
+        .await;
+    });
+}
+
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, app: Rc<App>) {
     let active = Rc::new(Cell::new(0usize));
+    let per_client = Rc::new(RefCell::new(PerClient::default()));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -99,38 +159,37 @@ pub async fn serve(listener: TcpListener, app: Rc<App>) {
         .keep_alive(true);
     let builder = Rc::new(builder);
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok((s, a)) => (s, a.ip()),
             Err(e) => {
                 log::warn!("web: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        if active.get() >= MAX_CONNECTIONS {
-            // Busy: a short answer, then close.
-            tokio::task::spawn_local(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut stream = stream;
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\nconnection: close\r\nretry-after: 1\r\n\r\nbusy\n"),
-                )
-                .await;
-            });
+        let client = Client::of(peer);
+        if active.get() >= MAX_CONNECTIONS || per_client.borrow().count(client) >= MAX_PER_CLIENT {
+            refuse_busy(stream);
             continue;
         }
         let _ = stream.set_nodelay(true);
         active.set(active.get() + 1);
-        let (app, active, builder) = (app.clone(), active.clone(), builder.clone());
+        per_client.borrow_mut().add(client);
+        let (app, active, builder, per_client) = (
+            app.clone(),
+            active.clone(),
+            builder.clone(),
+            per_client.clone(),
+        );
         tokio::task::spawn_local(async move {
             let service = service_fn(|req| {
                 let app = app.clone();
-                async move { serve_one(&app, req).await }
+                async move { serve_one(&app, peer, req).await }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
             active.set(active.get() - 1);
+            per_client.borrow_mut().remove(client);
         });
     }
 }

@@ -35,14 +35,34 @@ impl Reply {
 
     /// The value of the hidden `csrf` field of the page.
     pub fn csrf(&self) -> Option<String> {
-        let at = self.body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+        self.hidden("csrf")
+    }
+
+    /// The value of the page's hidden field `name`.
+    pub fn hidden(&self, name: &str) -> Option<String> {
+        let key = format!("name=\"{name}\" value=\"");
+        let at = self.body.find(&key)? + key.len();
         Some(self.body[at..].split('"').next()?.to_string())
     }
 }
 
+/// A connection to the page on 127.0.0.1 from the loopback address `from` (any of 127/8), so
+/// a test can be several clients.
+pub fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(sock.into())
+}
+
 /// Sends raw bytes and reads the reply until the server closes.
 pub fn raw(port: u16, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    raw_from([127, 0, 0, 1], port, bytes)
+}
+
+/// [`raw`] from another loopback address.
+pub fn raw_from(from: [u8; 4], port: u16, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = connect_from(from, port)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
     // A server that refuses a request may close before reading all of it: what it answered
@@ -86,6 +106,18 @@ pub fn parse(bytes: &[u8]) -> Reply {
 
 /// One request; `extra` headers as `Name: value` lines.
 pub fn request(port: u16, method: &str, path: &str, extra: &[&str], body: &str) -> Reply {
+    request_from([127, 0, 0, 1], port, method, path, extra, body)
+}
+
+/// [`request`] from another loopback address.
+pub fn request_from(
+    from: [u8; 4],
+    port: u16,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+    body: &str,
+) -> Reply {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for h in extra {
@@ -100,7 +132,7 @@ pub fn request(port: u16, method: &str, path: &str, extra: &[&str], body: &str) 
     }
     req.push_str("\r\n");
     req.push_str(body);
-    parse(&raw(port, req.as_bytes()).expect("the page answers"))
+    parse(&raw_from(from, port, req.as_bytes()).expect("the page answers"))
 }
 
 pub fn get(port: u16, path: &str, cookie: Option<&str>) -> Reply {

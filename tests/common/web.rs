@@ -34,12 +34,23 @@ pub struct Agent {
 impl Agent {
     /// `set` are `settings set` arguments for the UPS `ups1` (and agent-wide keys).
     pub fn start(name: &str, nut_dir: &Path, set: &[&str], ups_password: Option<&str>) -> Agent {
+        Agent::start_on(name, nut_dir, set, ups_password, free_port(), true)
+    }
+
+    /// [`Agent::start`] on `port`; `ready` waits for the agent's "ready" line.
+    pub fn start_on(
+        name: &str,
+        nut_dir: &Path,
+        set: &[&str],
+        ups_password: Option<&str>,
+        port: u16,
+        ready: bool,
+    ) -> Agent {
         let dir = std::env::temp_dir().join(format!("ps-web-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let settings = dir.join("settings.bin");
         let s = settings.to_str().unwrap();
-        let port = free_port();
         let listen = format!("web_listen=127.0.0.1:{port}");
         let mut args = vec!["settings", "set", "--settings", s, "--ups", "ups1", &listen];
         args.extend_from_slice(set);
@@ -91,8 +102,25 @@ impl Agent {
             settings,
             port,
         };
-        a.wait_for(|l| l.contains("info: ready;"));
+        if ready {
+            a.wait_for(|l| l.contains("info: ready;"));
+        }
         a
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the agent still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
     }
 
     pub fn wait_for(&self, pred: impl Fn(&str) -> bool) -> String {
@@ -127,11 +155,38 @@ impl Drop for Agent {
 /// `adminpass` in `users`) with its setup page's admin password set to `admin_password`.
 pub fn served_agent(name: &str, users: &str, admin_password: &str) -> (super::nut::Nut, Agent) {
     let dev = "ups.status: OL CHRG\nbattery.charge: 87\nbattery.runtime: 1500\nups.load: 23\ninput.voltage: 230.5\noutput.voltage: 229\nups.mfr: Dummy\nups.model: Rack 1500\n";
+    served_agent_with(name, users, admin_password, dev)
+}
+
+/// [`served_agent`] with dummy-ups reading `dev`.
+pub fn served_agent_with(
+    name: &str,
+    users: &str,
+    admin_password: &str,
+    dev: &str,
+) -> (super::nut::Nut, Agent) {
+    served_agent_more(name, users, admin_password, dev, "")
+}
+
+/// [`served_agent_with`], with `more` added to ups.conf after upsd started (sections upsd need
+/// not serve, for the check to find).
+pub fn served_agent_more(
+    name: &str,
+    users: &str,
+    admin_password: &str,
+    dev: &str,
+    more: &str,
+) -> (super::nut::Nut, Agent) {
     let mut nut = super::nut::Nut::new(name, &[("ups1", "ups1.dev", dev)], users, "");
     std::fs::write(nut.dir.join("nut.conf"), "MODE=standalone\n").unwrap();
     nut.start_driver("ups1");
     nut.start_upsd();
     nut.wait_ready("ups1");
+    if !more.is_empty() {
+        let conf = nut.dir.join("ups.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, format!("{text}{more}")).unwrap();
+    }
     let upsd_port = format!("upsd_port={}", nut.port);
     let agent = Agent::start(
         name,
