@@ -798,9 +798,25 @@ fn web_public_routes_show_ups_state_only_and_a_foreign_host_is_refused() {
         }
         assert!(r.body.contains("ups1"));
     }
-    // A session sees every event.
+    // The public status JSON: the UPSes and upsd, not the agent's process, files or counts.
+    let v = json(&get(port, "/api/status", None));
+    assert!(v["ups"].as_array().is_some_and(|u| !u.is_empty()), "{v}");
+    for hidden in ["pid", "settings", "nut_dir", "findings"] {
+        assert!(
+            v.get(hidden).is_none(),
+            "{hidden} in the public status: {v}"
+        );
+    }
+    // A session sees every event, and the whole status.
     let mut seen = Seen::default();
     let cookie = login(port, &mut seen);
+    let full = json(&get(port, "/api/status", Some(&cookie)));
+    for shown in ["pid", "settings", "nut_dir", "findings"] {
+        assert!(
+            full.get(shown).is_some(),
+            "{shown} not in the status: {full}"
+        );
+    }
     let v = json(&get(port, "/api/events", Some(&cookie)));
     assert!(v["events"]
         .as_array()

@@ -26,6 +26,16 @@ fn data_str(d: &Data) -> &str {
 
 /// `status` as JSON.
 pub fn status_json(s: &Shared) -> String {
+    status_json_as(s, true)
+}
+
+/// The status as anyone may read it while the status is public: the UPSes and the upsd
+/// connections only, without the agent's process, its files and the check's counts.
+pub fn public_status_json(s: &Shared) -> String {
+    status_json_as(s, false)
+}
+
+fn status_json_as(s: &Shared, full: bool) -> String {
     let mut upsd = String::from("[");
     for (i, l) in s.links.iter().enumerate() {
         if i > 0 {
@@ -67,14 +77,15 @@ pub fn status_json(s: &Shared) -> String {
     let mut out = String::new();
     let mut o = Object::new(&mut out);
     o.raw("ok", "true")
-        .str("version", env!("CARGO_PKG_VERSION"))
-        .num("pid", u64::from(std::process::id()))
-        .num("started", s.started)
-        .str("settings", &s.settings_path)
-        .str("nut_dir", &s.nut_dir)
-        .raw("findings", &findings)
-        .raw("upsd", &upsd)
-        .raw("ups", &ups);
+        .str("version", env!("CARGO_PKG_VERSION"));
+    if full {
+        o.num("pid", u64::from(std::process::id()))
+            .num("started", s.started)
+            .str("settings", &s.settings_path)
+            .str("nut_dir", &s.nut_dir)
+            .raw("findings", &findings);
+    }
+    o.raw("upsd", &upsd).raw("ups", &ups);
     o.end();
     out
 }

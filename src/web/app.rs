@@ -335,7 +335,15 @@ impl App {
                 Response::html(200, pages::test(&f, &v))
             }
             Route::TestRun => self.test_page(&settings, &form, s).await,
-            Route::ApiStatus => Response::json(200, view::status_json(&self.shared.borrow())),
+            Route::ApiStatus => {
+                // Without a session: UPS state only (no process, files or check counts).
+                let sh = self.shared.borrow();
+                let json = match s {
+                    Some(_) => view::status_json(&sh),
+                    None => view::public_status_json(&sh),
+                };
+                Response::json(200, json)
+            }
             Route::ApiEvents => {
                 let n = form
                     .text("n")
