@@ -71,6 +71,9 @@ impl Agent {
             ]);
             assert!(out.status.success(), "{out:?}");
         }
+        // No setup page: these agents run side by side, and the page's own tests serve it.
+        let out = bin(&["settings", "set", "--settings", s, "web_listen="]);
+        assert!(out.status.success(), "{out:?}");
         let socket = dir.join("control.sock");
         let mut child = Command::new(BIN)
             .args(["run", "-v", "--settings", s, "--nut-dir"])
