@@ -520,7 +520,7 @@ fn check_value(e: &Entry, sink: &mut Sink) {
         name,
         "vendorid" | "productid" | "vendor" | "product" | "serial" | "bus" | "device" | "busport"
     ) {
-        if let Err(why) = crate::probe::matcher::Regex::new(v) {
+        if let Err(why) = crate::nut::ere::Regex::new(v) {
             sink.error(
                 Code::BadValue,
                 pos,
