@@ -8,6 +8,7 @@ pub mod conf;
 pub mod cross;
 pub mod diag;
 pub mod drivers;
+pub mod edit;
 pub mod ere;
 pub mod fnv;
 pub mod host;
