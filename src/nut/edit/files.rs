@@ -98,18 +98,25 @@ impl Conf {
         first
     }
 
-    /// The indentation of the setting lines in `range`, else of any in the file, else `dflt`.
+    /// The indentation of the setting lines in `range`, else of those in any section, else
+    /// `dflt`.
     fn indent_for(&self, groups: &[Group], range: Range<usize>, dflt: &[u8]) -> Vec<u8> {
         let setting = |g: &&Group| {
             g.words
                 .as_ref()
                 .is_some_and(|w| !w.is_empty() && header_name(w).is_none())
         };
+        let (_, sections) = Self::sections(groups);
         groups[range]
             .iter()
             .rev()
             .find(setting)
-            .or_else(|| groups.iter().rev().find(setting))
+            .or_else(|| {
+                sections
+                    .iter()
+                    .rev()
+                    .find_map(|s| groups[s.body.clone()].iter().rev().find(setting))
+            })
             .map_or_else(|| dflt.to_vec(), |g| self.doc.indent(g.first))
     }
 
@@ -545,6 +552,16 @@ impl UpsConfDoc {
         let place = format!("[{section}]");
         check_name("the UPS name", section).map_err(|r| self.0.err(&place, None, r))?;
         let words = Self::value_words(key, value).map_err(|r| self.0.err(&place, None, r))?;
+        // What NUT reads already: nothing to write.
+        let now = self.entries(section);
+        if now
+            .iter()
+            .rev()
+            .find(|e| e.name == key)
+            .is_some_and(|e| e.value.as_deref() == value)
+        {
+            return Ok(());
+        }
         self.0.set_key(Some(section), key, &words, false, false)
     }
 
@@ -1124,6 +1141,9 @@ impl NutConfDoc {
     /// Sets MODE: the last `MODE=` line gets the new value (its `export`, indentation and
     /// comment kept), else `MODE=...` is added at the end.
     pub fn set_mode(&mut self, mode: Mode) -> Result<(), EditError> {
+        if self.mode() == Some(mode) {
+            return Ok(());
+        }
         let value = mode.as_str();
         let body_at = |t: &[u8]| -> Option<usize> {
             let indent = t.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();

@@ -154,6 +154,11 @@ pub fn adopt(files: &Files, req: &AdoptRequest) -> Result<Changes, EditError> {
             }));
         }
     }
+    if set.ups.section_names().contains(name) {
+        return Err(err(Reason::Exists {
+            what: "section".into(),
+        }));
+    }
     for other in set.ups.section_names() {
         if serves(&set.ups.entries(&other), &req.section) {
             return Err(err(Reason::SameDevice { section: other }));
