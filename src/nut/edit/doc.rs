@@ -129,7 +129,6 @@ impl Doc {
                 .map_or(n - 1, |s| s.0.saturating_sub(1))
                 .max(*first);
             let words = match ids.as_slice() {
-                [] if last_lost && *first == n - 1 => None,
                 [] => {
                     // Lines NUT reads as nothing (a comment that ends the file without a
                     // newline): blank only when they hold nothing but white space and comments.
@@ -179,25 +178,26 @@ impl Doc {
         }
     }
 
-    /// Replaces physical lines `range` with `new` lines of text. A missing final newline stays
-    /// missing: it moves to the new last line.
+    /// Replaces physical lines `range` with `new` lines of text. Lines written at the end of a
+    /// file without a final newline give it one: NUT never reads a last line of one word
+    /// without it.
     pub fn splice(&mut self, range: std::ops::Range<usize>, new: Vec<Vec<u8>>) {
-        let end = self.ending();
-        let at_end = range.end == self.lines.len();
-        let had_none = at_end && self.lines.last().is_some_and(|l| l.end == Ending::None);
-        let mut raws: Vec<Raw> = new.into_iter().map(|text| Raw { text, end }).collect();
-        if had_none {
-            if let Some(l) = raws.last_mut() {
-                l.end = Ending::None;
-                if range.is_empty() {
-                    if let Some(prev) = self.lines.last_mut() {
-                        prev.end = end;
-                    }
+        // New lines end as the line they replace, else as the line before them.
+        let end = match self.lines.get(range.start).filter(|_| !range.is_empty()) {
+            Some(l) if l.end != Ending::None => l.end,
+            _ => match range.start.checked_sub(1).and_then(|i| self.lines.get(i)) {
+                Some(l) if l.end != Ending::None => l.end,
+                _ => self.ending(),
+            },
+        };
+        if range.is_empty() && range.end == self.lines.len() && !new.is_empty() {
+            if let Some(l) = self.lines.last_mut() {
+                if l.end == Ending::None {
+                    l.end = end;
                 }
-            } else if range.start > 0 {
-                self.lines[range.start - 1].end = Ending::None;
             }
         }
+        let raws = new.into_iter().map(|text| Raw { text, end });
         self.lines.splice(range, raws);
     }
 

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::doc::{Doc, Group};
+use super::doc::{Doc, Ending, Group};
 use super::value::{check_host, check_key, check_login, check_name, check_value, word};
 use super::{EditError, Reason};
 use crate::nut::lexer::{lex, Dialect};
@@ -168,7 +168,9 @@ impl Conf {
                 && old_words[..keep] == words[..keep]
             {
                 let from = starts[keep];
-                let quoted = old.get(from) == Some(&b'"');
+                // Quotes the user chose (not needed for the old value) are kept.
+                let quoted = old.get(from) == Some(&b'"')
+                    && !crate::nut::conf::format_word(&old_words[keep]).starts_with('"');
                 let rest: Vec<String> = words[keep..]
                     .iter()
                     .map(|w| if w == "=" { w.clone() } else { word(w, quoted) })
@@ -184,7 +186,16 @@ impl Conf {
             }
         }
         let indent = self.doc.indent(g.first);
-        let new = self.line(&indent, words, place)?;
+        let mut new = self.line(&indent, words, place)?;
+        // A plain line keeps its trailing comment.
+        if g.starts.is_some() {
+            let old = &self.doc.lines[g.first].text;
+            let mut with = new.clone();
+            with.extend_from_slice(&old[self.tail(old)..]);
+            if self.read_back(&with, words, place).is_ok() {
+                new = with;
+            }
+        }
         self.doc.splice(g.first..g.last + 1, vec![new]);
         Ok(())
     }
@@ -1181,15 +1192,16 @@ impl NutConfDoc {
                 let mut new = t[..at].to_vec();
                 new.extend_from_slice(value.as_bytes());
                 new.extend_from_slice(&t[end..]);
-                if new != *t {
-                    self.0.splice(i..i + 1, vec![new]);
-                }
+                self.0.splice(i..i + 1, vec![new]);
+                // The shell would keep a carriage return as part of the value.
+                self.0.lines[i].end = Ending::Lf;
                 if self.mode() != Some(mode) {
                     self.0 = before;
                     let indent = self.0.indent(i);
                     let mut line = indent;
                     line.extend_from_slice(format!("MODE={value}").as_bytes());
                     self.0.splice(i..i + 1, vec![line]);
+                    self.0.lines[i].end = Ending::Lf;
                 }
             }
             None => {
