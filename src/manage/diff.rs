@@ -183,11 +183,11 @@ fn myers<T: PartialEq>(a: &[T], b: &[T]) -> Vec<Op> {
     match shortest(ma, mb) {
         Some(mid) => ops.extend(mid),
         None => {
-            ops.extend(std::iter::repeat(Op::Del).take(ma.len()));
-            ops.extend(std::iter::repeat(Op::Add).take(mb.len()));
+            ops.extend(std::iter::repeat_n(Op::Del, ma.len()));
+            ops.extend(std::iter::repeat_n(Op::Add, mb.len()));
         }
     }
-    ops.extend(std::iter::repeat(Op::Same).take(suf));
+    ops.extend(std::iter::repeat_n(Op::Same, suf));
     ops
 }
 

@@ -286,6 +286,34 @@ impl Dir {
         Ok(dir.path)
     }
 
+    /// Removes a backup this change made, once the change was rolled back (the files are as
+    /// it holds them, and undo must go to the change before).
+    pub fn remove_backup(&self, path: &Path) -> Result<(), IoError> {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(());
+        };
+        let root = self.backups()?;
+        let fd = openat(
+            Some(root.raw()),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| root.err(name, format!("cannot open: {e}")))?;
+        let d = own(fd);
+        for f in FILES {
+            let _ = unlinkat(Some(d.as_raw_fd()), f, UnlinkatFlags::NoRemoveDir);
+            let marker = format!("{f}.absent");
+            let _ = unlinkat(
+                Some(d.as_raw_fd()),
+                marker.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
+        }
+        unlinkat(Some(root.raw()), name, UnlinkatFlags::RemoveDir)
+            .map_err(|e| root.err(name, format!("cannot remove: {e}")))
+    }
+
     /// The backups, oldest first.
     fn list(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&self.path)
@@ -297,7 +325,7 @@ impl Dir {
                     .collect()
             })
             .unwrap_or_default();
-        names.sort_by(|a, b| stamp_key(a).cmp(&stamp_key(b)));
+        names.sort_by_key(|a| stamp_key(a));
         names
     }
 
@@ -431,7 +459,7 @@ mod tests {
             "20261201T235959Z",
             "20261202T000000Z",
         ];
-        v.sort_by(|a, b| stamp_key(a).cmp(&stamp_key(b)));
+        v.sort_by_key(|a| stamp_key(a));
         assert_eq!(
             v,
             [

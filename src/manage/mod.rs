@@ -521,8 +521,15 @@ fn make(
         for a in &back {
             apply.runner.run(a)?;
         }
-        verify::verify(&old_parsed, &back, apply.verify_timeout).map_err(|(e, _)| e)
+        let seen = verify::verify(&old_parsed, &back, apply.verify_timeout).map_err(|(e, _)| e)?;
+        if let Some(b) = &outcome.backup {
+            dir.remove_backup(b).map_err(|e| e.to_string())?;
+        }
+        Ok(seen)
     })();
+    if restored.is_ok() {
+        outcome.backup = None;
+    }
     Err(ManageError::Failed(Box::new(Failure {
         what,
         logs,

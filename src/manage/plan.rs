@@ -236,9 +236,19 @@ mod tests {
         "[a]\n driver = dummy-ups\n port = a.dev\n[b]\n driver = nutdrv_qx\n port = /dev/ttyS0\n";
 
     /// (old ups.conf, old MODE, new ups.conf, new MODE, files changed, upsd restart, actions)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        bool,
+        &'a [&'a str],
+    );
+
     #[test]
     fn plans_what_each_change_needs() {
-        let cases: &[(&str, &str, &str, &str, &[&str], bool, &[&str])] = &[
+        let cases: &[Case] = &[
             // Nothing changes: nothing runs.
             (A, "standalone", A, "standalone", &[], false, &[]),
             // A fresh NUT configured: every driver, upsd and upsmon start.

@@ -104,19 +104,25 @@ fn last_lines(text: &str) -> Vec<String> {
 pub struct Direct {
     pub conf_dir: PathBuf,
     pub state_dir: PathBuf,
-    /// Where upsd, upsmon and upsdrvctl are.
-    pub sbin: PathBuf,
+    /// NUT's programs themselves (not Debian's /sbin wrappers that read /etc/nut/nut.conf):
+    /// the driver directory's upsd and upsmon, and upsdrvctl.
+    pub upsd: PathBuf,
+    pub upsmon: PathBuf,
+    pub upsdrvctl: PathBuf,
     pub user: Option<String>,
     /// What each unit's last program said.
     said: Vec<(Unit, String)>,
 }
 
 impl Direct {
-    pub fn new(conf_dir: &Path, state_dir: &Path, sbin: &Path, user: Option<&str>) -> Direct {
+    /// NUT in `conf_dir`, its state in `state_dir`, its upsd and upsmon in `driver_dir`.
+    pub fn new(conf_dir: &Path, state_dir: &Path, driver_dir: &Path, user: Option<&str>) -> Direct {
         Direct {
             conf_dir: conf_dir.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
-            sbin: sbin.to_path_buf(),
+            upsd: driver_dir.join("upsd"),
+            upsmon: driver_dir.join("upsmon"),
+            upsdrvctl: find_upsdrvctl(),
             user: user.map(str::to_string),
             said: Vec::new(),
         }
@@ -129,7 +135,12 @@ impl Direct {
         args: &[&str],
         must: bool,
     ) -> Result<(), String> {
-        let mut cmd = Command::new(self.sbin.join(name));
+        let path = match name {
+            "upsd" => &self.upsd,
+            "upsmon" => &self.upsmon,
+            _ => &self.upsdrvctl,
+        };
+        let mut cmd = Command::new(path);
         if let Some(u) = &self.user {
             if args.first() != Some(&"-c") {
                 cmd.args(["-u", u]);
@@ -212,6 +223,20 @@ impl Runner for Direct {
     }
 }
 
+/// Where NUT installs upsdrvctl (a program, not a wrapper, in every release).
+fn find_upsdrvctl() -> PathBuf {
+    [
+        "/sbin/upsdrvctl",
+        "/usr/sbin/upsdrvctl",
+        "/lib/nut/upsdrvctl",
+        "/usr/libexec/nut/upsdrvctl",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| PathBuf::from("upsdrvctl"))
+}
+
 /// NUT's systemd units: `nut-driver@NAME` where NUT installs that template (else
 /// `upsdrvctl`), `nut-server` for upsd, `nut-monitor` for upsmon; logs from the journal.
 pub struct Systemd {
@@ -229,19 +254,9 @@ impl Systemd {
         ]
         .iter()
         .any(|d| Path::new(d).join("nut-driver@.service").exists());
-        let upsdrvctl = [
-            "/sbin/upsdrvctl",
-            "/usr/sbin/upsdrvctl",
-            "/lib/nut/upsdrvctl",
-            "/usr/libexec/nut/upsdrvctl",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("upsdrvctl"));
         Systemd {
             driver_units,
-            upsdrvctl,
+            upsdrvctl: find_upsdrvctl(),
         }
     }
 
