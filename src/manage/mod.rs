@@ -47,6 +47,9 @@ pub struct Proposal {
     /// What the proposer read: each file's content hash ([`content_hash`]), `None` when the file
     /// was absent. When given, a file that is no longer so is a [`ManageError::Changed`].
     pub base: BTreeMap<String, Option<u64>>,
+    /// Restore the newest backup instead (read by the side that applies: the backups hold the
+    /// secret files, readable by root only).
+    pub undo: bool,
 }
 
 impl Proposal {
@@ -275,6 +278,9 @@ pub fn change(
     mode: Mode,
     apply: Option<Apply>,
 ) -> Result<Outcome, ManageError> {
+    if proposal.undo {
+        return change(nut, &undo_proposal(&nut.dir)?, mode, apply);
+    }
     let mut changes: Change = Vec::new();
     for (name, text) in &proposal.files {
         let f = known(name).ok_or_else(|| ManageError::NotNutFile(name.clone()))?;
@@ -565,7 +571,16 @@ fn write_states(
 /// Restores the newest backup through the same validated path (the restore is itself backed
 /// up, so an undo can be undone).
 pub fn undo(nut: &Nut, mode: Mode, apply: Option<Apply>) -> Result<Outcome, ManageError> {
-    change(nut, &undo_proposal(&nut.dir)?, mode, apply)
+    change(nut, &undo_request(), mode, apply)
+}
+
+/// The proposal that asks for an undo.
+pub fn undo_request() -> Proposal {
+    Proposal {
+        why: "undo".into(),
+        undo: true,
+        ..Proposal::default()
+    }
 }
 
 /// The proposal for an undo, read by whoever may read the backups (the root side).
@@ -611,7 +626,7 @@ pub fn propose(
         return change(&nut, &proposal, mode, Some(apply));
     }
     let mut proposal = proposal;
-    if proposal.base.is_empty() {
+    if proposal.base.is_empty() && !proposal.undo {
         proposal.base = spool::base_of(&nut.dir);
     }
     spool::submit_and_wait(spool_dir, &proposal, mode, spool::WAIT)

@@ -110,6 +110,9 @@ pub struct Direct {
     pub upsmon: PathBuf,
     pub upsdrvctl: PathBuf,
     pub user: Option<String>,
+    /// Where upsmon keeps its PID file: NUT's root PID directory, whatever the environment
+    /// says (Debian: /run/nut).
+    pub upsmon_pid: PathBuf,
     /// What each unit's last program said.
     said: Vec<(Unit, String)>,
 }
@@ -124,6 +127,7 @@ impl Direct {
             upsmon: driver_dir.join("upsmon"),
             upsdrvctl: find_upsdrvctl(),
             user: user.map(str::to_string),
+            upsmon_pid: PathBuf::from("/run/nut/upsmon.pid"),
             said: Vec::new(),
         }
     }
@@ -168,11 +172,18 @@ impl Direct {
         }
     }
 
-    /// Waits until the program whose PID file is `pid` has gone (upsd and upsmon remove it).
-    fn wait_gone(&self, pid: &str) {
-        let path = self.state_dir.join(pid);
+    /// Waits until the process whose PID file is `path` has gone.
+    fn wait_gone(&self, path: &Path) {
+        let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0)
+        else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while path.exists() && Instant::now() < deadline {
+        while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -190,24 +201,24 @@ impl Runner for Direct {
             (Unit::Upsd, Op::Start) => self.program(&a.unit, "upsd", &[], true),
             (Unit::Upsd, Op::Stop) => {
                 self.program(&a.unit, "upsd", &["-c", "stop"], false)?;
-                self.wait_gone("upsd.pid");
+                self.wait_gone(&self.state_dir.join("upsd.pid"));
                 Ok(())
             }
             (Unit::Upsd, Op::Restart) => {
                 self.program(&a.unit, "upsd", &["-c", "stop"], false)?;
-                self.wait_gone("upsd.pid");
+                self.wait_gone(&self.state_dir.join("upsd.pid"));
                 self.program(&a.unit, "upsd", &[], true)
             }
             (Unit::Upsd, Op::Reload) => self.program(&a.unit, "upsd", &["-c", "reload"], true),
             (Unit::Upsmon, Op::Start) => self.program(&a.unit, "upsmon", &[], true),
             (Unit::Upsmon, Op::Stop) => {
                 self.program(&a.unit, "upsmon", &["-c", "stop"], false)?;
-                self.wait_gone("upsmon.pid");
+                self.wait_gone(&self.upsmon_pid.clone());
                 Ok(())
             }
             (Unit::Upsmon, Op::Restart) => {
                 self.program(&a.unit, "upsmon", &["-c", "stop"], false)?;
-                self.wait_gone("upsmon.pid");
+                self.wait_gone(&self.upsmon_pid.clone());
                 self.program(&a.unit, "upsmon", &[], true)
             }
             (Unit::Upsmon, Op::Reload) => self.program(&a.unit, "upsmon", &["-c", "reload"], true),

@@ -107,6 +107,9 @@ pub fn encode_proposal(p: &Proposal, mode: Mode) -> Vec<u8> {
     let mut out = PROPOSAL.as_bytes().to_vec();
     put(&mut out, "mode", "-", mode.as_str().as_bytes());
     put(&mut out, "why", "-", p.why.as_bytes());
+    if p.undo {
+        put(&mut out, "undo", "-", b"");
+    }
     for (name, text) in &p.files {
         put(&mut out, "file", name, text);
     }
@@ -134,6 +137,7 @@ pub fn decode_proposal(bytes: &[u8]) -> Result<(Proposal, Mode), String> {
                 }
             }
             "remove" => p.remove.push(name),
+            "undo" => p.undo = true,
             "base" => {
                 let t = text()?;
                 let h = if t == "absent" {
@@ -431,7 +435,7 @@ pub struct Handled {
 
 /// The root side: reads each waiting proposal (at most [`MAX_BATCH`] applied, the rest refused
 /// as a flood), validates and applies it on `nut` with `runner`, writes `out/ID.result`, and
-/// removes the proposal. `undo` proposals are read from the backups here, not from the spool.
+/// removes the proposal. An undo's files are read from the backups here, not from the spool.
 pub fn apply_spool(
     spool: &Path,
     nut: &Nut,
@@ -557,6 +561,11 @@ mod tests {
         p.base.insert("ups.conf".into(), Some(0xdead));
         let bytes = encode_proposal(&p, Mode::NoApply);
         assert_eq!(decode_proposal(&bytes), Ok((p, Mode::NoApply)));
+        let u = super::super::undo_request();
+        assert_eq!(
+            decode_proposal(&encode_proposal(&u, Mode::Apply)),
+            Ok((u, Mode::Apply))
+        );
     }
 
     #[test]
