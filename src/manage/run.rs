@@ -1,0 +1,408 @@
+//! **The edge** that runs NUT: the actions of [`super::plan`] behind one narrow trait, with a
+//! systemd implementation (NUT's units) and a direct one (NUT's programs with NUT's paths in
+//! the environment, as the tests run them). Every program runs bounded in time, its output
+//! captured for the report.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::plan::{Action, Op, Unit};
+
+/// How long one program may take (`upsdrvctl start` waits for the driver's first poll).
+pub const PROGRAM_TIMEOUT: Duration = Duration::from_secs(45);
+/// Most bytes of a program's output kept.
+const MAX_OUTPUT: usize = 16 * 1024;
+/// Most log lines a failure report carries per unit.
+pub const LOG_LINES: usize = 20;
+
+/// Runs the actions on NUT.
+pub trait Runner {
+    /// Runs one action; the error is what failed, with NUT's own words.
+    fn run(&mut self, action: &Action) -> Result<(), String>;
+    /// NUT's recent log lines about `unit` (the journal, or what the program printed).
+    fn logs(&mut self, unit: &Unit) -> Vec<String>;
+}
+
+/// A program's exit and its output (stdout and stderr in one), bounded in time.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(bool, String), String> {
+    // One pipe for both streams; read without blocking after the program exits, since a
+    // daemon it forked may keep the write end open.
+    let (r, w) = nix::unistd::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let w2 = w
+        .try_clone()
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let program = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::from(w2))
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // Drop our copies of the write end (the Command holds them until it is dropped).
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut file = std::fs::File::from(r);
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&file),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let status = loop {
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if out.len() < MAX_OUTPUT {
+                out.extend_from_slice(&buf[..n.min(MAX_OUTPUT - out.len())]);
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    while let Ok(n) = file.read(&mut buf) {
+        if n == 0 || out.len() >= MAX_OUTPUT {
+            break;
+        }
+        out.extend_from_slice(&buf[..n.min(MAX_OUTPUT - out.len())]);
+    }
+    let text = String::from_utf8_lossy(&out).trim_end().to_string();
+    match status {
+        Some(s) => Ok((s.success(), text)),
+        None => Err(format!(
+            "{program} did not finish within {} s{}",
+            limit.as_secs(),
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            }
+        )),
+    }
+}
+
+fn last_lines(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(LOG_LINES)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// NUT's programs run directly, with `NUT_CONFPATH`, `NUT_STATEPATH` and `NUT_ALTPIDPATH`
+/// set to NUT's directory and state directory; `-u USER` when given (root in tests, where no
+/// `nut` account owns the temporary directory).
+pub struct Direct {
+    pub conf_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// NUT's programs themselves (not Debian's /sbin wrappers that read /etc/nut/nut.conf):
+    /// the driver directory's upsd and upsmon, and upsdrvctl.
+    pub upsd: PathBuf,
+    pub upsmon: PathBuf,
+    pub upsdrvctl: PathBuf,
+    pub user: Option<String>,
+    /// Where upsmon keeps its PID file: NUT's root PID directory, whatever the environment
+    /// says (Debian: /run/nut).
+    pub upsmon_pid: PathBuf,
+    /// What each unit's last program said.
+    said: Vec<(Unit, String)>,
+}
+
+impl Direct {
+    /// NUT in `conf_dir`, its state in `state_dir`, its upsd and upsmon in `driver_dir`.
+    pub fn new(conf_dir: &Path, state_dir: &Path, driver_dir: &Path, user: Option<&str>) -> Direct {
+        Direct {
+            conf_dir: conf_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            upsd: driver_dir.join("upsd"),
+            upsmon: driver_dir.join("upsmon"),
+            upsdrvctl: find_upsdrvctl(),
+            user: user.map(str::to_string),
+            upsmon_pid: PathBuf::from("/run/nut/upsmon.pid"),
+            said: Vec::new(),
+        }
+    }
+
+    fn program(
+        &mut self,
+        unit: &Unit,
+        name: &str,
+        args: &[&str],
+        must: bool,
+    ) -> Result<(), String> {
+        let path = match name {
+            "upsd" => &self.upsd,
+            "upsmon" => &self.upsmon,
+            _ => &self.upsdrvctl,
+        };
+        let mut cmd = Command::new(path);
+        if let Some(u) = &self.user {
+            if args.first() != Some(&"-c") {
+                cmd.args(["-u", u]);
+            }
+        }
+        cmd.args(args)
+            .env("NUT_CONFPATH", &self.conf_dir)
+            .env("NUT_STATEPATH", &self.state_dir)
+            .env("NUT_ALTPIDPATH", &self.state_dir);
+        let (ok, text) = run_bounded(&mut cmd, PROGRAM_TIMEOUT)?;
+        self.said.retain(|(u, _)| u != unit);
+        self.said.push((unit.clone(), text.clone()));
+        if ok || !must {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{name} {}` failed{}",
+                args.join(" "),
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", last_lines(&text).join(" / "))
+                }
+            ))
+        }
+    }
+
+    /// Waits until the process whose PID file is `path` has gone.
+    fn wait_gone(&self, path: &Path) {
+        let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0)
+        else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Runner for Direct {
+    fn run(&mut self, a: &Action) -> Result<(), String> {
+        match (&a.unit, a.op) {
+            (Unit::Driver(n), Op::Start) => self.program(&a.unit, "upsdrvctl", &["start", n], true),
+            (Unit::Driver(n), Op::Stop) => self.program(&a.unit, "upsdrvctl", &["stop", n], false),
+            (Unit::Driver(n), Op::Restart | Op::Reload) => {
+                self.program(&a.unit, "upsdrvctl", &["stop", n], false)?;
+                self.program(&a.unit, "upsdrvctl", &["start", n], true)
+            }
+            (Unit::Upsd, Op::Start) => self.program(&a.unit, "upsd", &[], true),
+            (Unit::Upsd, Op::Stop) => {
+                self.program(&a.unit, "upsd", &["-c", "stop"], false)?;
+                self.wait_gone(&self.state_dir.join("upsd.pid"));
+                Ok(())
+            }
+            (Unit::Upsd, Op::Restart) => {
+                self.program(&a.unit, "upsd", &["-c", "stop"], false)?;
+                self.wait_gone(&self.state_dir.join("upsd.pid"));
+                self.program(&a.unit, "upsd", &[], true)
+            }
+            (Unit::Upsd, Op::Reload) => self.program(&a.unit, "upsd", &["-c", "reload"], true),
+            (Unit::Upsmon, Op::Start) => self.program(&a.unit, "upsmon", &[], true),
+            (Unit::Upsmon, Op::Stop) => {
+                self.program(&a.unit, "upsmon", &["-c", "stop"], false)?;
+                self.wait_gone(&self.upsmon_pid.clone());
+                Ok(())
+            }
+            (Unit::Upsmon, Op::Restart) => {
+                self.program(&a.unit, "upsmon", &["-c", "stop"], false)?;
+                self.wait_gone(&self.upsmon_pid.clone());
+                self.program(&a.unit, "upsmon", &[], true)
+            }
+            (Unit::Upsmon, Op::Reload) => self.program(&a.unit, "upsmon", &["-c", "reload"], true),
+        }
+    }
+
+    fn logs(&mut self, unit: &Unit) -> Vec<String> {
+        self.said
+            .iter()
+            .find(|(u, _)| u == unit)
+            .map(|(_, t)| last_lines(t))
+            .unwrap_or_default()
+    }
+}
+
+/// Where NUT installs upsdrvctl (a program, not a wrapper, in every release).
+fn find_upsdrvctl() -> PathBuf {
+    [
+        "/sbin/upsdrvctl",
+        "/usr/sbin/upsdrvctl",
+        "/lib/nut/upsdrvctl",
+        "/usr/libexec/nut/upsdrvctl",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| PathBuf::from("upsdrvctl"))
+}
+
+/// NUT's systemd units: `nut-driver@NAME` where NUT installs that template (else
+/// `upsdrvctl`), `nut-server` for upsd, `nut-monitor` for upsmon; logs from the journal.
+pub struct Systemd {
+    /// NUT installs the `nut-driver@.service` template.
+    pub driver_units: bool,
+    pub upsdrvctl: PathBuf,
+}
+
+impl Systemd {
+    pub fn detect() -> Systemd {
+        let driver_units = [
+            "/etc/systemd/system",
+            "/lib/systemd/system",
+            "/usr/lib/systemd/system",
+        ]
+        .iter()
+        .any(|d| Path::new(d).join("nut-driver@.service").exists());
+        Systemd {
+            driver_units,
+            upsdrvctl: find_upsdrvctl(),
+        }
+    }
+
+    /// The unit that runs `unit`, when there is one.
+    pub fn unit_name(&self, unit: &Unit) -> Option<String> {
+        match unit {
+            Unit::Driver(n) if self.driver_units => {
+                Some(format!("nut-driver@{}.service", escape(n)))
+            }
+            Unit::Driver(_) => None,
+            Unit::Upsd => Some("nut-server.service".into()),
+            Unit::Upsmon => Some("nut-monitor.service".into()),
+        }
+    }
+}
+
+/// systemd's escaping of an instance name (`systemd-escape`): `/` as `-`, and every byte but
+/// ASCII letters, digits, `:`, `_` and a `.` that does not lead as `\xNN`.
+pub fn escape(name: &str) -> String {
+    let mut out = String::new();
+    for (i, b) in name.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i > 0 => out.push('.'),
+            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+impl Runner for Systemd {
+    fn run(&mut self, a: &Action) -> Result<(), String> {
+        let verb = match a.op {
+            Op::Start => "start",
+            Op::Stop => "stop",
+            Op::Restart => "restart",
+            Op::Reload => "reload-or-restart",
+        };
+        let mut cmd = match (self.unit_name(&a.unit), &a.unit) {
+            (Some(unit), _) => {
+                let mut c = Command::new("systemctl");
+                c.args([verb, &unit]);
+                c
+            }
+            (None, Unit::Driver(n)) => {
+                let mut c = Command::new(&self.upsdrvctl);
+                let verb = match a.op {
+                    Op::Stop => "stop",
+                    _ => "start",
+                };
+                if a.op == Op::Restart || a.op == Op::Reload {
+                    let mut stop = Command::new(&self.upsdrvctl);
+                    stop.args(["stop", n]);
+                    let _ = run_bounded(&mut stop, PROGRAM_TIMEOUT);
+                }
+                c.args([verb, n]);
+                c
+            }
+            (None, _) => return Err(format!("no unit runs {}", a.unit)),
+        };
+        let (ok, text) = run_bounded(&mut cmd, PROGRAM_TIMEOUT)?;
+        if ok || a.op == Op::Stop {
+            Ok(())
+        } else {
+            Err(format!(
+                "{a} failed{}",
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {text}")
+                }
+            ))
+        }
+    }
+
+    fn logs(&mut self, unit: &Unit) -> Vec<String> {
+        let Some(name) = self
+            .unit_name(unit)
+            .or_else(|| Some("nut-driver.target".into()))
+        else {
+            return Vec::new();
+        };
+        let mut cmd = Command::new("journalctl");
+        cmd.args([
+            "-u",
+            &name,
+            "-n",
+            &LOG_LINES.to_string(),
+            "--no-pager",
+            "-o",
+            "cat",
+            "--since",
+            "-5min",
+        ]);
+        match run_bounded(&mut cmd, Duration::from_secs(10)) {
+            Ok((_, text)) => last_lines(&text),
+            Err(e) => vec![e],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_instance_names_as_systemd_does() {
+        assert_eq!(escape("myups"), "myups");
+        assert_eq!(escape("rack-ups"), "rack\\x2dups");
+        assert_eq!(escape("a.b_c:1"), "a.b_c:1");
+        assert_eq!(escape(".x"), "\\x2ex");
+        assert_eq!(escape("a/b"), "a-b");
+    }
+
+    #[test]
+    fn a_program_is_bounded_and_its_output_kept() {
+        let (ok, out) = run_bounded(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(!ok);
+        assert_eq!(out, "out\nerr");
+        // A program that leaves a child holding the pipe does not hang the read.
+        let started = Instant::now();
+        let (ok, out) = run_bounded(
+            Command::new("sh").args(["-c", "(sleep 3 &) ; echo started"]),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(ok && out == "started", "{out}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let e =
+            run_bounded(Command::new("sleep").arg("5"), Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+    }
+}
