@@ -819,3 +819,75 @@ fn apply_units_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `power-snitch undo` from the command line: `--dry-run` shows the diff and writes nothing,
+/// `--no-apply` restores without running anything, and an undo is itself undone.
+#[test]
+fn the_undo_command_previews_restores_and_is_undone() {
+    let dir = fresh("cli");
+    let _cleanup = Running { dir: dir.clone() };
+    let fresh_ups = read(&dir, "ups.conf");
+    let mine = "[dummy]\n\tdriver = dummy-ups\n\tport = dummy.dev\n";
+    change(
+        &nut(&dir),
+        &proposal(&[("ups.conf", mine)]),
+        Mode::NoApply,
+        None,
+    )
+    .unwrap();
+    let undo_cmd = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+            .args(["undo", "--nut-dir"])
+            .arg(&dir)
+            .args([
+                "--nut-version",
+                "2.8.0",
+                "--settings",
+                "/nonexistent/settings.bin",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = undo_cmd(&["--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("--- a/ups.conf\n+++ b/ups.conf\n") && text.contains("-[dummy]\n"),
+        "{text}"
+    );
+    assert!(text.contains("nothing written (--dry-run)"), "{text}");
+    assert_eq!(read(&dir, "ups.conf"), mine.as_bytes());
+    let out = undo_cmd(&["--no-apply"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(read(&dir, "ups.conf"), fresh_ups);
+    let out = undo_cmd(&["--no-apply", "--format", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(v["mode"], "no-apply");
+    assert_eq!(v["diffs"][0]["file"], "ups.conf");
+    assert_eq!(read(&dir, "ups.conf"), mine.as_bytes());
+    let out = undo_cmd(&["--no-apply", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(3));
+    // A directory without backups has nothing to undo.
+    let empty = fresh("cli-empty");
+    let _cleanup2 = Running { dir: empty.clone() };
+    let out = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args([
+            "undo",
+            "--no-apply",
+            "--nut-version",
+            "2.8.0",
+            "--settings",
+            "/nonexistent/s.bin",
+            "--nut-dir",
+        ])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no backup"),
+        "{out:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
+mod apply_spool;
 pub(crate) mod check;
 pub mod error;
 mod events;
@@ -10,6 +11,7 @@ pub(crate) mod settings;
 pub(crate) mod status;
 pub(crate) mod test_connection;
 mod udev;
+mod undo;
 pub(crate) mod validate;
 #[cfg(feature = "web")]
 mod web_password;
@@ -70,6 +72,9 @@ pub struct Common {
     pub agent: bool,
     /// events: how many.
     pub count: Option<usize>,
+    /// Commands that change NUT's files: the preview only, or write without applying.
+    pub dry_run: bool,
+    pub no_apply: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +93,8 @@ pub enum Command {
     WebPassword,
     Help,
     Version,
+    Undo,
+    ApplySpool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,7 +119,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 14] = [
+    pub const ALL: [Command; 16] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -127,6 +134,8 @@ impl Command {
         Command::WebPassword,
         Command::Help,
         Command::Version,
+        Command::Undo,
+        Command::ApplySpool,
     ];
 
     /// The name the user types.
@@ -146,6 +155,8 @@ impl Command {
             Command::WebPassword => "web-password",
             Command::Help => "help",
             Command::Version => "version",
+            Command::Undo => "undo",
+            Command::ApplySpool => "apply-spool",
         }
     }
 
@@ -176,6 +187,9 @@ impl Command {
             Command::Events => vec!["--control-socket", "--count"],
             Command::WebPassword => vec!["--settings"],
             Command::Help | Command::Version => vec![],
+            Command::Undo => [&nut[..], &["--dry-run", "--no-apply"]].concat(),
+            // Never --settings: the root side takes NUT's directory from no file the agent writes.
+            Command::ApplySpool => vec!["--nut-dir", "--nut-version"],
         };
         o.extend_from_slice(GLOBAL_OPTIONS);
         o
@@ -214,6 +228,11 @@ Commands:
   status --agent           the running agent's view: each UPS and upsd connection
   events [-n N]            the running agent's last N events (default 20, at most 256)
   web-password             set the setup page's admin password, read from standard input
+  undo [--dry-run | --no-apply]
+                           restore NUT's files from the newest backup, validated, applied and
+                           verified like any change (an undo can be undone)
+  apply-spool              the root side (power-snitch-apply.service): validate and apply the
+                           changes of NUT's files the agent proposed
   help                     print this text
 
 Options (before or after the command; each command takes those it uses, any other is refused):
@@ -237,6 +256,9 @@ Options (before or after the command; each command takes those it uses, any othe
   --allow-plaintext-password
                          upsd: allow a password without TLS to a host that is not this machine
   --control-socket PATH  the agent's control socket (default /run/power-snitch/control.sock)
+  --dry-run              changing NUT's files: show the diff and what would run, write nothing
+  --no-apply             changing NUT's files: write (validated, backed up), restart nothing
+                         (for a NUT directory that is not this machine's, e.g. an SD card's)
   -v, -q                 more or less logging on stderr (repeatable); RUST_LOG=MODULE=LEVEL,...
   -h, --help             print this text
   -V, --version          print the version
@@ -245,6 +267,7 @@ Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the 
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 Exit codes (run): 0 stopped by SIGTERM or SIGINT, 3 could not start.
 Exit codes (events, status --agent): 0 success, 2 the agent did not answer, 3 bad arguments.
+Exit codes (undo): 0 done, 2 refused or failed (then rolled back), 3 bad arguments or no backup.
 ";
 
 /// Parses the arguments after the program name.
@@ -276,6 +299,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         control_socket: None,
         agent: false,
         count: None,
+        dry_run: false,
+        no_apply: false,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -341,6 +366,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                 common.control_socket = Some(PathBuf::from(value("a socket path")?))
             }
             "--agent" => common.agent = true,
+            "--dry-run" => common.dry_run = true,
+            "--no-apply" => common.no_apply = true,
             "-n" | "--count" => {
                 let v = value("a number")?;
                 common.count = Some(
@@ -380,6 +407,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "events" => Command::Events,
                     "web-password" => Command::WebPassword,
                     "help" => Command::Help,
+                    "undo" => Command::Undo,
+                    "apply-spool" => Command::ApplySpool,
                     other => return Err(format!("unknown command `{other}`")),
                 })
             }
@@ -456,6 +485,8 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--control-socket",
         "--agent",
         "--count",
+        "--dry-run",
+        "--no-apply",
     ];
     match name {
         "-n" => Some("--count"),
@@ -492,6 +523,8 @@ pub fn main() -> ExitCode {
         Command::UdevCheck => udev::check(&args),
         Command::Run => run::run(&args),
         Command::Events => Ok(events::run(&args).into()),
+        Command::Undo => undo::run(&args),
+        Command::ApplySpool => apply_spool::run(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),
         #[cfg(not(feature = "web"))]
@@ -681,6 +714,8 @@ mod tests {
             "--control-socket",
             "--agent",
             "--count",
+            "--dry-run",
+            "--no-apply",
         ]
         .into();
         for command in Command::ALL {
