@@ -1,5 +1,6 @@
 //! The command line: what the user typed (parsed without touching the system), then dispatch.
 
+pub(crate) mod adopt;
 mod apply_spool;
 pub(crate) mod check;
 pub mod error;
@@ -75,6 +76,8 @@ pub struct Common {
     /// Commands that change NUT's files: the preview only, or write without applying.
     pub dry_run: bool,
     pub no_apply: bool,
+    /// sync: which way (`--to-nut`, or `--from-nut` as `--apply` says).
+    pub to_nut: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +98,8 @@ pub enum Command {
     Version,
     Undo,
     ApplySpool,
+    Adopt,
+    Remove,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -119,7 +124,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 16] = [
+    pub const ALL: [Command; 18] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -136,6 +141,8 @@ impl Command {
         Command::Version,
         Command::Undo,
         Command::ApplySpool,
+        Command::Adopt,
+        Command::Remove,
     ];
 
     /// The name the user types.
@@ -157,6 +164,8 @@ impl Command {
             Command::Version => "version",
             Command::Undo => "undo",
             Command::ApplySpool => "apply-spool",
+            Command::Adopt => "adopt",
+            Command::Remove => "remove",
         }
     }
 
@@ -182,7 +191,18 @@ impl Command {
             ]
             .concat(),
             Command::Settings => [&nut[..], &["--ups", "--password-stdin"]].concat(),
-            Command::Sync => [&nut[..], &["--apply"]].concat(),
+            Command::Sync => [
+                &nut[..],
+                &[
+                    "--apply",
+                    "--from-nut",
+                    "--to-nut",
+                    "--ups",
+                    "--dry-run",
+                    "--no-apply",
+                ],
+            ]
+            .concat(),
             Command::Run => [&nut[..], &["--sysfs-root", "--control-socket"], &UPSD].concat(),
             Command::Events => vec!["--control-socket", "--count"],
             Command::WebPassword => vec!["--settings"],
@@ -190,6 +210,12 @@ impl Command {
             Command::Undo => [&nut[..], &["--dry-run", "--no-apply"]].concat(),
             // Never --settings: the root side takes NUT's directory from no file the agent writes.
             Command::ApplySpool => vec!["--nut-dir", "--nut-version"],
+            Command::Adopt => [
+                &nut[..],
+                &["--sysfs-root", "--serial-port", "--dry-run", "--no-apply"],
+            ]
+            .concat(),
+            Command::Remove => [&nut[..], &["--dry-run", "--no-apply"]].concat(),
         };
         o.extend_from_slice(GLOBAL_OPTIONS);
         o
@@ -221,7 +247,18 @@ Commands:
                            Power Snitch's settings: show (password masked); set [--ups NAME]
                            KEY=VALUE... [--password-stdin]; import [--ups NAME] from NUT's files;
                            history of changes
-  sync [--apply]           compare the settings with NUT's files; --apply takes NUT's values
+  sync [--from-nut | --to-nut] [--ups NAME]
+                           compare the settings with NUT's files; --from-nut (or --apply) takes
+                           NUT's values into the settings; --to-nut writes the settings' driver,
+                           port and credentials into NUT's files (applied and verified)
+  adopt [DEVICE] [--dry-run | --no-apply]
+                           the detected UPS no section serves (the only one, or DEVICE: its USB
+                           name such as 1-1.3, its serial port, or the section name `probe`
+                           suggests): its ups.conf section, a monitoring account with a new
+                           password, the MONITOR line and MODE, applied and verified, and its
+                           settings entry
+  remove UPS [--dry-run | --no-apply]
+                           the reverse: its section, MONITOR line, account and settings entry
   run [--control-socket PATH]
                            the agent: monitor each UPS of the settings, log every change, watch
                            NUT's files and the settings; for systemd (Type=notify) or a terminal
@@ -267,7 +304,8 @@ Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the 
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 Exit codes (run): 0 stopped by SIGTERM or SIGINT, 3 could not start.
 Exit codes (events, status --agent): 0 success, 2 the agent did not answer, 3 bad arguments.
-Exit codes (undo): 0 done, 2 refused or failed (then rolled back), 3 bad arguments or no backup.
+Exit codes (undo, adopt, remove, sync --to-nut): 0 done, 2 refused or failed (then rolled
+back), 3 bad arguments or no backup.
 ";
 
 /// Parses the arguments after the program name.
@@ -301,6 +339,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         count: None,
         dry_run: false,
         no_apply: false,
+        to_nut: false,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -368,6 +407,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             "--agent" => common.agent = true,
             "--dry-run" => common.dry_run = true,
             "--no-apply" => common.no_apply = true,
+            "--to-nut" => common.to_nut = true,
+            "--from-nut" => common.apply = true,
             "-n" | "--count" => {
                 let v = value("a number")?;
                 common.count = Some(
@@ -409,6 +450,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "help" => Command::Help,
                     "undo" => Command::Undo,
                     "apply-spool" => Command::ApplySpool,
+                    "adopt" => Command::Adopt,
+                    "remove" => Command::Remove,
                     other => return Err(format!("unknown command `{other}`")),
                 })
             }
@@ -487,6 +530,8 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--count",
         "--dry-run",
         "--no-apply",
+        "--to-nut",
+        "--from-nut",
     ];
     match name {
         "-n" => Some("--count"),
@@ -525,6 +570,8 @@ pub fn main() -> ExitCode {
         Command::Events => Ok(events::run(&args).into()),
         Command::Undo => undo::run(&args),
         Command::ApplySpool => apply_spool::run(&args),
+        Command::Adopt => adopt::adopt(&args),
+        Command::Remove => adopt::remove(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),
         #[cfg(not(feature = "web"))]

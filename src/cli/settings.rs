@@ -232,6 +232,20 @@ fn import(args: &Args) -> Result<Output, CommandError> {
 
 pub fn sync(args: &Args) -> Result<Output, CommandError> {
     let format = args.common.format;
+    match (args.common.to_nut, args.common.apply) {
+        (true, true) => {
+            return Err(CommandError::Usage(
+                "sync goes one way: --to-nut (the settings into NUT's files) or --from-nut (NUT's files into the settings)".into(),
+            ))
+        }
+        (true, false) => return super::adopt::to_nut(args),
+        (false, _) if args.common.dry_run || args.common.no_apply => {
+            return Err(CommandError::Usage(
+                "--dry-run and --no-apply are for sync --to-nut (sync alone already writes nothing)".into(),
+            ))
+        }
+        _ => {}
+    }
     let plan = plan(args)?;
     if args.common.apply {
         return write(args, |loaded| {

@@ -6,6 +6,7 @@
 //! **Architecture invariant:** a face never builds another face's inputs: the page and the
 //! agent call [`check`] with their own plan, not a command line.
 
+pub mod adopt;
 pub mod plan;
 pub mod render;
 pub mod settings;

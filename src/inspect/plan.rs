@@ -45,6 +45,9 @@ pub enum Face {
     /// `sync` and `settings import`: the settings against NUT's files, with upsd's word on the
     /// stored credentials.
     Sync,
+    /// `adopt` and the page's Adopt: the hardware against ups.conf, with dialogues as `check`
+    /// (the page names the one port the user chose).
+    Adopt,
 }
 
 /// Which serial ports a scan may send bytes to.
@@ -66,7 +69,9 @@ impl Face {
             // The user asked for a look at the hardware now: the ports ups.conf names (when its
             // driver holds one, the port is skipped as held) and those the user named may be
             // asked who they are.
-            Face::Check | Face::Probe => Talk::Named,
+            // Adopting: the user named the device (or accepts the only one found); a port its
+            // driver holds is skipped as held, as for `check`.
+            Face::Check | Face::Probe | Face::Adopt => Talk::Named,
             // A NUT driver that is about to start must not find its port locked by us: the
             // agent rechecks right after files change (a driver may be restarting), and the
             // page's Check runs while the agent and NUT's drivers are up. Both see through upsd

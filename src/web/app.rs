@@ -24,6 +24,8 @@ use crate::state::{view, Shared};
 use crate::upsd::client::Client;
 use crate::upsd::target::Target;
 
+mod nut;
+
 const STYLE: &[u8] = include_bytes!("assets/style.css");
 const SCRIPT: &[u8] = include_bytes!("assets/app.js");
 const ICON: &[u8] = include_bytes!("assets/icon.svg");
@@ -335,6 +337,12 @@ impl App {
                 Response::html(200, pages::test(&f, &v))
             }
             Route::TestRun => self.test_page(&settings, &form, s).await,
+            Route::NutAdopt => self.nut_change(nut::Ask::Adopt, &form, s).await,
+            Route::NutRemove => self.nut_change(nut::Ask::Remove, &form, s).await,
+            Route::NutToNut => self.nut_change(nut::Ask::ToNut, &form, s).await,
+            Route::ApiAdopt => self.nut_change_api(nut::Ask::Adopt, route, &form, s).await,
+            Route::ApiRemove => self.nut_change_api(nut::Ask::Remove, route, &form, s).await,
+            Route::ApiToNut => self.nut_change_api(nut::Ask::ToNut, route, &form, s).await,
             Route::ApiStatus => {
                 // Without a session: UPS state only (no process, files or check counts).
                 let sh = self.shared.borrow();
@@ -781,6 +789,7 @@ impl App {
             sync: &sync,
             sync_error: sync_error.as_deref(),
             notice: notice.as_deref(),
+            adoptable: &report.adoptable,
         };
         Response::html(200, pages::check(&f, &v))
     }

@@ -125,6 +125,14 @@ pub enum Route {
     ApiCheck,
     ApiSettings,
     ApiTest,
+    /// `POST /nut/adopt`, `/nut/remove`, `/nut/to-nut`: a change of NUT's files, previewed,
+    /// then made; `/api/...` the same in JSON.
+    NutAdopt,
+    NutRemove,
+    NutToNut,
+    ApiAdopt,
+    ApiRemove,
+    ApiToNut,
     Metrics,
     Style,
     Script,
@@ -151,7 +159,8 @@ impl Route {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
             Status | StatusLive | ApiStatus | ApiEvents | Metrics => Access::Status,
             SetupForm | Check | TestForm | ApiCheck | ApiSettings => Access::Session,
-            Logout | SetupSave | SyncApply | TestRun | ApiTest => Access::Write,
+            Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
+            | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
         }
     }
 
@@ -160,7 +169,15 @@ impl Route {
         use Route::*;
         matches!(
             self,
-            ApiStatus | ApiEvents | ApiCheck | ApiSettings | ApiTest | Metrics
+            ApiStatus
+                | ApiEvents
+                | ApiCheck
+                | ApiSettings
+                | ApiTest
+                | ApiAdopt
+                | ApiRemove
+                | ApiToNut
+                | Metrics
         )
     }
 }
@@ -183,6 +200,12 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/api/check" => (Some(ApiCheck), None),
         "/api/settings" => (Some(ApiSettings), None),
         "/api/test" => (None, Some(ApiTest)),
+        "/nut/adopt" => (None, Some(NutAdopt)),
+        "/nut/remove" => (None, Some(NutRemove)),
+        "/nut/to-nut" => (None, Some(NutToNut)),
+        "/api/adopt" => (None, Some(ApiAdopt)),
+        "/api/remove" => (None, Some(ApiRemove)),
+        "/api/to-nut" => (None, Some(ApiToNut)),
         "/metrics" => (Some(Metrics), None),
         "/static/style.css" => (Some(Style), None),
         "/static/app.js" => (Some(Script), None),

@@ -44,6 +44,8 @@ pub struct CheckReport {
     pub found: Vec<(pages::Found, Option<String>)>,
     /// The report as `power-snitch check --format json` prints it.
     pub json: String,
+    /// The UPSes found that no section serves: (device, what it is), each with an Adopt button.
+    pub adoptable: Vec<(String, String)>,
 }
 
 /// What the page needs from the command line that started the agent.
@@ -80,7 +82,12 @@ pub fn check_report(given: &Given, installed: Installed) -> Result<CheckReport, 
             (f, report.section_of(i).map(str::to_string))
         })
         .collect();
+    let adoptable = inspect::adopt::candidates(&plan, &report)
+        .into_iter()
+        .map(|c| (c.device, c.describe))
+        .collect();
     Ok(CheckReport {
+        adoptable,
         nut_dir: plan.nut_dir.display().to_string(),
         nut_version: plan.installed.version.to_string(),
         json: inspect::render::check_json(&plan, &report),

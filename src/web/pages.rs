@@ -756,6 +756,17 @@ pub fn setup(f: &Frame, v: &SetupView) -> String {
         datalist("drivers", &v.choices.drivers),
         datalist("ports", &v.choices.ports)
     );
+    // This entry into NUT's files, or out of them and the settings: each previewed first.
+    if let Some(name) = v.original {
+        let _ = write!(
+            b,
+            "<section class=\"card\" id=\"nut-files\"><h2>NUT's files</h2><p class=\"small\">Saving changes only these settings. To make NUT use them, write them into ups.conf, upsd.users and upsmon.conf; or remove this UPS from NUT's files and the settings. You see the change first.</p>\
+<form method=\"post\" action=\"/nut/to-nut\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"ups\" value=\"{n}\"><button>Write into NUT's files…</button></form> \
+<form method=\"post\" action=\"/nut/remove\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"ups\" value=\"{n}\"><button class=\"danger\">Remove {n}…</button></form></section>",
+            csrf = csrf_field(session),
+            n = esc(name)
+        );
+    }
     page(f, &b)
 }
 
@@ -769,6 +780,8 @@ pub struct CheckView<'a> {
     pub sync: &'a [(String, String, String)],
     pub sync_error: Option<&'a str>,
     pub notice: Option<&'a str>,
+    /// The UPSes found that no section serves: (device, what it is).
+    pub adoptable: &'a [(String, String)],
 }
 
 /// The files in the order a person fixes them.
@@ -822,6 +835,19 @@ pub fn check(f: &Frame, v: &CheckView) -> String {
                         "<code>[{}]</code>",
                         esc(s)
                     ))
+            );
+        }
+        b.push_str("</ul></section>");
+    }
+    if let (false, Some(s)) = (v.adoptable.is_empty(), f.session) {
+        b.push_str("<section class=\"card\" id=\"adopt\"><h2>Adopt a UPS</h2><p class=\"small\">Writes its ups.conf section, a monitoring account and the MONITOR line, and starts its driver: you see the change first.</p><ul class=\"plain\">");
+        for (device, what) in v.adoptable {
+            let _ = write!(
+                b,
+                "<li><form method=\"post\" action=\"/nut/adopt\" class=\"inline\">{}<input type=\"hidden\" name=\"device\" value=\"{}\"><button>Adopt…</button></form> {}</li>",
+                csrf_field(s),
+                esc(device),
+                esc(what)
             );
         }
         b.push_str("</ul></section>");
@@ -1156,6 +1182,7 @@ mod tests {
             sync: &sync,
             sync_error: None,
             notice: None,
+            adoptable: &[],
         };
         let html = check(&frame(Some(&sess)), &v);
         let ups = html.find("<h2>ups.conf</h2>").unwrap();
