@@ -329,6 +329,38 @@ fn adopts_two_upses_restarts_only_what_changed_rolls_back_a_failure_and_undoes()
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read(&dir, "ups.conf"), changed.as_bytes());
+
+    // A section removed: its driver stops (while ups.conf still names it), the other stays.
+    let qx_pid = pid(&dir, "nutdrv_qx-qx.pid").expect("nutdrv_qx's PID file");
+    let without = changed[..changed.find("[qx]").unwrap()].to_string();
+    let o = apply_with(
+        &dir,
+        &Proposal::new(
+            files(&[
+                ("ups.conf", &without),
+                (
+                    "upsmon.conf",
+                    &format!("MONITOR dummy@127.0.0.1:{port} 1 monuser s3cret-pw primary\n"),
+                ),
+            ]),
+            "the Megatec UPS is gone",
+        ),
+        Mode::Apply,
+        &mut run,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        o.ran,
+        ["stop the driver of [qx]", "reload upsd", "reload upsmon"]
+    );
+    eventually(Duration::from_secs(10), "nutdrv_qx stops", || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(qx_pid), None).is_err()
+    });
+    eventually(Duration::from_secs(10), "upsd forgets [qx]", || {
+        upsc(port, "qx", "ups.status").is_none()
+    });
+    assert_eq!(pid(&dir, "dummy-ups-dummy.pid"), Some(dummy_pid));
+    assert_eq!(upsc(port, "dummy", "ups.status").as_deref(), Some("OL"));
     drop(sim);
     drop(running);
 }
