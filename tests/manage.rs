@@ -971,6 +971,11 @@ fn a_proposal_through_the_spool_is_applied_verified_and_answered() {
         ["start the driver of [dummy]", "start upsd", "start upsmon"]
     );
     assert!(
+        o.verified.iter().any(|v| v.contains("`mon` logs in")),
+        "{:?}",
+        o.verified
+    );
+    assert!(
         o.verified.iter().any(|v| v.contains("[dummy]")),
         "{:?}",
         o.verified
