@@ -329,6 +329,38 @@ fn adopts_two_upses_restarts_only_what_changed_rolls_back_a_failure_and_undoes()
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read(&dir, "ups.conf"), changed.as_bytes());
+
+    // A section removed: its driver stops (while ups.conf still names it), the other stays.
+    let qx_pid = pid(&dir, "nutdrv_qx-qx.pid").expect("nutdrv_qx's PID file");
+    let without = changed[..changed.find("[qx]").unwrap()].to_string();
+    let o = apply_with(
+        &dir,
+        &Proposal::new(
+            files(&[
+                ("ups.conf", &without),
+                (
+                    "upsmon.conf",
+                    &format!("MONITOR dummy@127.0.0.1:{port} 1 monuser s3cret-pw primary\n"),
+                ),
+            ]),
+            "the Megatec UPS is gone",
+        ),
+        Mode::Apply,
+        &mut run,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        o.ran,
+        ["stop the driver of [qx]", "reload upsd", "reload upsmon"]
+    );
+    eventually(Duration::from_secs(10), "nutdrv_qx stops", || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(qx_pid), None).is_err()
+    });
+    eventually(Duration::from_secs(10), "upsd forgets [qx]", || {
+        upsc(port, "qx", "ups.status").is_none()
+    });
+    assert_eq!(pid(&dir, "dummy-ups-dummy.pid"), Some(dummy_pid));
+    assert_eq!(upsc(port, "dummy", "ups.status").as_deref(), Some("OL"));
     drop(sim);
     drop(running);
 }
@@ -890,4 +922,89 @@ fn the_undo_command_previews_restores_and_is_undone() {
         String::from_utf8_lossy(&out.stderr).contains("no backup"),
         "{out:?}"
     );
+}
+
+/// Through the spool end to end: the proposer waits (bounded) in one thread while the root
+/// side applies with real NUT, verifies, and answers; then an undo asked through the spool,
+/// whose files the root side reads from the backups itself.
+#[test]
+fn a_proposal_through_the_spool_is_applied_verified_and_answered() {
+    let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
+    let c = SpoolCase::new("live");
+    let running = Running { dir: c.nut.clone() };
+    let port = free_port();
+    let p = proposal(&[
+        ("nut.conf", "MODE=netserver\n"),
+        (
+            "ups.conf",
+            "[dummy]\n\tdriver = dummy-ups\n\tport = dummy.dev\n",
+        ),
+        ("upsd.conf", &format!("LISTEN 127.0.0.1 {port}\n")),
+        ("upsd.users", "[mon]\n\tpassword = pw\n\tupsmon primary\n"),
+        (
+            "upsmon.conf",
+            &format!("MONITOR dummy@127.0.0.1:{port} 1 mon pw primary\n"),
+        ),
+    ]);
+    let mut p = p;
+    p.base = spool::base_of(&c.nut);
+    let spool_dir = c.spool.clone();
+    let proposer = std::thread::spawn(move || {
+        spool::submit_and_wait(&spool_dir, &p, Mode::Apply, Duration::from_secs(60))
+    });
+    // The root side, as power-snitch-apply.path would start it once the proposal is there.
+    let mut r = running.runner();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let handled = loop {
+        let h =
+            spool::apply_spool(&c.spool, &nut(&c.nut), &mut r, Duration::from_secs(30)).unwrap();
+        if !h.is_empty() || Instant::now() > deadline {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(handled.len(), 1);
+    let o = proposer.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.via_spool);
+    assert_eq!(
+        o.ran,
+        ["start the driver of [dummy]", "start upsd", "start upsmon"]
+    );
+    assert!(
+        o.verified.iter().any(|v| v.contains("`mon` logs in")),
+        "{:?}",
+        o.verified
+    );
+    assert!(
+        o.verified.iter().any(|v| v.contains("[dummy]")),
+        "{:?}",
+        o.verified
+    );
+    assert_eq!(upsc(port, "dummy", "ups.status").as_deref(), Some("OL"));
+    assert!(
+        fs::read_dir(c.spool.join("out")).unwrap().next().is_none(),
+        "the proposer removed its result"
+    );
+
+    // An undo through the spool: the root side restores the fresh files and stops NUT.
+    let id = spool::submit(&c.spool, &power_snitch::manage::undo_request(), Mode::Apply).unwrap();
+    let bytes = fs::read(c.spool.join("in").join(format!("{id}.proposal"))).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("file "),
+        "an undo names no file"
+    );
+    spool::apply_spool(&c.spool, &nut(&c.nut), &mut r, Duration::from_secs(30)).unwrap();
+    let o =
+        spool::wait_result(&c.spool, &id, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        o.ran,
+        ["stop the driver of [dummy]", "stop upsd", "stop upsmon"]
+    );
+    assert_eq!(
+        read(&c.nut, "nut.conf"),
+        b"# Network UPS Tools: example nut.conf\n#\nMODE=none\n"
+    );
+    eventually(Duration::from_secs(10), "upsd stops", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
 }

@@ -482,14 +482,25 @@ fn make(
             });
         }
     }
+    let apply = apply.filter(|_| mode == Mode::Apply);
+    // Drivers that stop are stopped while the files still name them (upsdrvctl and NUT's
+    // units find a driver through ups.conf); a stop never fails the change.
+    let (stops, rest): (Vec<&Action>, Vec<&Action>) = actions.iter().partition(|a| is_stop(a));
+    let mut apply = apply;
+    if let Some(apply) = apply.as_mut() {
+        for a in &stops {
+            let _ = apply.runner.run(a);
+            outcome.ran.push(a.to_string());
+        }
+    }
     write_states(dir, &changed, &new).inspect_err(|_| {
         let _ = write_states(dir, &changed, &old);
     })?;
-    let Some(apply) = apply.filter(|_| mode == Mode::Apply) else {
+    let Some(apply) = apply else {
         return Ok(outcome);
     };
     let mut failed: Option<(String, Unit)> = None;
-    for a in &actions {
+    for a in rest {
         match apply.runner.run(a) {
             Ok(()) => outcome.ran.push(a.to_string()),
             Err(e) => {
@@ -522,9 +533,12 @@ fn make(
     };
     // Roll back: the old files, the actions from the new state to the old, the old verified.
     let restored = (|| -> Result<Vec<String>, String> {
-        write_states(dir, &changed, &old).map_err(|e| e.to_string())?;
         let back = plan::plan(&new_parsed, &old_parsed, &changed, upsd_restart);
-        for a in &back {
+        for a in back.iter().filter(|a| is_stop(a)) {
+            let _ = apply.runner.run(a);
+        }
+        write_states(dir, &changed, &old).map_err(|e| e.to_string())?;
+        for a in back.iter().filter(|a| !is_stop(a)) {
             apply.runner.run(a)?;
         }
         let seen = verify::verify(&old_parsed, &back, apply.verify_timeout).map_err(|(e, _)| e)?;
@@ -542,6 +556,11 @@ fn make(
         restored,
         outcome,
     })))
+}
+
+/// A driver that stops: run before the files change.
+fn is_stop(a: &Action) -> bool {
+    a.op == plan::Op::Stop && matches!(a.unit, Unit::Driver(_))
 }
 
 fn same_state(a: &FileState, b: &FileState) -> bool {

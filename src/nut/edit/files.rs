@@ -248,9 +248,27 @@ impl Conf {
     }
 
     /// Inserts lines after group `after` (or at the start when `None`).
-    fn insert_after(&mut self, groups: &[Group], after: Option<usize>, lines: Vec<Vec<u8>>) {
+    /// Refused at the end of a file whose last line ends in a backslash: it would join the
+    /// first new line to it.
+    fn insert_after(
+        &mut self,
+        groups: &[Group],
+        after: Option<usize>,
+        lines: Vec<Vec<u8>>,
+    ) -> Result<(), EditError> {
         let at = after.map_or(0, |i| groups[i].last + 1);
+        if let Some(last) = self.doc.lines.last().filter(|_| at == self.doc.lines.len()) {
+            let slashes = last.text.iter().rev().take_while(|b| **b == b'\\').count();
+            if slashes % 2 == 1 && last.end != Ending::CrLf {
+                let reason = Reason::Value {
+                    what: "the file's last line".into(),
+                    why: "ends in a backslash, which would join the new line to it: remove the backslash first".into(),
+                };
+                return Err(self.err("end of file", Some(at - 1), reason));
+            }
+        }
         self.doc.splice(at..at, lines);
+        Ok(())
     }
 
     /// Removes every section named `name`: its lines, the comments attached above it, and the
@@ -279,7 +297,7 @@ impl Conf {
     }
 
     /// Adds a section of `lines` (header first) after the last section, a blank line before.
-    fn add_section(&mut self, lines: Vec<Vec<u8>>) {
+    fn add_section(&mut self, lines: Vec<Vec<u8>>) -> Result<(), EditError> {
         let groups = self.groups();
         let (_, sections) = Self::sections(&groups);
         let after = match sections.last() {
@@ -291,7 +309,7 @@ impl Conf {
             new.push(Vec::new());
         }
         new.extend(lines);
-        self.insert_after(&groups, after, new);
+        self.insert_after(&groups, after, new)
     }
 
     /// Sets `key` in the sections named `name` (or the globals when `None`): the last line
@@ -362,8 +380,7 @@ impl Conf {
             self.indent_for(&groups, range, dflt)
         };
         let new = self.line(&indent, &line, &place)?;
-        self.insert_after(&groups, after, vec![new]);
-        Ok(())
+        self.insert_after(&groups, after, vec![new])
     }
 
     /// The setting lines for `key` in `ranges`, in file order.
@@ -631,8 +648,7 @@ impl UpsConfDoc {
             );
             lines.push(self.0.line(&indent, &words, &place)?);
         }
-        self.0.add_section(lines);
-        Ok(())
+        self.0.add_section(lines)
     }
 
     /// Removes section `name` (every section of that name), with the comments directly above.
@@ -777,8 +793,7 @@ impl UsersDoc {
                     out.push(self.0.line(&indent, &w, &place)?);
                 }
             }
-            self.0.add_section(out);
-            return Ok(());
+            return self.0.add_section(out);
         }
         for (key, words) in lines {
             // upsd keeps the first password; the role's last line wins; actions and instcmds
@@ -986,8 +1001,7 @@ impl UpsmonDoc {
         let indent = after.map_or_else(Vec::new, |i| self.0.doc.indent(groups[i].first));
         let new = self.0.line(&indent, &words, &place)?;
         let after = after.or(groups.len().checked_sub(1));
-        self.0.insert_after(&groups, after, vec![new]);
-        Ok(())
+        self.0.insert_after(&groups, after, vec![new])
     }
 
     /// Removes the MONITOR lines of `ups` at `host`.
@@ -1061,8 +1075,7 @@ impl UpsmonDoc {
         }
         let after = Conf::content_end(&groups, 0..groups.len()).or(groups.len().checked_sub(1));
         let new = self.0.line(b"", &words, &place)?;
-        self.0.insert_after(&groups, after, vec![new]);
-        Ok(())
+        self.0.insert_after(&groups, after, vec![new])
     }
 
     /// Removes every line of a directive (for a notify setting, of its type `arg`).
@@ -1113,7 +1126,7 @@ impl UpsdDoc {
             for w in &wanted[old.len()..] {
                 lines.push(self.0.line(&indent, w, "LISTEN")?);
             }
-            self.0.insert_after(&groups, after, lines);
+            self.0.insert_after(&groups, after, lines)?;
         }
         for (k, &i) in old.iter().enumerate().rev() {
             match wanted.get(k) {

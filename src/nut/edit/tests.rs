@@ -666,3 +666,23 @@ fn passwords_from_random_bytes_are_carried_by_upsd_and_upsmon() {
     assert_ne!(password_from(&[0; 24]), password_from(&[1; 24]));
     assert_eq!(password_from(&[0xff; 24]), "_".repeat(32));
 }
+
+#[test]
+fn a_last_line_ending_in_a_backslash_is_not_joined_to_a_new_line() {
+    let v = NutVersion::new(2, 8, 0);
+    for text in [&b"[a]\n\tdesc = x\\"[..], b"[a]\n\tdesc = x\\\n"] {
+        let mut d = UpsConfDoc::parse(text, v);
+        let err = d.set("a", "port", Some("auto")).unwrap_err();
+        assert_eq!(
+            (err.line, err.file),
+            (Some(2), crate::nut::UPS_CONF),
+            "{err}"
+        );
+        assert!(err.to_string().contains("backslash"), "{err}");
+        assert_eq!(d.to_bytes(), text);
+    }
+    // An escaped backslash ends the value: the new line is its own.
+    let mut d = UpsConfDoc::parse(b"[a]\n\tdesc = x\\\\", v);
+    d.set("a", "port", Some("auto")).unwrap();
+    assert_eq!(d.to_bytes(), b"[a]\n\tdesc = x\\\\\n\tport = auto\n");
+}
