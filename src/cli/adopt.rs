@@ -71,13 +71,8 @@ pub fn adopt(args: &Args) -> Result<Output, CommandError> {
     let mode = mode(&args.common)?;
     let plan = plan(args, Face::Adopt)?;
     let report = crate::inspect::check(&plan, &|_| {});
-    let r = adopt::adopt(
-        &plan,
-        &report,
-        device.as_deref(),
-        mode,
-        Path::new(spool::DEFAULT_SPOOL),
-    );
+    let mut make = adopt::propose(&plan, mode, Path::new(spool::DEFAULT_SPOOL));
+    let r = adopt::adopt(&plan, &report, device.as_deref(), mode, &mut make);
     done(r, mode, args, "was written")
 }
 
@@ -90,7 +85,8 @@ pub fn remove(args: &Args) -> Result<Output, CommandError> {
     };
     let mode = mode(&args.common)?;
     let plan = plan(args, Face::Sync)?;
-    let r = adopt::remove(&plan, &ups, mode, Path::new(spool::DEFAULT_SPOOL));
+    let mut make = adopt::propose(&plan, mode, Path::new(spool::DEFAULT_SPOOL));
+    let r = adopt::remove(&plan, &ups, mode, &mut make);
     done(r, mode, args, "was removed")
 }
 
@@ -98,11 +94,7 @@ pub fn remove(args: &Args) -> Result<Output, CommandError> {
 pub fn to_nut(args: &Args) -> Result<Output, CommandError> {
     let mode = mode(&args.common)?;
     let plan = plan(args, Face::Sync)?;
-    let r = adopt::to_nut(
-        &plan,
-        args.common.ups.as_deref(),
-        mode,
-        Path::new(spool::DEFAULT_SPOOL),
-    );
+    let mut make = adopt::propose(&plan, mode, Path::new(spool::DEFAULT_SPOOL));
+    let r = adopt::to_nut(&plan, args.common.ups.as_deref(), &mut make);
     done(r, mode, args, "")
 }

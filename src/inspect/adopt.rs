@@ -9,6 +9,20 @@ use std::path::Path;
 use super::plan::Plan;
 use super::Report;
 use crate::manage::{self, content_hash, ManageError, Mode, Outcome, Proposal};
+
+/// What makes a change once it is edited: [`crate::manage::propose`] for the faces (here, or
+/// through the root side), [`crate::manage::change`] with a runner of one's own otherwise.
+pub type Make<'a> = dyn FnMut(Proposal) -> Result<Outcome, ManageError> + 'a;
+
+/// The faces' way to make a change: [`crate::manage::propose`] in `mode`, through `spool` when
+/// this process may not write NUT's directory.
+pub fn propose<'a>(
+    plan: &'a Plan,
+    mode: Mode,
+    spool: &'a Path,
+) -> impl FnMut(Proposal) -> Result<Outcome, ManageError> + 'a {
+    move |p| manage::propose(plan, p, mode, spool)
+}
 use crate::nut::edit::{self, AdoptRequest, EditError, SectionSpec, SyncRequest};
 use crate::nut::{NUT_CONF, UPSD_CONF, UPSD_USERS, UPSMON_CONF, UPS_CONF};
 use crate::probe::{Bus, Detected, Inventory};
@@ -243,7 +257,7 @@ pub fn adopt(
     report: &Report,
     device: Option<&str>,
     mode: Mode,
-    spool: &Path,
+    make: &mut Make,
 ) -> Result<Changed, ChangeError> {
     let found = candidates(plan, report);
     let chosen = pick(&found, device).map_err(ChangeError::Usage)?;
@@ -260,12 +274,11 @@ pub fn adopt(
         },
     )?;
     let name = chosen.name.clone();
-    let outcome = manage::propose(
-        plan,
-        proposal(changes, base, format!("adopt {name} ({})", chosen.describe)),
-        mode,
-        spool,
-    )?;
+    let outcome = make(proposal(
+        changes,
+        base,
+        format!("adopt {name} ({})", chosen.describe),
+    ))?;
     let section = SectionSpec::from_text(&chosen.section, version)?;
     let written = settings_after(plan, mode, |s| {
         let mut entry = s
@@ -291,7 +304,7 @@ pub fn adopt(
 
 /// Removes a UPS: its section, its MONITOR lines, the account adopting made for it; then its
 /// settings entry.
-pub fn remove(plan: &Plan, ups: &str, mode: Mode, spool: &Path) -> Result<Changed, ChangeError> {
+pub fn remove(plan: &Plan, ups: &str, mode: Mode, make: &mut Make) -> Result<Changed, ChangeError> {
     let (files, base) = read_files(&plan.nut_dir)?;
     let known = plan
         .settings
@@ -303,12 +316,7 @@ pub fn remove(plan: &Plan, ups: &str, mode: Mode, spool: &Path) -> Result<Change
             "{ups}: neither NUT's files nor the settings have such a UPS"
         )));
     }
-    let outcome = manage::propose(
-        plan,
-        proposal(changes, base, format!("remove {ups}")),
-        mode,
-        spool,
-    )?;
+    let outcome = make(proposal(changes, base, format!("remove {ups}")))?;
     let written = settings_after(plan, mode, |s| s.ups.retain(|u| u.nut_device_name != ups))?;
     Ok(Changed {
         outcome,
@@ -319,12 +327,7 @@ pub fn remove(plan: &Plan, ups: &str, mode: Mode, spool: &Path) -> Result<Change
 
 /// Writes a settings entry's driver, port and credentials into NUT's files (`sync --to-nut`).
 /// `ups` names the entry; without it, the only one.
-pub fn to_nut(
-    plan: &Plan,
-    ups: Option<&str>,
-    mode: Mode,
-    spool: &Path,
-) -> Result<Changed, ChangeError> {
+pub fn to_nut(plan: &Plan, ups: Option<&str>, make: &mut Make) -> Result<Changed, ChangeError> {
     let entries = plan
         .settings
         .as_ref()
@@ -367,16 +370,11 @@ pub fn to_nut(
         },
     )?;
     let name = entry.nut_device_name.clone();
-    let outcome = manage::propose(
-        plan,
-        proposal(
-            changes,
-            base,
-            format!("the settings of {name} into NUT's files"),
-        ),
-        mode,
-        spool,
-    )?;
+    let outcome = make(proposal(
+        changes,
+        base,
+        format!("the settings of {name} into NUT's files"),
+    ))?;
     Ok(Changed {
         outcome,
         ups: name,

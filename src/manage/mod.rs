@@ -637,9 +637,9 @@ pub fn propose(
 ) -> Result<Outcome, ManageError> {
     let nut = Nut::from_plan(plan);
     if may_write(&nut.dir) {
-        let mut systemd = run::Systemd::detect();
+        let mut runner = native_runner(plan);
         let apply = Apply {
-            runner: &mut systemd,
+            runner: runner.as_mut(),
             verify_timeout: verify::TIMEOUT,
         };
         return change(&nut, &proposal, mode, Some(apply));
@@ -649,6 +649,32 @@ pub fn propose(
         proposal.base = spool::base_of(&nut.dir);
     }
     spool::submit_and_wait(spool_dir, &proposal, mode, spool::WAIT)
+}
+
+/// How this machine runs NUT: its systemd units when systemd runs it, else NUT's programs
+/// directly (a container, a board without systemd) with NUT's directory, `$NUT_STATEPATH`
+/// (default /run/nut), the installed driver directory, and `$POWER_SNITCH_NUT_USER` as the
+/// account they run as (default: NUT's own).
+pub fn native_runner(plan: &crate::inspect::plan::Plan) -> Box<dyn Runner> {
+    if Path::new("/run/systemd/system").is_dir() {
+        return Box::new(run::Systemd::detect());
+    }
+    let state =
+        std::env::var_os("NUT_STATEPATH").map_or_else(|| PathBuf::from("/run/nut"), PathBuf::from);
+    let drivers = plan
+        .installed
+        .driver_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/lib/nut"));
+    let user = std::env::var("POWER_SNITCH_NUT_USER")
+        .ok()
+        .filter(|u| !u.is_empty());
+    Box::new(run::Direct::new(
+        &plan.nut_dir,
+        &state,
+        &drivers,
+        user.as_deref(),
+    ))
 }
 
 /// A finding's code from its name (for results read back from the spool).

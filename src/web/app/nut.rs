@@ -73,19 +73,18 @@ fn make(
         Plan::resolve(face, &given, installed).map_err(|e| ChangeError::Usage(e.to_string()))?;
     plan.require_nut_dir()
         .map_err(|e| ChangeError::Usage(e.to_string()))?;
-    let spool = Path::new(spool::DEFAULT_SPOOL);
+    let mut make = adopt::propose(&plan, mode, Path::new(spool::DEFAULT_SPOOL));
     match ask {
         Ask::Adopt => {
             let report = crate::inspect::check(&plan, &|_| {});
             let device = (!what.is_empty()).then_some(what.as_str());
-            adopt::adopt(&plan, &report, device, mode, spool)
+            adopt::adopt(&plan, &report, device, mode, &mut make)
         }
-        Ask::Remove => adopt::remove(&plan, &what, mode, spool),
+        Ask::Remove => adopt::remove(&plan, &what, mode, &mut make),
         Ask::ToNut => adopt::to_nut(
             &plan,
             (!what.is_empty()).then_some(what.as_str()),
-            mode,
-            spool,
+            &mut make,
         ),
     }
 }
