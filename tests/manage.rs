@@ -1008,3 +1008,238 @@ fn a_proposal_through_the_spool_is_applied_verified_and_answered() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
     });
 }
+
+/// The plan a face makes for `dir`, with `settings` and the serial ports the user named.
+fn adopt_plan(
+    face: power_snitch::inspect::Face,
+    dir: &Path,
+    settings: &Path,
+    ports: &[&Path],
+) -> power_snitch::inspect::Plan {
+    use power_snitch::inspect::{Given, Installed, Plan};
+    let given = Given {
+        nut_dir: Some(dir.to_path_buf()),
+        settings: Some(settings.to_path_buf()),
+        serial_ports: ports.iter().map(|p| p.display().to_string()).collect(),
+        ..Given::default()
+    };
+    Plan::resolve(
+        face,
+        &given,
+        Installed::detect(Some(NutVersion::new(2, 8, 0))),
+    )
+    .unwrap()
+}
+
+#[test]
+fn adopt_a_found_ups_from_a_fresh_nut_write_the_settings_into_nut_and_remove_it() {
+    use power_snitch::inspect::{self, adopt, Face};
+    use power_snitch::settings::model::{Secret, UpsEntry};
+    use power_snitch::settings::store;
+    let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = fresh("adopt");
+    let running = Running { dir: dir.clone() };
+    let mut run = running.runner();
+    let sim = megatec();
+    let port = free_port();
+    // upsd on the test's port: the one line a user would set in Debian's fresh upsd.conf.
+    fs::write(dir.join("upsd.conf"), format!("LISTEN 127.0.0.1 {port}\n")).unwrap();
+    let settings = dir.join("state/settings.bin");
+    let mut make = |p: Proposal| {
+        change(
+            &nut(&dir),
+            &p,
+            Mode::Apply,
+            Some(Apply {
+                runner: &mut run,
+                verify_timeout: Duration::from_secs(30),
+            }),
+        )
+    };
+
+    // The probe finds the Megatec UPS on the named port; no section serves it: one candidate.
+    let plan = adopt_plan(Face::Adopt, &dir, &settings, &[sim.link()]);
+    let report = inspect::check(&plan, &|_| {});
+    let found = adopt::candidates(&plan, &report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].section.contains("driver = nutdrv_qx"),
+        "{}",
+        found[0].section
+    );
+
+    // One step: section, account, MONITOR line, MODE; applied and verified; the settings entry.
+    let c = adopt::adopt(&plan, &report, None, Mode::Apply, &mut make)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = c.ups.clone();
+    assert!(c.settings_written);
+    assert_eq!(upsc(port, &name, "ups.status").as_deref(), Some("OL"));
+    assert_eq!(upsc(port, &name, "device.mfr").as_deref(), Some("PowerSim"));
+    eventually(Duration::from_secs(15), "upsmon logs in", || {
+        upsd_numlogins(port, &name) >= 1
+    });
+    let ups_conf = String::from_utf8(read(&dir, "ups.conf")).unwrap();
+    assert!(
+        ups_conf.starts_with("# Network UPS Tools: example ups.conf\n#\n# maxretry = 3\n"),
+        "the user's lines stay: {ups_conf}"
+    );
+    assert!(ups_conf.contains(&format!("[{name}]")), "{ups_conf}");
+    let upsmon = String::from_utf8(read(&dir, "upsmon.conf")).unwrap();
+    let account = adopt_account(&name);
+    assert!(
+        upsmon.contains(&format!("MONITOR {name}@localhost:{port} 1 {account} ")),
+        "{upsmon}"
+    );
+    assert_eq!(
+        read(&dir, "nut.conf"),
+        b"# Network UPS Tools: example nut.conf\n#\nMODE=standalone\n"
+    );
+    let stored = store::load(&settings).settings;
+    let entry = stored
+        .ups
+        .iter()
+        .find(|u| u.nut_device_name == name)
+        .unwrap();
+    assert_eq!(entry.nut_driver, "nutdrv_qx");
+    assert_eq!(entry.nut_username.as_deref(), Some(account.as_str()));
+    let password = entry.nut_password.clone().unwrap().0;
+    assert!(password.len() >= 32 && upsmon.contains(&password));
+    assert!(
+        c.outcome.diffs.iter().all(|d| !d.diff.contains(&password)),
+        "the preview masks it"
+    );
+
+    // Nothing is left to adopt; adopting it again is refused.
+    let plan = adopt_plan(Face::Adopt, &dir, &settings, &[sim.link()]);
+    let report = inspect::check(&plan, &|_| {});
+    assert!(adopt::candidates(&plan, &report).is_empty());
+    let e = adopt::adopt(&plan, &report, None, Mode::Apply, &mut make).unwrap_err();
+    assert!(e.to_string().contains("nothing to adopt"), "{e}");
+
+    // A settings entry (dummy-ups) into NUT's files: section, account and MONITOR line.
+    store::update(&settings, |l| {
+        let mut s = l.settings;
+        let mut u = UpsEntry::new("dummy");
+        u.nut_driver = "dummy-ups".into();
+        u.nut_port = Some("dummy.dev".into());
+        u.nut_username = Some("watcher".into());
+        u.nut_password = Some(Secret("w4tch-it".into()));
+        u.upsd_port = port;
+        s.ups.push(u);
+        Ok::<_, String>(s)
+    })
+    .unwrap();
+    let plan = adopt_plan(Face::Sync, &dir, &settings, &[]);
+    adopt::to_nut(&plan, Some("dummy"), &mut make).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(upsc(port, "dummy", "ups.status").as_deref(), Some("OL"));
+    assert!(String::from_utf8(read(&dir, "upsd.users"))
+        .unwrap()
+        .contains("[watcher]"));
+
+    // Remove the adopted UPS: its section, MONITOR line, account and settings entry go; its
+    // driver stops; the other UPS stays served.
+    let plan = adopt_plan(Face::Sync, &dir, &settings, &[]);
+    adopt::remove(&plan, &name, Mode::Apply, &mut make).unwrap_or_else(|e| panic!("{e}"));
+    assert!(upsc(port, &name, "ups.status").is_none());
+    assert_eq!(upsc(port, "dummy", "ups.status").as_deref(), Some("OL"));
+    let users = String::from_utf8(read(&dir, "upsd.users")).unwrap();
+    assert!(
+        !users.contains(&account) && users.contains("[watcher]"),
+        "{users}"
+    );
+    assert!(!String::from_utf8(read(&dir, "ups.conf"))
+        .unwrap()
+        .contains(&format!("[{name}]")));
+    let stored = store::load(&settings).settings;
+    assert!(stored.ups.iter().all(|u| u.nut_device_name != name));
+}
+
+fn adopt_account(ups: &str) -> String {
+    power_snitch::nut::edit::monitor_account(ups)
+}
+
+#[test]
+fn the_adopt_command_previews_then_writes_without_applying() {
+    let dir = fresh("adopt-cli");
+    let mut sim = megatec();
+    // As on a real serial port, nothing holds it open until a program opens it.
+    sim.release();
+    let settings = dir.join("state/settings.bin");
+    // NUT's files as Debian installs them: root:nut, so upsd (user nut) reads them.
+    let nut_gid = nix::unistd::Group::from_name("nut").unwrap().unwrap().gid;
+    for f in [
+        "nut.conf",
+        "ups.conf",
+        "upsd.conf",
+        "upsd.users",
+        "upsmon.conf",
+    ] {
+        nix::unistd::chown(&dir.join(f), None, Some(nut_gid)).unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_power-snitch");
+    let run = |extra: &[&str]| {
+        let out = Command::new(bin)
+            .arg("adopt")
+            .arg(sim.link())
+            .args(["--nut-version", "2.8.0", "--nut-dir"])
+            .arg(&dir)
+            .arg("--settings")
+            .arg(&settings)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before: Vec<Vec<u8>> = ["nut.conf", "ups.conf", "upsd.users", "upsmon.conf"]
+        .iter()
+        .map(|f| read(&dir, f))
+        .collect();
+    let (code, out, err) = run(&["--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("+++ b/ups.conf") && out.contains("+\tdriver = nutdrv_qx"),
+        "{out}"
+    );
+    assert!(out.contains("+\tpassword = ********"), "{out}");
+    assert!(out.contains("nothing written (--dry-run)"), "{out}");
+    let after: Vec<Vec<u8>> = ["nut.conf", "ups.conf", "upsd.users", "upsmon.conf"]
+        .iter()
+        .map(|f| read(&dir, f))
+        .collect();
+    assert_eq!(before, after);
+    assert!(!settings.exists());
+
+    let (code, out, err) = run(&["--no-apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(String::from_utf8(read(&dir, "ups.conf"))
+        .unwrap()
+        .contains("driver = nutdrv_qx"));
+    assert!(
+        settings.exists(),
+        "the settings entry is written with the files"
+    );
+    // What was written passes NUT's own reading (our validator: no error).
+    let out = Command::new(bin)
+        .args(["validate", "--nut-version", "2.8.0", "--nut-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().unwrap() < 2,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Two at once is a usage error; a second adopt finds nothing left.
+    assert_eq!(run(&["--dry-run", "--no-apply"]).0, Some(3));
+    let (code, _, err) = run(&["--dry-run"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("no UPS without a ups.conf section") || err.contains("nothing to adopt"),
+        "{err}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

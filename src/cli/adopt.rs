@@ -14,7 +14,7 @@ fn plan(args: &Args, face: Face) -> Result<Plan, CommandError> {
     let mut g = given(common)?;
     // A serial port named as the device is one the user allows to be asked who it is.
     if face == Face::Adopt {
-        if let Some(d) = args.positional.first().filter(|d| d.starts_with("/dev/")) {
+        if let Some(d) = args.positional.first().filter(|d| d.starts_with('/')) {
             if !g.serial_ports.contains(d) {
                 g.serial_ports.push(d.clone());
             }

@@ -136,6 +136,36 @@ fn serves(existing: &[Entry], new: &SectionSpec) -> bool {
     })
 }
 
+/// Where this machine's upsd answers, as upsd.conf's LISTEN lines say: `localhost` when it
+/// listens on loopback or everywhere (with the port when it is not NUT's), else the first
+/// address it listens on.
+fn local_upsd(files: &Files, version: NutVersion) -> (String, Option<u16>) {
+    use crate::nut::{conf, diag::Sink, drivers::DriverDb, upsd_conf, Context, UPSD_CONF};
+    let text = files.get(UPSD_CONF).map(Vec::as_slice).unwrap_or_default();
+    let cx = Context {
+        version,
+        drivers: DriverDb::builtin(),
+        host_drivers: None,
+    };
+    let mut sink = Sink::new(UPSD_CONF);
+    let lines = conf::read_lines(text, version.dialect(), &mut sink);
+    let listeners = upsd_conf::parse(&lines, &cx, &mut sink).listeners();
+    let local = |a: &str| {
+        matches!(
+            a,
+            "127.0.0.1" | "::1" | "localhost" | "0.0.0.0" | "::" | "*"
+        )
+    };
+    let port = |p: u16| (p != DEFAULT_PORT).then_some(p);
+    match listeners.iter().find(|(a, _)| local(a)) {
+        Some((_, p)) => ("localhost".into(), port(*p)),
+        None => match listeners.first() {
+            Some((a, p)) => (a.clone(), port(*p)),
+            None => ("localhost".into(), None),
+        },
+    }
+}
+
 /// Adopts a detected UPS: its section, a monitoring account, the MONITOR line, MODE.
 pub fn adopt(files: &Files, req: &AdoptRequest) -> Result<Changes, EditError> {
     let mut set = Set::open(files, req.version);
@@ -176,10 +206,11 @@ pub fn adopt(files: &Files, req: &AdoptRequest) -> Result<Changes, EditError> {
             },
         });
     }
+    let (host, port) = local_upsd(files, req.version);
     let monitor = MonitorSpec {
         ups: name.clone(),
-        host: "localhost".into(),
-        port: None,
+        host,
+        port,
         power: 1,
         user: user.clone(),
         password: req.password.clone(),

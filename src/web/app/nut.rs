@@ -62,7 +62,7 @@ fn make(
     let face = match ask {
         Ask::Adopt => {
             // A serial port the user picked is one they allow to be asked who it is.
-            if what.starts_with("/dev/") && !given.serial_ports.contains(&what) {
+            if what.starts_with('/') && !given.serial_ports.contains(&what) {
                 given.serial_ports.push(what.clone());
             }
             Face::Adopt
