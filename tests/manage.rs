@@ -1243,3 +1243,124 @@ fn the_adopt_command_previews_then_writes_without_applying() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[cfg(feature = "web")]
+#[test]
+fn the_page_previews_and_adopts_a_found_ups_and_a_forged_request_changes_nothing() {
+    use common::http::{enc, get, post};
+    use common::web::{bin, Agent};
+    let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = fresh("page");
+    let _running = Running { dir: dir.clone() };
+    let mut sim = megatec();
+    sim.release();
+    let port = free_port();
+    fs::write(dir.join("upsd.conf"), format!("LISTEN 127.0.0.1 {port}\n")).unwrap();
+    let agent = Agent::start("adopt-page", &dir, &["nut_driver=dummy-ups"], None);
+    let s = agent.settings.to_str().unwrap().to_string();
+    let out = bin(&["web-password", "--settings", &s], "page-admin-pw\n");
+    assert!(out.status.success(), "{out:?}");
+    let r = post(
+        agent.port,
+        "/login",
+        None,
+        &format!("password={}&next=%2Fcheck", enc("page-admin-pw")),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let cookie = r.cookie("ps_session").unwrap();
+    let c = Some(cookie.as_str());
+    let csrf = get(agent.port, "/setup", c).csrf().expect("a CSRF token");
+    let device = sim.link().display().to_string();
+    let files = || {
+        ["nut.conf", "ups.conf", "upsd.users", "upsmon.conf"]
+            .iter()
+            .map(|f| read(&dir, f))
+            .collect::<Vec<_>>()
+    };
+    let before = files();
+
+    // A forged request (no CSRF token) is refused and changes nothing.
+    let r = post(
+        agent.port,
+        "/nut/adopt",
+        c,
+        &format!("device={}&confirm=yes", enc(&device)),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = post(
+        agent.port,
+        "/api/adopt",
+        c,
+        &format!("device={}&mode=apply", enc(&device)),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(files(), before);
+
+    // The preview: the diff of each file, the password masked, nothing written.
+    let r = post(
+        agent.port,
+        "/nut/adopt",
+        c,
+        &format!("csrf={csrf}&device={}", enc(&device)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("+\tdriver = nutdrv_qx"), "{}", r.body);
+    assert!(r.body.contains("password = ********"), "{}", r.body);
+    assert!(
+        r.body.contains("name=\"confirm\" value=\"yes\""),
+        "{}",
+        r.body
+    );
+    let r = post(
+        agent.port,
+        "/api/adopt",
+        c,
+        &format!("csrf={csrf}&device={}&mode=dry-run", enc(&device)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["file"] == "ups.conf"));
+    assert_eq!(files(), before);
+
+    // Adopt: the page's process makes the change (it may write this directory), verified live.
+    let r = post(
+        agent.port,
+        "/nut/adopt",
+        c,
+        &format!("csrf={csrf}&device={}&confirm=yes", enc(&device)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Verified live"), "{}", r.body);
+    let stored = agent.settings();
+    let entry = stored
+        .ups
+        .iter()
+        .find(|u| u.nut_driver == "nutdrv_qx")
+        .expect("the adopted UPS's settings entry");
+    assert_eq!(
+        upsc(port, &entry.nut_device_name, "ups.status").as_deref(),
+        Some("OL")
+    );
+    assert!(!r.body.contains(&entry.nut_password.clone().unwrap().0));
+
+    // Remove through the API: served no more, the entry gone.
+    let name = entry.nut_device_name.clone();
+    let r = post(
+        agent.port,
+        "/api/remove",
+        c,
+        &format!("csrf={csrf}&ups={}&mode=apply", enc(&name)),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(upsc(port, &name, "ups.status").is_none());
+    assert!(agent
+        .settings()
+        .ups
+        .iter()
+        .all(|u| u.nut_device_name != name));
+}

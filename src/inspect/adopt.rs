@@ -310,7 +310,14 @@ pub fn remove(plan: &Plan, ups: &str, mode: Mode, make: &mut Make) -> Result<Cha
         .settings
         .as_ref()
         .is_some_and(|s| s.ups.iter().any(|u| u.nut_device_name == ups));
-    let changes = edit::remove(&files, ups, plan.installed.version)?;
+    let changes = match edit::remove(&files, ups, plan.installed.version) {
+        // Only the settings have it: nothing to change in NUT's files.
+        Err(EditError {
+            reason: edit::Reason::NotFound { .. },
+            ..
+        }) if known => edit::Changes::new(),
+        r => r?,
+    };
     if changes.is_empty() && !known {
         return Err(ChangeError::Usage(format!(
             "{ups}: neither NUT's files nor the settings have such a UPS"

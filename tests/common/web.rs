@@ -81,6 +81,11 @@ impl Agent {
             .arg(&sys)
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
+            // Without systemd here, a change of NUT's files runs NUT's programs directly: on
+            // the test's NUT directory, as root (no `nut` account owns the temporary files).
+            .env("NUT_STATEPATH", nut_dir)
+            .env("NUT_ALTPIDPATH", nut_dir)
+            .env("POWER_SNITCH_NUT_USER", "root")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -260,6 +260,14 @@ pub fn remove(files: &Files, ups: &str, version: NutVersion) -> Result<Changes, 
         // The account may be gone already: nothing to remove then.
         let _ = set.users.remove(&account);
     }
+    // The last UPS gone: NUT back to what a fresh install has, MODE=none, rather than upsd
+    // and upsmon refusing to start with nothing to serve or watch.
+    if set.ups.section_names().is_empty()
+        && still.is_empty()
+        && matches!(set.nut.mode(), Some(Mode::Standalone))
+    {
+        set.nut.set_mode(Mode::None)?;
+    }
     Ok(set.changes())
 }
 
