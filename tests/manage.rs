@@ -67,6 +67,9 @@ fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
 /// Everything NUT runs for a directory, stopped when the test ends (also when it fails).
 struct Running {
     dir: PathBuf,
+    /// This test runs upsmon (holding [`UPSMON`]): stop it at the end. upsmon's PID file is
+    /// NUT's, not the directory's, so another test must not stop it.
+    upsmon: bool,
 }
 
 impl Running {
@@ -79,20 +82,23 @@ impl Drop for Running {
     fn drop(&mut self) {
         let mut r = self.runner();
         use power_snitch::manage::plan::{Action, Op, Unit};
-        let _ = power_snitch::manage::run::Runner::run(
-            &mut r,
-            &Action {
-                op: Op::Stop,
-                unit: Unit::Upsmon,
-            },
-        );
+        if self.upsmon {
+            let _ = power_snitch::manage::run::Runner::run(
+                &mut r,
+                &Action {
+                    op: Op::Stop,
+                    unit: Unit::Upsmon,
+                },
+            );
+        }
         // upsmon leaves its PID file behind.
         let upsmon = Path::new("/run/nut/upsmon.pid");
         let gone = |p: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err();
-        if fs::read_to_string(upsmon)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .is_some_and(gone)
+        if self.upsmon
+            && fs::read_to_string(upsmon)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .is_some_and(gone)
         {
             let _ = fs::remove_file(upsmon);
         }
@@ -167,7 +173,10 @@ fn apply_with(
 fn adopts_two_upses_restarts_only_what_changed_rolls_back_a_failure_and_undoes() {
     let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
     let dir = fresh("live");
-    let running = Running { dir: dir.clone() };
+    let running = Running {
+        dir: dir.clone(),
+        upsmon: true,
+    };
     let mut run = running.runner();
     let sim = megatec();
     let port = free_port();
@@ -245,11 +254,24 @@ fn adopts_two_upses_restarts_only_what_changed_rolls_back_a_failure_and_undoes()
     assert_eq!(upsc(port, "qx", "ups.status").as_deref(), Some("OL"));
     assert_eq!(upsc(port, "qx", "device.mfr").as_deref(), Some("PowerSim"));
     // upsmon itself logged in to both.
-    eventually(
-        Duration::from_secs(15),
-        "upsmon logs in to [dummy] and [qx]",
-        || upsd_numlogins(port, "dummy") >= 1 && upsd_numlogins(port, "qx") >= 1,
-    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while upsd_numlogins(port, "dummy") < 1 || upsd_numlogins(port, "qx") < 1 {
+        let ps = Command::new("sh")
+            .arg("-c")
+            .arg("ps -eo pid,ppid,stat,args | grep [u]psmon; cat /run/nut/upsmon.pid")
+            .output()
+            .unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "upsmon logs in to [dummy] and [qx]: {:?}; {}",
+            power_snitch::manage::run::Runner::logs(
+                &mut run,
+                &power_snitch::manage::plan::Unit::Upsmon
+            ),
+            String::from_utf8_lossy(&ps.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The new secret files are root:nut 0640 as they were; the backup holds the old versions.
     let users = fs::metadata(dir.join("upsd.users")).unwrap();
     assert_eq!(users.mode() & 0o7777, 0o640);
@@ -390,7 +412,10 @@ fn upsd_numlogins(port: u16, ups: &str) -> u32 {
 #[test]
 fn no_apply_writes_validated_and_backed_up_and_runs_nothing() {
     let dir = fresh("noapply");
-    let _cleanup = Running { dir: dir.clone() };
+    let _cleanup = Running {
+        dir: dir.clone(),
+        upsmon: false,
+    };
     let mut run = Direct::new(&dir, &dir, Path::new("/nonexistent"), Some("root"));
     let port = free_port();
     let p = Proposal::new(
@@ -631,8 +656,18 @@ fn names_and_values_that_would_escape_are_refused_or_stay_values() {
     let text = "[a]\n\tdriver = dummy-ups\n\tport = dummy.dev\n\tdesc = \"x\"\n# file upsd.users 5\n# [evil]\n";
     let p = proposal(&[("ups.conf", text)]);
     let id = spool::submit(&c.spool, &p, Mode::NoApply).unwrap();
+    // The spool belongs to the agent's account (here: nobody): its result must be its own to
+    // read, not root's.
+    for d in ["", "in", "out"] {
+        std::os::unix::fs::chown(c.spool.join(d), Some(65534), Some(65534)).unwrap();
+    }
     let handled = c.run();
     assert_eq!(handled.len(), 1);
+    let result = fs::metadata(c.spool.join("out").join(format!("{id}.result"))).unwrap();
+    assert_eq!(
+        (result.uid(), result.gid(), result.mode() & 0o777),
+        (65534, 65534, 0o600)
+    );
     let o =
         spool::wait_result(&c.spool, &id, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
     assert!(o.via_spool && o.ran.is_empty());
@@ -857,7 +892,10 @@ fn apply_units_verify() {
 #[test]
 fn the_undo_command_previews_restores_and_is_undone() {
     let dir = fresh("cli");
-    let _cleanup = Running { dir: dir.clone() };
+    let _cleanup = Running {
+        dir: dir.clone(),
+        upsmon: false,
+    };
     let fresh_ups = read(&dir, "ups.conf");
     let mine = "[dummy]\n\tdriver = dummy-ups\n\tport = dummy.dev\n";
     change(
@@ -903,7 +941,10 @@ fn the_undo_command_previews_restores_and_is_undone() {
     assert_eq!(out.status.code(), Some(3));
     // A directory without backups has nothing to undo.
     let empty = fresh("cli-empty");
-    let _cleanup2 = Running { dir: empty.clone() };
+    let _cleanup2 = Running {
+        dir: empty.clone(),
+        upsmon: false,
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
         .args([
             "undo",
@@ -931,7 +972,10 @@ fn the_undo_command_previews_restores_and_is_undone() {
 fn a_proposal_through_the_spool_is_applied_verified_and_answered() {
     let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
     let c = SpoolCase::new("live");
-    let running = Running { dir: c.nut.clone() };
+    let running = Running {
+        dir: c.nut.clone(),
+        upsmon: true,
+    };
     let port = free_port();
     let p = proposal(&[
         ("nut.conf", "MODE=netserver\n"),

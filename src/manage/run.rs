@@ -299,37 +299,52 @@ pub fn escape(name: &str) -> String {
     out
 }
 
-impl Runner for Systemd {
-    fn run(&mut self, a: &Action) -> Result<(), String> {
-        let verb = match a.op {
-            Op::Start => "start",
-            Op::Stop => "stop",
-            Op::Restart => "restart",
-            Op::Reload => "reload-or-restart",
-        };
-        let mut cmd = match (self.unit_name(&a.unit), &a.unit) {
-            (Some(unit), _) => {
-                let mut c = Command::new("systemctl");
-                c.args([verb, &unit]);
-                c
+impl Systemd {
+    /// The programs an action runs, in order, as argv; only the last one's failure fails it.
+    pub fn commands(&self, a: &Action) -> Vec<Vec<String>> {
+        let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match (self.unit_name(&a.unit), &a.unit) {
+            (Some(unit), u) => {
+                let verb = match (u, a.op) {
+                    // upsd and upsmon follow MODE at the next boot too: enabled when they
+                    // start, disabled when they stop (the drivers follow ups.conf and udev).
+                    (Unit::Upsd | Unit::Upsmon, Op::Start) => vec!["enable", "--now"],
+                    (Unit::Upsd | Unit::Upsmon, Op::Stop) => vec!["disable", "--now"],
+                    (_, Op::Start) => vec!["start"],
+                    (_, Op::Stop) => vec!["stop"],
+                    (_, Op::Restart) => vec!["restart"],
+                    (_, Op::Reload) => vec!["reload-or-restart"],
+                };
+                let mut c = vec!["systemctl".to_string()];
+                c.extend(verb.iter().map(|s| s.to_string()));
+                c.push(unit);
+                vec![c]
             }
             (None, Unit::Driver(n)) => {
-                let mut c = Command::new(&self.upsdrvctl);
-                let verb = match a.op {
-                    Op::Stop => "stop",
-                    _ => "start",
-                };
-                if a.op == Op::Restart || a.op == Op::Reload {
-                    let mut stop = Command::new(&self.upsdrvctl);
-                    stop.args(["stop", n]);
-                    let _ = run_bounded(&mut stop, PROGRAM_TIMEOUT);
+                let prog = self.upsdrvctl.display().to_string();
+                match a.op {
+                    Op::Stop => vec![argv(&[&prog, "stop", n])],
+                    Op::Start => vec![argv(&[&prog, "start", n])],
+                    Op::Restart | Op::Reload => {
+                        vec![argv(&[&prog, "stop", n]), argv(&[&prog, "start", n])]
+                    }
                 }
-                c.args([verb, n]);
-                c
             }
-            (None, _) => return Err(format!("no unit runs {}", a.unit)),
+            (None, _) => Vec::new(),
+        }
+    }
+}
+
+impl Runner for Systemd {
+    fn run(&mut self, a: &Action) -> Result<(), String> {
+        let commands = self.commands(a);
+        let Some((last, before)) = commands.split_last() else {
+            return Err(format!("no unit runs {}", a.unit));
         };
-        let (ok, text) = run_bounded(&mut cmd, PROGRAM_TIMEOUT)?;
+        for c in before {
+            let _ = run_bounded(Command::new(&c[0]).args(&c[1..]), PROGRAM_TIMEOUT);
+        }
+        let (ok, text) = run_bounded(Command::new(&last[0]).args(&last[1..]), PROGRAM_TIMEOUT)?;
         if ok || a.op == Op::Stop {
             Ok(())
         } else {
@@ -381,6 +396,76 @@ mod tests {
         assert_eq!(escape("a.b_c:1"), "a.b_c:1");
         assert_eq!(escape(".x"), "\\x2ex");
         assert_eq!(escape("a/b"), "a-b");
+    }
+
+    #[test]
+    fn systemd_runs_nuts_units_and_keeps_mode_across_boots() {
+        let act = |op, unit| Action { op, unit };
+        let d = |n: &str| Unit::Driver(n.into());
+        let with = Systemd {
+            driver_units: true,
+            upsdrvctl: PathBuf::from("/sbin/upsdrvctl"),
+        };
+        let without = Systemd {
+            driver_units: false,
+            upsdrvctl: PathBuf::from("/sbin/upsdrvctl"),
+        };
+        let cases: &[(&Systemd, Action, &[&str])] = &[
+            (
+                &with,
+                act(Op::Start, d("rack-ups")),
+                &["systemctl start nut-driver@rack\\x2dups.service"],
+            ),
+            (
+                &with,
+                act(Op::Restart, d("qx")),
+                &["systemctl restart nut-driver@qx.service"],
+            ),
+            (
+                &with,
+                act(Op::Stop, d("qx")),
+                &["systemctl stop nut-driver@qx.service"],
+            ),
+            (
+                &without,
+                act(Op::Restart, d("qx")),
+                &["/sbin/upsdrvctl stop qx", "/sbin/upsdrvctl start qx"],
+            ),
+            (
+                &without,
+                act(Op::Start, d("qx")),
+                &["/sbin/upsdrvctl start qx"],
+            ),
+            (
+                &with,
+                act(Op::Reload, Unit::Upsd),
+                &["systemctl reload-or-restart nut-server.service"],
+            ),
+            (
+                &with,
+                act(Op::Restart, Unit::Upsd),
+                &["systemctl restart nut-server.service"],
+            ),
+            (
+                &with,
+                act(Op::Start, Unit::Upsd),
+                &["systemctl enable --now nut-server.service"],
+            ),
+            (
+                &with,
+                act(Op::Stop, Unit::Upsmon),
+                &["systemctl disable --now nut-monitor.service"],
+            ),
+            (
+                &with,
+                act(Op::Reload, Unit::Upsmon),
+                &["systemctl reload-or-restart nut-monitor.service"],
+            ),
+        ];
+        for (s, a, want) in cases {
+            let got: Vec<String> = s.commands(a).iter().map(|c| c.join(" ")).collect();
+            assert_eq!(got, *want, "{a}");
+        }
     }
 
     #[test]

@@ -326,8 +326,15 @@ impl NoFollow for std::fs::OpenOptions {
     }
 }
 
-/// Writes `bytes` as `dir/name` through a temporary and a rename, never following a link.
-fn put_file(dir: RawFd, name: &str, bytes: &[u8]) -> Result<(), nix::errno::Errno> {
+/// Writes `bytes` as `dir/name` through a temporary and a rename, never following a link;
+/// owned by `owner` when given (the root side gives its results to the spool's owner, the
+/// agent, which could not read a root-owned 0600 file).
+fn put_file(
+    dir: RawFd,
+    name: &str,
+    bytes: &[u8],
+    owner: Option<(u32, u32)>,
+) -> Result<(), nix::errno::Errno> {
     let tmp = format!(".{name}.tmp");
     let _ = unlinkat(Some(dir), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
     let fd = openat(
@@ -337,6 +344,13 @@ fn put_file(dir: RawFd, name: &str, bytes: &[u8]) -> Result<(), nix::errno::Errn
         FMode::from_bits_truncate(0o600),
     )?;
     let mut f = own(fd);
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(
+            f.as_raw_fd(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )?;
+    }
     f.write_all(bytes).map_err(|_| nix::errno::Errno::EIO)?;
     f.sync_all().map_err(|_| nix::errno::Errno::EIO)?;
     renameat(Some(dir), tmp.as_str(), Some(dir), name)
@@ -389,7 +403,7 @@ pub fn submit(spool: &Path, proposal: &Proposal, mode: Mode) -> Result<String, M
             "the change is larger than {MAX_PROPOSAL} bytes"
         )));
     }
-    put_file(inbox.as_raw_fd(), &format!("{id}.proposal"), &bytes)
+    put_file(inbox.as_raw_fd(), &format!("{id}.proposal"), &bytes, None)
         .map_err(|e| io("writing the proposal", e))?;
     Ok(id)
 }
@@ -442,11 +456,21 @@ pub fn apply_spool(
     runner: &mut dyn super::run::Runner,
     verify_timeout: Duration,
 ) -> Result<Vec<Handled>, ManageError> {
-    let root = std::fs::OpenOptions::new()
+    let root = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags_nofollow()
         .open(spool)
-        .map_err(|e| io(&format!("{} (a symlink is refused)", spool.display()), e))?;
+    {
+        Ok(f) => f,
+        // No proposal was ever made.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(io(
+                &format!("{} (a symlink is refused)", spool.display()),
+                e,
+            ))
+        }
+    };
     let inbox = match subdir(root.as_raw_fd(), "in", false) {
         Ok(f) => f,
         Err(nix::errno::Errno::ENOENT) => return Ok(Vec::new()),
@@ -460,6 +484,12 @@ pub fn apply_spool(
         )));
     }
     let outbox = subdir(root.as_raw_fd(), "out", true).map_err(|e| io("the spool's out/", e))?;
+    let owner = outbox.metadata().ok().and_then(|m| {
+        use std::os::unix::fs::MetadataExt;
+        nix::unistd::Uid::effective()
+            .is_root()
+            .then(|| (m.uid(), m.gid()))
+    });
     let mut ids: Vec<String> = Vec::new();
     for n in names(&spool.join("in")) {
         match n.strip_suffix(".proposal").filter(|id| is_id(id)) {
@@ -508,6 +538,7 @@ pub fn apply_spool(
             outbox.as_raw_fd(),
             &format!("{id}.result"),
             &encode_result(&result),
+            owner,
         );
         handled.push(Handled {
             id: id.clone(),
