@@ -267,8 +267,38 @@ impl Conf {
                 return Err(self.err("end of file", Some(at - 1), reason));
             }
         }
+        let before = self.doc.clone();
+        let count = lines.len();
+        let own: Vec<Vec<String>> = lines.iter().map(|l| self.words_of(l)).collect();
         self.doc.splice(at..at, lines);
+        // Each new line is read on its own, as written (not swallowed by an open quote).
+        let groups = self.groups();
+        for (k, words) in own.into_iter().enumerate() {
+            let i = at + k;
+            let alone = groups
+                .iter()
+                .any(|g| g.first == i && g.last == i && g.words.as_ref() == Some(&words));
+            if !alone {
+                self.doc = before;
+                let reason = Reason::Value {
+                    what: "the line before the new one".into(),
+                    why: format!("takes the new line into it (an open quote or a trailing backslash); {count} line(s) not added"),
+                };
+                return Err(self.err("end of file", Some(at.saturating_sub(1)), reason));
+            }
+        }
         Ok(())
+    }
+
+    /// The words NUT reads from one line on its own.
+    fn words_of(&self, line: &[u8]) -> Vec<String> {
+        let mut t = line.to_vec();
+        t.push(b'\n');
+        lex(&t, self.dialect())
+            .lines
+            .iter()
+            .flat_map(|l| l.words.iter().map(|w| w.text.to_string()))
+            .collect()
     }
 
     /// Removes every section named `name`: its lines, the comments attached above it, and the
