@@ -256,7 +256,15 @@ impl Conf {
         after: Option<usize>,
         lines: Vec<Vec<u8>>,
     ) -> Result<(), EditError> {
-        let at = after.map_or(0, |i| groups[i].last + 1);
+        let mut at = after.map_or(0, |i| groups[i].last + 1);
+        // A last line NUT never reads (one word, no newline) stays last and unread: new lines
+        // go before it.
+        if let Some(g) = groups.last().filter(|g| g.words.is_none()) {
+            let lost = self.doc.lines.last().is_some_and(|l| l.end == Ending::None);
+            if lost && at == self.doc.lines.len() && g.first == g.last {
+                at = g.first;
+            }
+        }
         if let Some(last) = self.doc.lines.last().filter(|_| at == self.doc.lines.len()) {
             let slashes = last.text.iter().rev().take_while(|b| **b == b'\\').count();
             if slashes % 2 == 1 && last.end != Ending::CrLf {
@@ -267,8 +275,53 @@ impl Conf {
                 return Err(self.err("end of file", Some(at - 1), reason));
             }
         }
+        let before = self.doc.clone();
+        let count = lines.len();
+        let own: Vec<Vec<String>> = lines.iter().map(|l| self.words_of(l)).collect();
         self.doc.splice(at..at, lines);
+        // Each new line is read on its own, as written (not swallowed by an open quote), and
+        // every other line reads as before.
+        let old_words: Vec<&Option<Vec<String>>> = groups.iter().map(|g| &g.words).collect();
+        let groups = self.groups();
+        let others: Vec<&Option<Vec<String>>> = groups
+            .iter()
+            .filter(|g| !(at..at + count).contains(&g.first))
+            .map(|g| &g.words)
+            .collect();
+        if others != old_words {
+            self.doc = before;
+            let reason = Reason::Value {
+                what: "a line next to the new ones".into(),
+                why: "would be read differently with them".into(),
+            };
+            return Err(self.err("end of file", Some(at.saturating_sub(1)), reason));
+        }
+        for (k, words) in own.into_iter().enumerate() {
+            let i = at + k;
+            let alone = groups
+                .iter()
+                .any(|g| g.first == i && g.last == i && g.words.as_ref() == Some(&words));
+            if !alone {
+                self.doc = before;
+                let reason = Reason::Value {
+                    what: "the line before the new one".into(),
+                    why: format!("takes the new line into it (an open quote or a trailing backslash); {count} line(s) not added"),
+                };
+                return Err(self.err("end of file", Some(at.saturating_sub(1)), reason));
+            }
+        }
         Ok(())
+    }
+
+    /// The words NUT reads from one line on its own.
+    fn words_of(&self, line: &[u8]) -> Vec<String> {
+        let mut t = line.to_vec();
+        t.push(b'\n');
+        lex(&t, self.dialect())
+            .lines
+            .iter()
+            .flat_map(|l| l.words.iter().map(|w| w.text.to_string()))
+            .collect()
     }
 
     /// Removes every section named `name`: its lines, the comments attached above it, and the

@@ -686,3 +686,35 @@ fn a_last_line_ending_in_a_backslash_is_not_joined_to_a_new_line() {
     d.set("a", "port", Some("auto")).unwrap();
     assert_eq!(d.to_bytes(), b"[a]\n\tdesc = x\\\\\n\tport = auto\n");
 }
+
+#[test]
+fn a_new_line_is_not_swallowed_by_an_open_quote() {
+    let v = NutVersion::new(2, 8, 0);
+    let text = b"[a]\n\tdesc = \"open\n\tport = x\n";
+    let mut d = UpsConfDoc::parse(text, v);
+    let err = d
+        .add_section(&SectionSpec {
+            name: "b".into(),
+            entries: Vec::new(),
+        })
+        .unwrap_err();
+    let text_err = err.to_string();
+    assert!(
+        text_err.contains("open quote") || text_err.contains("read differently"),
+        "{err}"
+    );
+    assert_eq!(d.to_bytes(), text);
+}
+
+#[test]
+fn a_last_line_nut_never_reads_stays_unread() {
+    let v = NutVersion::new(2, 8, 0);
+    let text = b"[a]\n\tport = x\n\tlost";
+    let mut d = UpsConfDoc::parse(text, v);
+    d.set("a", "driver", Some("dummy-ups")).unwrap();
+    assert_eq!(
+        d.to_bytes(),
+        b"[a]\n\tport = x\n\tdriver = dummy-ups\n\tlost"
+    );
+    assert_eq!(d.entries("a").len(), 2);
+}
