@@ -10,12 +10,20 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-const TABLES: [&str; 2] = ["src/nut/drivers.txt", "src/probe/devices.txt"];
+const TABLES: [&str; 3] = [
+    "src/nut/drivers.txt",
+    "src/probe/devices.txt",
+    "src/nut/directives.rs",
+];
 
-/// Runs the generator in `dir` (a copy of nut-releases, or the repository's own) into `out`:
-/// its exit code and what it said.
-fn generate(script: &Path, out: &Path) -> (i32, String) {
-    let o = Command::new(script)
+/// Runs the generator `script` (the repository's, or one in a copy of nut-releases) into
+/// `out`, all tables or `only` one: its exit code and what it said.
+fn generate(script: &Path, out: &Path, only: Option<&str>) -> (i32, String) {
+    let mut cmd = Command::new(script);
+    if let Some(t) = only {
+        cmd.args(["--only", t]);
+    }
+    let o = cmd
         .arg("--roots")
         .arg(common::nut::roots_dir())
         .arg("--out")
@@ -52,7 +60,7 @@ fn the_committed_tables_are_what_the_releases_generate() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gen-tables");
     let _ = fs::remove_dir_all(&out);
-    let (code, said) = generate(&repo.join("nut-releases/gen-tables"), &out);
+    let (code, said) = generate(&repo.join("nut-releases/gen-tables"), &out, None);
     assert_eq!(code, 0, "nut-releases/gen-tables fails: {said}");
     let mut differ = Vec::new();
     for t in TABLES {
@@ -72,12 +80,14 @@ fn the_committed_tables_are_what_the_releases_generate() {
 
 /// An overlay fact that a release contradicts stops the generator, naming the line: here the
 /// date the typed table had for riello_usb's `localcalculation` (2.8.1, whose driver lacks it),
-/// a variable dated 2.8.0 that 2.8.0's driver does not list, and an ID no release's rules have.
+/// a variable dated 2.8.0 that 2.8.0's driver does not list, an ID no release's rules have, a
+/// notify type dated to a release whose upsmon does not know it; and a directive the releases
+/// know that the overlay lacks (DATAPATH, which the typed table lacked).
 #[test]
 fn the_generator_refuses_what_the_releases_contradict() {
     common::nut::releases();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cases: [(&str, &str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str, &str); 5] = [
         (
             "drivers.in",
             "flag localcalculation since 2.8.2",
@@ -97,25 +107,48 @@ fn the_generator_refuses_what_the_releases_contradict() {
              ffff:fffe\tusbhid-ups\tNobody\tnothing\t-\n",
             "ffff:fffe is in no release's udev rules",
         ),
+        // The generator found DATAPATH in every release's upsd, which the typed table lacked.
+        (
+            "directives.in",
+            "upsd.conf DATAPATH 1\n",
+            "",
+            "NUT 2.8.0's upsd knows `DATAPATH`, which nut-releases/directives.in lacks",
+        ),
+        (
+            "directives.in",
+            "notify NOTCAL since 2.8.2",
+            "notify NOTCAL since 2.8.1",
+            "notify NOTCAL since 2.8.1, but NUT 2.8.1 does not have it",
+        ),
     ];
     for (i, (file, from, to, want)) in cases.iter().enumerate() {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gen-tables-bad-{i}"));
         let _ = fs::remove_dir_all(&dir);
         let copy = dir.join("nut-releases");
         fs::create_dir_all(&copy).unwrap();
-        for f in ["gen-tables", "suites", "drivers.in", "devices.in"] {
+        for f in [
+            "gen-tables",
+            "suites",
+            "drivers.in",
+            "devices.in",
+            "directives.in",
+        ] {
             fs::copy(repo.join("nut-releases").join(f), copy.join(f)).unwrap();
         }
         let text = fs::read_to_string(copy.join(file)).unwrap();
         assert!(text.contains(from), "{file} has `{from}`");
         fs::write(copy.join(file), text.replacen(from, to, 1)).unwrap();
-        let (code, said) = generate(&copy.join("gen-tables"), &dir.join("out"));
+        let only = file.trim_end_matches(".in");
+        let (code, said) = generate(&copy.join("gen-tables"), &dir.join("out"), Some(only));
         assert_eq!(code, 2, "{file} with `{to}`: exits {code}: {said}");
         assert!(said.contains(want), "{file} with `{to}`: {said}");
-        assert!(
-            said.contains(&format!("nut-releases/{file}:")),
-            "names the line: {said}"
-        );
+        // A fact the overlay lacks has no line to name.
+        if !to.is_empty() {
+            assert!(
+                said.contains(&format!("nut-releases/{file}:")),
+                "names the line: {said}"
+            );
+        }
         assert!(!dir.join("out/src").exists(), "wrote nothing");
         let _ = fs::remove_dir_all(&dir);
     }

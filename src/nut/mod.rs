@@ -7,6 +7,7 @@
 pub mod conf;
 pub mod cross;
 pub mod diag;
+pub mod directives;
 pub mod drivers;
 pub mod ere;
 pub mod fnv;
