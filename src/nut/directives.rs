@@ -105,3 +105,35 @@ pub const NOTIFY_TYPES: &[(&str, Option<NutVersion>)] = &[
     // New in 2.8.5 (NEWS, #3084): a primary upsmon waits for its secondaries.
     ("SHUTDOWN_HOSTSYNC", Some(NutVersion::new(2, 8, 5))),
 ];
+
+/// The variables NUT's scripts read from nut.conf: those the sample nut.conf of a release
+/// shows, and nut-releases/directives.in's.
+#[rustfmt::skip]
+pub const NUT_CONF: &[&str] = &[
+    // What NUT's programs read from the environment that nut.conf sets for them (NUT's docs and
+    // Debian's scripts), which no release's sample nut.conf shows.
+    "NUT_CONFPATH",
+    "NUT_STATEPATH",
+    "NUT_ALTPIDPATH",
+    "DEBUG_SLEEP",
+    // In the sample nut.conf of NUT 2.8.0:
+    "ALLOW_NO_DEVICE",
+    "MODE",
+    // In the sample nut.conf of NUT 2.8.1:
+    "POWEROFF_QUIET",
+    "POWEROFF_WAIT",
+    "UPSD_OPTIONS",
+    "UPSMON_OPTIONS",
+    // In the sample nut.conf of NUT 2.8.5:
+    "ALLOW_NOT_ALL_LISTENERS",
+    "NUT_DEBUG_LEVEL",
+    "NUT_DEBUG_PID",
+    "NUT_DEBUG_PROCNAME",
+    "NUT_DEBUG_SYSLOG",
+    "NUT_DEFAULT_CONNECT_TIMEOUT",
+    "NUT_IGNORE_CHECKPROCNAME",
+    "NUT_QUIET_INIT_BANNER",
+    "NUT_QUIET_INIT_LISTENER",
+    "NUT_QUIET_INIT_SSL",
+    "NUT_QUIET_INIT_UPSNOTIFY",
+];
