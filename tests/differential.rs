@@ -944,7 +944,7 @@ fn sample_line(name: &str, words: usize, port: u16) -> String {
 fn the_directive_tables_agree_with_each_release() {
     use power_snitch::nut::{upsd_conf, upsmon_conf};
     let mut problems = Vec::new();
-    for release in common::nut::releases() {
+    for (slot, release) in common::nut::releases().into_iter().enumerate() {
         let v = release.version;
         for (file, table, program) in [
             ("upsd.conf", upsd_conf::DIRECTIVES, "upsd"),
@@ -989,8 +989,10 @@ fn the_directive_tables_agree_with_each_release() {
             let mut cmd = release.command(&release.program(program).expect("the program"));
             cmd.args(["-F", "-D", "-u", "root"]);
             nut_env(&mut cmd, &inside);
-            let _one =
-                (program == "upsmon").then(|| UPSMON[3].lock().unwrap_or_else(|e| e.into_inner()));
+            // The same lock as the fixtures' upsmon in this root: upsmon keeps one PID file
+            // there, and a second one exits before it reads its file.
+            let _one = (program == "upsmon")
+                .then(|| UPSMON[slot].lock().unwrap_or_else(|e| e.into_inner()));
             let mut run = Watched::start(cmd);
             run.until(Duration::from_secs(3), |o| {
                 o.contains("Running as foreground process") || o.contains("Communications with UPS")

@@ -125,6 +125,8 @@ codes! {
     DataStale = "data-stale": "upsd's data for the UPS is stale",
     LiveMismatch = "live-mismatch": "what upsd serves disagrees with ups.conf or the device",
     UpsdUnreachable = "upsd-unreachable": "upsd could not be asked",
+    // The NUT release.
+    KnownDefect = "known-defect": "the NUT release has a known defect that this configuration meets",
 }
 
 impl fmt::Display for Code {

@@ -7,11 +7,13 @@
 pub mod conf;
 pub mod cross;
 pub mod diag;
+pub mod directives;
 pub mod drivers;
 pub mod edit;
 pub mod ere;
 pub mod fnv;
 pub mod host;
+pub mod known_bad;
 pub mod lexer;
 pub mod nut_conf;
 pub mod target;
@@ -140,6 +142,7 @@ pub fn validate(snap: &Snapshot, cx: &Context) -> (Parsed, Vec<Finding>) {
         let lines = conf::read_lines(text, dialect, sink);
         let ups = ups_conf::parse(&lines, sink);
         ups_conf::check(&ups, cx, sink);
+        known_bad::check(&ups, cx.version, sink);
         parsed.ups = Some(ups);
     });
     each(UPSD_CONF, &snap.upsd_conf, &mut |text, sink| {

@@ -29,22 +29,8 @@ pub struct NutConf {
     pub mode: Option<(Mode, Pos)>,
 }
 
-const KNOWN: &[&str] = &[
-    "MODE",
-    "ALLOW_NO_DEVICE",
-    "ALLOW_NOT_ALL_LISTENERS",
-    "UPSD_OPTIONS",
-    "UPSMON_OPTIONS",
-    "POWEROFF_WAIT",
-    "POWEROFF_QUIET",
-    "NUT_DEBUG_LEVEL",
-    "NUT_DEBUG_PID",
-    "NUT_IGNORE_CHECKPROCNAME",
-    "NUT_CONFPATH",
-    "NUT_STATEPATH",
-    "NUT_ALTPIDPATH",
-    "DEBUG_SLEEP",
-];
+/// Generated from the sample nut.conf of each release (`nut-releases/gen-tables`).
+const KNOWN: &[&str] = super::directives::NUT_CONF;
 
 pub fn parse(text: &[u8], sink: &mut Sink) -> NutConf {
     let mut conf = NutConf::default();

@@ -44,23 +44,9 @@ impl UpsdConf {
     }
 }
 
-/// Directives, the number of words each needs after the keyword, and the version that added it.
-pub const DIRECTIVES: &[Directive] = &[
-    ("MAXAGE", 1, None),
-    ("TRACKINGDELAY", 1, Some(NutVersion::new(2, 8, 0))),
-    ("ALLOW_NO_DEVICE", 1, Some(NutVersion::new(2, 8, 0))),
-    // 2.8.1 logs "invalid directive" (differential tests), 2.8.5 knows it; 2.8.2 by NEWS.
-    ("ALLOW_NOT_ALL_LISTENERS", 1, Some(NutVersion::new(2, 8, 2))),
-    ("STATEPATH", 1, None),
-    ("LISTEN", 1, None),
-    ("MAXCONN", 1, None),
-    ("CERTFILE", 1, None),
-    ("CERTPATH", 1, None),
-    ("CERTIDENT", 2, None),
-    ("CERTREQUEST", 1, None),
-    ("DISABLE_WEAK_SSL", 1, None),
-    ("DEBUG_MIN", 1, Some(NutVersion::new(2, 8, 0))),
-];
+/// Directives, the number of words each needs after the keyword, and the version that added it:
+/// generated from NUT's releases (`nut-releases/gen-tables`).
+pub const DIRECTIVES: &[Directive] = super::directives::UPSD_CONF;
 
 pub fn parse(lines: &[Line], cx: &Context, sink: &mut Sink) -> UpsdConf {
     let mut conf = UpsdConf::default();

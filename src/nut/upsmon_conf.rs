@@ -37,78 +37,14 @@ pub struct UpsmonConf {
     pub shutdown_cmd: Option<String>,
 }
 
-/// Directives and the words each needs after the keyword.
-pub const DIRECTIVES: &[Directive] = &[
-    ("MONITOR", 5, None),
-    ("MINSUPPLIES", 1, None),
-    ("SHUTDOWNCMD", 1, None),
-    ("NOTIFYCMD", 1, None),
-    ("POLLFREQ", 1, None),
-    ("POLLFREQALERT", 1, None),
-    ("HOSTSYNC", 1, None),
-    ("DEADTIME", 1, None),
-    ("POWERDOWNFLAG", 1, None),
-    ("NOTIFYMSG", 2, None),
-    ("NOTIFYFLAG", 2, None),
-    ("RBWARNTIME", 1, None),
-    ("NOCOMMWARNTIME", 1, None),
-    ("FINALDELAY", 1, None),
-    ("RUN_AS_USER", 1, None),
-    ("CERTPATH", 1, None),
-    ("CERTIDENT", 2, None),
-    ("CERTHOST", 4, None),
-    ("CERTVERIFY", 1, None),
-    ("FORCESSL", 1, None),
-    ("DEBUG_MIN", 1, Some(NutVersion::new(2, 8, 0))),
-    (
-        "POLLFAIL_LOG_THROTTLE_MAX",
-        1,
-        Some(NutVersion::new(2, 8, 1)),
-    ),
-    ("OFFDURATION", 1, Some(NutVersion::new(2, 8, 1))),
-    // 2.8.1 logs "invalid directive" (differential tests), 2.8.5 knows it; 2.8.2 by NEWS.
-    ("OBLBDURATION", 1, Some(NutVersion::new(2, 8, 2))),
-    ("SHUTDOWNEXIT", 1, Some(NutVersion::new(2, 8, 1))),
-    ("ALARMCRITICAL", 1, Some(NutVersion::new(2, 8, 3))),
-    ("OVERDURATION", 1, Some(NutVersion::new(2, 8, 3))),
-];
+/// Directives and the words each needs after the keyword: generated from NUT's releases
+/// (`nut-releases/gen-tables`).
+pub const DIRECTIVES: &[Directive] = super::directives::UPSMON_CONF;
 
 /// Notify types and the release that added each, as each release's upsmon logs "invalid
-/// notify type" (NOTIFYFLAG) or "not a valid notify event name" (NOTIFYMSG) for the others.
-/// Measured with the differential tests' roots: 2.8.0 knows the first eleven, 2.8.1 adds
-/// OFF..NOTBYPASS (but not NOTCAL), 2.8.5 knows all; 2.8.3 for the rest is NEWS's date.
-const NOTIFY_TYPES: &[(&str, Option<NutVersion>)] = &[
-    ("ONLINE", None),
-    ("ONBATT", None),
-    ("LOWBATT", None),
-    ("FSD", None),
-    ("COMMOK", None),
-    ("COMMBAD", None),
-    ("SHUTDOWN", None),
-    ("REPLBATT", None),
-    ("NOCOMM", None),
-    ("NOPARENT", None),
-    ("CAL", None),
-    ("OFF", Some(NutVersion::new(2, 8, 1))),
-    ("NOTOFF", Some(NutVersion::new(2, 8, 1))),
-    ("BYPASS", Some(NutVersion::new(2, 8, 1))),
-    ("NOTBYPASS", Some(NutVersion::new(2, 8, 1))),
-    ("NOTCAL", Some(NutVersion::new(2, 8, 3))),
-    ("ECO", Some(NutVersion::new(2, 8, 3))),
-    ("NOTECO", Some(NutVersion::new(2, 8, 3))),
-    ("ALARM", Some(NutVersion::new(2, 8, 3))),
-    ("NOTALARM", Some(NutVersion::new(2, 8, 3))),
-    ("OVER", Some(NutVersion::new(2, 8, 3))),
-    ("NOTOVER", Some(NutVersion::new(2, 8, 3))),
-    ("TRIM", Some(NutVersion::new(2, 8, 3))),
-    ("NOTTRIM", Some(NutVersion::new(2, 8, 3))),
-    ("BOOST", Some(NutVersion::new(2, 8, 3))),
-    ("NOTBOOST", Some(NutVersion::new(2, 8, 3))),
-    ("OTHER", Some(NutVersion::new(2, 8, 3))),
-    ("NOTOTHER", Some(NutVersion::new(2, 8, 3))),
-    ("SUSPEND_STARTING", Some(NutVersion::new(2, 8, 3))),
-    ("SUSPEND_FINISHED", Some(NutVersion::new(2, 8, 3))),
-];
+/// notify type" (NOTIFYFLAG) or "not a valid notify event name" (NOTIFYMSG) for the others:
+/// generated from NUT's releases (`nut-releases/gen-tables`).
+const NOTIFY_TYPES: &[(&str, Option<NutVersion>)] = super::directives::NOTIFY_TYPES;
 const NOTIFY_FLAGS: &[&str] = &["SYSLOG", "WALL", "EXEC", "IGNORE"];
 const NUMERIC: &[&str] = &[
     "MINSUPPLIES",

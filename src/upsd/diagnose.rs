@@ -189,9 +189,17 @@ async fn run(
         Tls,
         match &client.tls {
             TlsState::Encrypted(v) => format!("encrypted ({v}), upsd's certificate verified"),
-            TlsState::NotOffered(code) => {
-                format!("upsd offers no TLS (ERR {code}): the connection is not encrypted")
-            }
+            // A build without SSL, apart from an SSL build without a certificate.
+            TlsState::NotOffered(code) => match code.as_str() {
+                "FEATURE-NOT-SUPPORTED" => "this upsd is built without TLS \
+                    (FEATURE-NOT-SUPPORTED): the connection is not encrypted"
+                    .to_string(),
+                "FEATURE-NOT-CONFIGURED" => "TLS is not configured in this upsd \
+                    (FEATURE-NOT-CONFIGURED: no CERTFILE, or CERTPATH and CERTIDENT, in \
+                    upsd.conf): the connection is not encrypted"
+                    .to_string(),
+                _ => format!("upsd offers no TLS (ERR {code}): the connection is not encrypted"),
+            },
             TlsState::NoTrust => {
                 "not attempted: no CA file or pinned certificate to verify upsd with".to_string()
             }
