@@ -1,7 +1,10 @@
 //! The setup page in a real headless Chromium, driven through chromedriver's WebDriver HTTP API
-//! (a tiny client below, over std's TcpStream): log in, change the poll interval, save, run
-//! test-connection against a real upsd + dummy-ups, see every step pass, break the password and
-//! see the authentication step fail. A screenshot of each page goes to
+//! (a tiny client below, over std's TcpStream), over HTTPS: the browser trusts exactly the
+//! certificate whose fingerprint the agent printed (the test checks the served certificate
+//! against it and gives Chromium its public key's hash), and no other; log in, change the poll
+//! interval, save, see a forged change without the CSRF token refused, run test-connection
+//! against a real upsd + dummy-ups, see every step pass, break the password and see the
+//! authentication step fail. A screenshot of each page goes to
 //! `target/screenshots/` (Debian's `chromium` and `chromium-driver`; `./scripts/test` installs
 //! them).
 
@@ -15,8 +18,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::http::tls;
 use common::nut::free_port;
-use common::web::served_agent;
+use common::web::served_agent_https;
 use serde_json::{json, Value};
 
 const USERS: &str = "[admin]\n\tpassword = adminpass\n\tactions = SET\n\tupsmon primary\n";
@@ -123,13 +127,16 @@ impl Drop for Browser<'_> {
 }
 
 impl<'a> Browser<'a> {
-    fn new(d: &'a Driver, base: String) -> Browser<'a> {
+    /// A session trusting the certificate whose public key (SubjectPublicKeyInfo) has the
+    /// SHA-256 `spki` (base64), and no other certificate the system does not.
+    fn new(d: &'a Driver, base: String, spki: &str) -> Browser<'a> {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--hide-scrollbars", "--window-size=1100,900", "--lang=en-US"]
+                         "--hide-scrollbars", "--window-size=1100,900", "--lang=en-US",
+                         format!("--ignore-certificate-errors-spki-list={spki}")]
             }
         }}});
         let v = d
@@ -154,12 +161,25 @@ impl<'a> Browser<'a> {
     }
 
     fn go(&self, path: &str) {
+        self.try_go(path).unwrap();
+    }
+
+    fn try_go(&self, path: &str) -> Result<Value, String> {
         self.cmd(
             "POST",
             "/url",
             Some(json!({"url": format!("{}{path}", self.base)})),
         )
-        .unwrap();
+    }
+
+    /// Runs `script` (an async function body ending in `done(value)`) in the page.
+    fn run_async(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": format!("const done = arguments[arguments.length - 1]; {script}"), "args": []})),
+        )
+        .unwrap()
     }
 
     fn url(&self) -> String {
@@ -265,6 +285,52 @@ impl<'a> Browser<'a> {
     }
 }
 
+fn base64_encode(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// One DER element at the start of `b`: (header length, whole length).
+fn der_element(b: &[u8]) -> (usize, usize) {
+    let first = b[1] as usize;
+    if first < 0x80 {
+        return (2, 2 + first);
+    }
+    let n = first & 0x7F;
+    let len = b[2..2 + n]
+        .iter()
+        .fold(0usize, |a, x| (a << 8) | *x as usize);
+    (2 + n, 2 + n + len)
+}
+
+/// A certificate's SubjectPublicKeyInfo (DER): the seventh element of tbsCertificate
+/// (version, serial, signature, issuer, validity, subject, then the key).
+fn spki_of(cert: &[u8]) -> Vec<u8> {
+    let (h, _) = der_element(cert);
+    let tbs = &cert[h..];
+    let (h, _) = der_element(tbs);
+    let mut rest = &tbs[h..];
+    for _ in 0..6 {
+        let (_, whole) = der_element(rest);
+        rest = &rest[whole..];
+    }
+    let (_, whole) = der_element(rest);
+    rest[..whole].to_vec()
+}
+
 fn base64(s: &str) -> Vec<u8> {
     let val = |c: u8| match c {
         b'A'..=b'Z' => c - b'A',
@@ -291,10 +357,42 @@ fn base64(s: &str) -> Vec<u8> {
 #[test]
 fn browser_logs_in_saves_the_poll_interval_and_tests_the_connection() {
     // The upsd the agent monitors lives as long as the test.
-    let (_nut, agent) = served_agent("browser", USERS, ADMIN);
+    let (_nut, agent) = served_agent_https("browser", USERS, ADMIN);
+    let base = format!("https://127.0.0.1:{}", agent.port);
+
+    // The certificate served is the one whose fingerprint the agent printed; Chromium is told
+    // its public key's hash, which the test computes from the certificate itself.
+    let line = agent.wait_for(|l| l.contains("setup page on https://"));
+    let marker = "certificate SHA-256 ";
+    let printed: String = line[line.find(marker).unwrap() + marker.len()..]
+        .chars()
+        .take(95)
+        .collect();
+    let cert = tls::served_certificate(agent.port);
+    assert_eq!(tls::colon_hex(&tls::sha256(&cert)), printed, "{line}");
+    let spki = base64_encode(&tls::sha256(&spki_of(&cert)));
 
     let driver = Driver::start();
-    let b = Browser::new(&driver, format!("http://127.0.0.1:{}", agent.port));
+    {
+        // Trusting another key, Chromium does not open the page.
+        let other = base64_encode(&[7u8; 32]);
+        let stranger = Browser::new(&driver, base.clone(), &other);
+        // WebDriver says "insecure certificate", or Chromium shows its error page instead.
+        let refused = stranger.try_go("/login");
+        match &refused {
+            Err(e) => assert!(e.contains("insecure certificate"), "{e}"),
+            Ok(_) => {
+                std::thread::sleep(Duration::from_millis(500));
+                let (url, source) = (stranger.url(), stranger.source());
+                assert!(stranger.find("#password").is_none(), "{url}: {source}");
+                assert!(
+                    url.starts_with("chrome-error://") || source.contains("ERR_CERT"),
+                    "{url}: {source}"
+                );
+            }
+        }
+    }
+    let b = Browser::new(&driver, base.clone(), &spki);
 
     // The status page, open to anyone, refreshing itself: the UPS on line and charging.
     b.go("/");
@@ -327,6 +425,18 @@ fn browser_logs_in_saves_the_poll_interval_and_tests_the_connection() {
     assert_eq!(st.ups[0].nut_password.as_ref().unwrap().0, "adminpass");
     agent.wait_for(|l| l.contains("poll_interval[ups1]: 1 -> 3"));
     b.shot("setup", 1100);
+    assert!(b.url().starts_with("https://"), "{}", b.url());
+
+    // A forged change from this very page, with the session's cookie but without the form's
+    // CSRF token: refused, nothing changed.
+    let forged = b.run_async(
+        "fetch('/setup', {method: 'POST', credentials: 'same-origin', \
+           headers: {'content-type': 'application/x-www-form-urlencoded'}, \
+           body: 'original=ups1&nut_device_name=ups1&poll_interval=9'}) \
+         .then(r => done(r.status), e => done(String(e)));",
+    );
+    assert_eq!(forged, json!(403), "{forged}");
+    assert_eq!(agent.settings().ups[0].poll_interval, 3);
 
     // Test connection with the stored credentials: every step passes.
     b.go("/test");

@@ -1199,3 +1199,189 @@ fn web_wrong_logins_and_a_check_under_the_units_tasks_max_never_kill_the_agent()
     drop(masters);
     let _ = std::fs::remove_dir_all(&links);
 }
+
+/// The fingerprint in a log line: the 95 characters after `marker`.
+fn fingerprint_in(line: &str, marker: &str) -> String {
+    let at = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in {line}"))
+        + marker.len();
+    line[at..].chars().take(95).collect()
+}
+
+#[test]
+fn web_https_its_certificate_survives_a_restart_a_damaged_key_is_replaced_and_loopback_is_http() {
+    let nut_dir = std::env::temp_dir().join(format!("ps-web-nut-https-{}", std::process::id()));
+    std::fs::create_dir_all(&nut_dir).unwrap();
+    let port = common::nut::free_port();
+    let any = format!("web_listen=0.0.0.0:{port}");
+    let mut agent = Agent::start_on("https", &nut_dir, &[&any, "upsd_port=9"], None, port, true);
+    let key = agent.dir.join("web-tls.pem");
+
+    // One line: the addresses a person can open, the fingerprint, the code.
+    let line = agent.wait_for(|l| l.contains("setup code"));
+    let fp = fingerprint_in(&line, "SHA-256 fingerprint is ");
+    let code = line.split("setup code ").nth(1).unwrap()[..9].to_string();
+    assert!(
+        line.contains("open https://") && !line.contains("0.0.0.0"),
+        "{line}"
+    );
+    assert!(line.contains(&format!(".local:{port}/login")), "{line}");
+    // The same in the setup code file, for the console.
+    let file = std::fs::read_to_string(agent.dir.join("setup-code")).unwrap();
+    assert_eq!(file.lines().next(), Some(code.as_str()), "{file}");
+    assert!(file.contains(&format!("SHA-256 {fp}\n")), "{file}");
+    assert!(
+        file.lines()
+            .skip(1)
+            .filter(|l| l.starts_with("https://"))
+            .count()
+            >= 1,
+        "{file}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for f in [&key, &agent.dir.join("setup-code")] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+
+    // The page serves the certificate it printed, and only over TLS.
+    let cert = http::tls::served_certificate(port);
+    assert_eq!(http::tls::colon_hex(&http::tls::sha256(&cert)), fp);
+    let pin = http::tls::sha256(&cert);
+    let r = http::tls::request(port, pin, "GET", "/login", &[], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Setup code"));
+    let mut wrong = pin;
+    wrong[0] ^= 1;
+
+    // A restart keeps the certificate and the one code.
+    agent.restart();
+    let again = agent.wait_for(|l| l.contains("setup code"));
+    assert_eq!(
+        fingerprint_in(&again, "SHA-256 fingerprint is "),
+        fp,
+        "{again}"
+    );
+    assert!(again.contains(&format!("setup code {code},")), "{again}");
+    assert_eq!(http::tls::served_certificate(port), cert);
+    assert!(
+        http::tls::raw(port, b"GET / HTTP/1.1\r\n\r\n", Some(wrong)).is_err(),
+        "another pin"
+    );
+    // The first password over HTTPS: its session cookie is Secure.
+    let body = format!(
+        "code={}&password={}&confirm={}&next=%2F",
+        enc(&code),
+        enc(ADMIN),
+        enc(ADMIN)
+    );
+    let r = http::tls::request(port, pin, "POST", "/login/setup", &[], &body);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
+    // Plain HTTP to the HTTPS port: a redirect, nothing served.
+    let r = http::parse(
+        &http::raw(
+            port,
+            format!("GET /login?next=%2Fsetup HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(r.status, 301, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://127.0.0.1:{port}/login?next=%2Fsetup").as_str())
+    );
+    let r = http::parse(&http::raw(port, b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n").unwrap());
+    assert_eq!((r.status, r.header("location")), (400, None));
+
+    // Stalled handshakes and stalled plain HTTP from one address hold at most their places
+    // for the header timeout; others are served meanwhile.
+    use std::io::{Read, Write};
+    let mut stalled = Vec::new();
+    for i in 0..6 {
+        let mut s = http::connect_from([127, 0, 0, 7], port).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(&[0x16, 0x03, 0x01, 0x00]).unwrap(),
+            _ => s.write_all(b"GET / HTT").unwrap(),
+        }
+        stalled.push(s);
+    }
+    let opened = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let r = http::tls::request(port, pin, "GET", "/login", &[], "");
+        assert_eq!(r.status, 200);
+    }
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "a stalled connection is closed, not answered");
+    }
+    let took = opened.elapsed();
+    assert!(took < Duration::from_secs(13), "closed after {took:?}");
+
+    // With the password set, a restart still says where and which certificate.
+    agent.restart();
+    let line = agent.wait_for(|l| l.contains("setup page on https://"));
+    assert_eq!(fingerprint_in(&line, "certificate SHA-256 "), fp, "{line}");
+    assert!(
+        !agent.log().contains("setup code"),
+        "no code once the password is set"
+    );
+
+    // A damaged key file is replaced, said in the log, the old one kept.
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nbm9uc2Vuc2U=\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    agent.restart();
+    let said = agent.wait_for(|l| l.contains("cannot be used"));
+    assert!(
+        said.contains("web-tls.pem.damaged") && said.contains("fingerprint changes"),
+        "{said}"
+    );
+    assert!(
+        std::fs::read_to_string(agent.dir.join("web-tls.pem.damaged"))
+            .unwrap()
+            .contains("bm9uc2Vuc2U=")
+    );
+    let line = agent.wait_for(|l| l.contains("setup page on https://"));
+    let new_fp = fingerprint_in(&line, "certificate SHA-256 ");
+    assert_ne!(new_fp, fp);
+    let new_cert = http::tls::served_certificate(port);
+    assert_eq!(http::tls::colon_hex(&http::tls::sha256(&new_cert)), new_fp);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // On loopback the page is plain HTTP.
+    let lo = common::nut::free_port();
+    let s = agent.settings.to_str().unwrap().to_string();
+    let out = bin(
+        &[
+            "settings",
+            "set",
+            "--settings",
+            &s,
+            &format!("web_listen=127.0.0.1:{lo}"),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    agent.wait_for(|l| l.contains(&format!("setup page on http://127.0.0.1:{lo}/")));
+    let r = get(lo, "/login", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("set-cookie").is_none());
+    assert!(
+        http::tls::raw(lo, b"GET / HTTP/1.1\r\n\r\n", None).is_err(),
+        "no TLS on loopback"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&nut_dir);
+}

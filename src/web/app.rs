@@ -113,22 +113,50 @@ impl App {
         s
     }
 
-    /// Without an admin password, makes a setup code and logs it (never into the event ring,
-    /// which the status page shows).
-    pub fn announce_setup_code(&self, listen: &str) {
+    /// Without an admin password: the one setup code, logged (never into the event ring, which
+    /// the status page shows) with the addresses to open (`urls`) and, over HTTPS, the
+    /// certificate's fingerprint. The code is the setup code file's (next to the settings), or
+    /// a new one written there (0600) with the addresses and the fingerprint, for the
+    /// console to show; so every restart, the log and the console say the same code.
+    pub fn announce_setup_code(&self, urls: &[String], fingerprint: Option<&str>) {
         let s = self.settings();
         if s.web_password.is_some() {
             return;
         }
-        let Some(random) = super::random::<8>() else {
-            log::error!("web: no randomness for a setup code; set the password with `power-snitch web-password`");
-            return;
+        let file = super::setup_code_path(&self.config.settings_path);
+        let kept = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(auth::stored_code));
+        let code = match kept {
+            Some(c) => c,
+            None => {
+                let Some(random) = super::random::<8>() else {
+                    log::error!("web: no randomness for a setup code; set the password with `power-snitch web-password`");
+                    return;
+                };
+                auth::setup_code(&random)
+            }
         };
-        let code = auth::setup_code(&random);
+        let text = setup_code_file(&code, urls, fingerprint);
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+            if let Err(e) = super::tls::write_private(&file, text.as_bytes()) {
+                log::warn!("web: cannot write {}: {e}", file.display());
+            }
+        }
+        let check = fingerprint.map_or(String::new(), |f| {
+            format!(", check that the certificate's SHA-256 fingerprint is {f}")
+        });
         log::warn!(
-            "web: no admin password yet: open http://{listen}/login and give the setup code {code}, or run `power-snitch web-password` on this machine"
+            "web: no admin password yet: open {}{check}, and give the setup code {code}, or run `power-snitch web-password` on this machine",
+            urls.join(" or ")
         );
         *self.setup_code.borrow_mut() = Some(code);
+    }
+
+    /// Whether a request's `Host` names this page (see [`host_ok`] and the `web-hosts` file).
+    pub fn serves_host(&self, host: &str) -> bool {
+        host_ok(host, &self.listen.borrow())
+            || extra_host_ok(host, &super::hosts_path(&self.config.settings_path))
     }
 
     /// The address the page is served on, one of the names a request's `Host` may give.
@@ -191,7 +219,7 @@ impl App {
         }
         let file = super::setup_code_path(&self.config.settings_path);
         match std::fs::read_to_string(&file) {
-            Ok(text) => auth::code_matches(text.trim(), typed),
+            Ok(text) => auth::code_matches(text.lines().next().unwrap_or("").trim(), typed),
             Err(_) => false,
         }
     }
@@ -210,9 +238,7 @@ impl App {
     }
 
     pub async fn handle(&self, req: Request) -> Response {
-        if !host_ok(&req.host, &self.listen.borrow())
-            && !extra_host_ok(&req.host, &super::hosts_path(&self.config.settings_path))
-        {
+        if !self.serves_host(&req.host) {
             return Response::text(421, "this page is not served under that name\n");
         }
         let route = match http::route(&req.method, &req.path) {
@@ -907,6 +933,20 @@ fn busy(route: Route, b: &Busy, s: Option<&Session>) -> Response {
 
 fn shown_ip(ip: Option<IpAddr>) -> String {
     ip.map_or("an unknown address".into(), |ip| ip.to_string())
+}
+
+/// The setup code file: the code on the first line (what the page compares), then the
+/// addresses to open, one a line, and `SHA-256 FINGERPRINT` over HTTPS.
+pub fn setup_code_file(code: &str, urls: &[String], fingerprint: Option<&str>) -> String {
+    let mut out = format!("{code}\n");
+    for u in urls {
+        out.push_str(u);
+        out.push('\n');
+    }
+    if let Some(f) = fingerprint {
+        out.push_str(&format!("SHA-256 {f}\n"));
+    }
+    out
 }
 
 /// The pages a login may go on to.

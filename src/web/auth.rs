@@ -126,6 +126,15 @@ pub fn setup_code(random: &[u8; 8]) -> String {
     out
 }
 
+/// A setup code kept in the setup code file (its first line), when it looks like one: 8 to
+/// 24 letters, digits and dashes, at least 8 of them letters or digits.
+pub fn stored_code(line: &str) -> Option<String> {
+    let c = line.trim();
+    let alnum = c.bytes().filter(u8::is_ascii_alphanumeric).count();
+    (c.len() <= 24 && alnum >= 8 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| c.to_string())
+}
+
 /// A typed setup code against the expected one: case, spaces and dashes do not matter.
 pub fn code_matches(expected: &str, typed: &str) -> bool {
     let norm = |s: &str| -> Vec<u8> {
@@ -536,6 +545,18 @@ mod tests {
         assert!(code_matches(&c, &c.to_lowercase().replace('-', " ")));
         assert!(!code_matches(&c, "ABCD-EFGH"));
         assert!(!code_matches("", ""));
+        // What the setup code file keeps is read back; anything else makes a new code.
+        assert_eq!(stored_code(&format!(" {c} ")), Some(c.clone()));
+        assert_eq!(stored_code("L2NBT-FXLT2"), Some("L2NBT-FXLT2".into()));
+        for bad in [
+            "",
+            "ABC-DEF",
+            "ABCD EFGH",
+            "https://pi.local:8080/login",
+            &"A".repeat(25),
+        ] {
+            assert_eq!(stored_code(bad), None, "{bad}");
+        }
     }
 
     #[test]

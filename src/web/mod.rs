@@ -7,7 +7,8 @@
 //! Pure parts: [`http`] (requests, responses, the routing table and who may ask for what),
 //! [`form`] (form bodies, the setup form against the settings model), [`auth`] (password hash,
 //! sessions, CSRF tokens, setup code, the brake on guessing), [`pages`] (HTML), [`metrics`]
-//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded), [`pool`]
+//! (Prometheus text). Edges: [`server`] (TCP and HTTP/1.1 through hyper, bounded; TLS on a
+//! non-loopback address), [`tls`] (the page's certificate and the addresses to open), [`pool`]
 //! (the blocking work on a fixed set of threads) and [`app`] (each route: the agent's state, the
 //! settings file, the check, upsd).
 //!
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod pages;
 pub mod pool;
 pub mod server;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -96,7 +98,8 @@ pub fn check_report(given: &Given, installed: Installed) -> Result<CheckReport, 
     })
 }
 
-/// The setup code file the SD-card image writes next to the settings.
+/// The setup code file next to the settings: the page writes it while no admin password is set
+/// (the code, the addresses to open, the certificate's fingerprint); the console shows it.
 pub fn setup_code_path(settings: &Path) -> PathBuf {
     settings
         .parent()
@@ -128,6 +131,9 @@ pub fn random<const N: usize>() -> Option<[u8; N]> {
 /// The page being served: its address and task.
 pub struct Running {
     pub listen: String,
+    /// The addresses a person can open, and over HTTPS the certificate's fingerprint.
+    pub urls: Vec<String>,
+    pub fingerprint: Option<String>,
     pub task: tokio::task::JoinHandle<()>,
     /// Why the address could not be bound yet: the task tries again, with back-off, until it
     /// can (another program holding the port must not keep the page away for good).
@@ -148,7 +154,13 @@ fn bind(addr: std::net::SocketAddr, listen: &str) -> Result<tokio::net::TcpListe
 
 /// Binds `addr` again and again (1 s, 2 s, 4 s, ... up to [`BIND_RETRY_MAX`] apart), an error
 /// in the log and the events each time the reason changes, then serves.
-async fn bind_later(addr: std::net::SocketAddr, listen: String, app: Rc<app::App>, first: String) {
+async fn bind_later(
+    addr: std::net::SocketAddr,
+    listen: String,
+    app: Rc<app::App>,
+    first: String,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) {
     let mut delay = BIND_RETRY_FIRST;
     let mut last = first;
     loop {
@@ -158,9 +170,9 @@ async fn bind_later(addr: std::net::SocketAddr, listen: String, app: Rc<app::App
                 app.shared.borrow_mut().emit(
                     log::Level::Warn,
                     "web",
-                    &format!("setup page on http://{listen}/ at last: the address is free now"),
+                    &format!("setup page on {listen} at last: the address is free now"),
                 );
-                server::serve(l, app).await;
+                server::serve(l, app, tls).await;
                 return;
             }
             Err(e) => {
@@ -178,9 +190,11 @@ async fn bind_later(addr: std::net::SocketAddr, listen: String, app: Rc<app::App
     }
 }
 
-/// Serves the page on `listen` on the current `LocalSet`. An address that is not ADDRESS:PORT
-/// is an error; one that cannot be bound now is retried by the task (see
-/// [`Running::waiting`]), so the caller says it loudly.
+/// Serves the page on `listen` on the current `LocalSet`: plain HTTP on a loopback address,
+/// HTTPS with the page's certificate (made at the first start, see [`tls::load_or_make`])
+/// on any other. An address that is not ADDRESS:PORT, or a certificate that cannot be made,
+/// is an error (never plain HTTP instead); an address that cannot be bound now is retried by
+/// the task (see [`Running::waiting`]), so the caller says it loudly.
 pub fn start(
     listen: &str,
     shared: Rc<RefCell<Shared>>,
@@ -190,19 +204,36 @@ pub fn start(
     let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| format!("web_listen `{listen}` is not ADDRESS:PORT"))?;
+    let https = !addr.ip().is_loopback();
+    let names = tls::Names::of_this_machine();
+    let identity = if https {
+        Some(
+            tls::load_or_make(&config.settings_path, &names)
+                .map_err(|e| format!("no HTTPS for {listen}: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let fingerprint = identity.as_ref().map(|i| i.fingerprint.clone());
+    let tls = identity.map(|i| i.config);
     let app = Rc::new(app::App::new(shared, config, nut_version));
     app.served_as(listen);
     app.make_scrape_token();
-    app.announce_setup_code(listen);
+    app.announce_setup_code(
+        &tls::urls(addr, https, &names, "/login"),
+        fingerprint.as_deref(),
+    );
     let (task, waiting) = match bind(addr, listen) {
-        Ok(l) => (tokio::task::spawn_local(server::serve(l, app)), None),
+        Ok(l) => (tokio::task::spawn_local(server::serve(l, app, tls)), None),
         Err(e) => (
-            tokio::task::spawn_local(bind_later(addr, listen.to_string(), app, e.clone())),
+            tokio::task::spawn_local(bind_later(addr, listen.to_string(), app, e.clone(), tls)),
             Some(e),
         ),
     };
     Ok(Running {
         listen: listen.to_string(),
+        urls: tls::urls(addr, https, &names, "/"),
+        fingerprint,
         task,
         waiting,
     })
@@ -251,7 +282,16 @@ impl Companion for Page {
         match start(&want, shared.clone(), self.config.clone(), nut_version) {
             Ok(r) => {
                 match &r.waiting {
-                    None => emit(log::Level::Info, &format!("setup page on http://{want}/")),
+                    None => emit(
+                        log::Level::Info,
+                        &format!(
+                            "setup page on {}{}",
+                            r.urls.join(" "),
+                            r.fingerprint
+                                .as_ref()
+                                .map_or(String::new(), |f| format!(" (certificate SHA-256 {f})"))
+                        ),
+                    ),
                     Some(e) => emit(
                         log::Level::Error,
                         &format!("no setup page yet: {e}; trying again until it is free"),

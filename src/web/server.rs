@@ -4,6 +4,13 @@
 //! (at most [`MAX_HEADERS`] of them), a body of at most [`MAX_BODY`] bytes (a larger
 //! `Content-Length` is refused before any of it is read), and a connection
 //! closed after [`CONNECTION_LIFETIME`] whatever it does. Everything else is [`App::handle`].
+//!
+//! With TLS (a non-loopback `web_listen`), each connection's first byte decides: a TLS
+//! handshake (0x16) is completed within [`HEADER_TIMEOUT`], anything else is read as a plain
+//! HTTP head (at most [`MAX_HEADER_BYTES`], within the same time) and answered with a redirect
+//! to HTTPS, never served. Both happen inside the connection's place under the limits above,
+//! so a stalled handshake or plain HTTP holds one place for at most [`HEADER_TIMEOUT`]; the
+//! session cookie is `Secure`.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -17,7 +24,7 @@ use hyper::body::{Body, Bytes};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::app::App;
 use super::auth::Client;
@@ -77,6 +84,7 @@ fn too_large() -> hyper::Response<Full<Bytes>> {
 async fn serve_one(
     app: &App,
     peer: IpAddr,
+    tls: bool,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let mut r = Request {
@@ -104,7 +112,16 @@ async fn serve_one(
             Err(_) => return Ok(to_hyper(Response::text(408, "the body took too long\n"))),
         }
     }
-    Ok(to_hyper(app.handle(r).await))
+    let mut answer = app.handle(r).await;
+    if tls {
+        // The session cookie never goes back over plain HTTP.
+        for (k, v) in &mut answer.headers {
+            if *k == "set-cookie" {
+                v.push_str("; Secure");
+            }
+        }
+    }
+    Ok(to_hyper(answer))
 }
 
 /// Connections open per client.
@@ -146,8 +163,69 @@ fn refuse_busy(stream: tokio::net::TcpStream) {
     });
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, app: Rc<App>) {
+/// HTTP/1.1 on one connection (plain TCP or TLS) until it ends.
+async fn http<I>(builder: &http1::Builder, io: I, app: Rc<App>, peer: IpAddr, tls: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let service = service_fn(|req| {
+        let app = app.clone();
+        async move { serve_one(&app, peer, tls, req).await }
+    });
+    let _ = builder.serve_connection(TokioIo::new(io), service).await;
+}
+
+/// A connection to the HTTPS port: the handshake, or a redirect for plain HTTP, within
+/// [`HEADER_TIMEOUT`]; then HTTP/1.1 over TLS.
+async fn https(
+    builder: &http1::Builder,
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Rc<App>,
+    peer: IpAddr,
+) {
+    let deadline = tokio::time::Instant::now() + HEADER_TIMEOUT;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == 0x16 => {}
+        Ok(Ok(1)) => return plain_http(stream, &app, deadline).await,
+        _ => return,
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => http(builder, s, app, peer, true).await,
+        Ok(Err(e)) => log::debug!("web: TLS handshake with {peer} failed: {e}"),
+        Err(_) => log::debug!("web: TLS handshake with {peer} timed out"),
+    }
+}
+
+/// Plain HTTP sent to the HTTPS port: its head read (bounded), answered with a redirect to
+/// HTTPS or a refusal, and the connection closed.
+async fn plain_http(mut stream: TcpStream, app: &App, deadline: tokio::time::Instant) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while head.len() < MAX_HEADER_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    let answer = super::tls::plain_http_answer(&head, &|h| app.serves_host(h));
+    let _ = tokio::time::timeout_at(deadline, async {
+        let _ = stream.write_all(&answer).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Accepts connections until the task is dropped; with `tls`, HTTPS (see the module's
+/// documentation).
+pub async fn serve(
+    listener: TcpListener,
+    app: Rc<App>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let active = Rc::new(Cell::new(0usize));
     let per_client = Rc::new(RefCell::new(PerClient::default()));
     let mut builder = http1::Builder::new();
@@ -175,18 +253,20 @@ pub async fn serve(listener: TcpListener, app: Rc<App>) {
         let _ = stream.set_nodelay(true);
         active.set(active.get() + 1);
         per_client.borrow_mut().add(client);
-        let (app, active, builder, per_client) = (
+        let (app, active, builder, per_client, acceptor) = (
             app.clone(),
             active.clone(),
             builder.clone(),
             per_client.clone(),
+            acceptor.clone(),
         );
         tokio::task::spawn_local(async move {
-            let service = service_fn(|req| {
-                let app = app.clone();
-                async move { serve_one(&app, peer, req).await }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = async {
+                match acceptor {
+                    Some(a) => https(&builder, stream, a, app, peer).await,
+                    None => http(&builder, stream, app, peer, false).await,
+                }
+            };
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
             active.set(active.get() - 1);
             per_client.borrow_mut().remove(client);

@@ -29,6 +29,43 @@ pub struct Agent {
     pub dir: PathBuf,
     pub settings: PathBuf,
     pub port: u16,
+    nut_dir: PathBuf,
+}
+
+/// `power-snitch run` on these files, its stderr collected line by line.
+fn spawn(settings: &Path, nut_dir: &Path, dir: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let sys = super::fixtures_dir().join("usb/pi4-mixed/sys");
+    let mut child = Command::new(BIN)
+        .args(["run", "-v", "--settings"])
+        .arg(settings)
+        .arg("--nut-dir")
+        .arg(nut_dir)
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
+        .arg("--sysfs-root")
+        .arg(&sys)
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        // Without systemd here, a change of NUT's files runs NUT's programs directly: on the
+        // test's NUT directory, as root (no `nut` account owns the temporary files).
+        .env("NUT_STATEPATH", nut_dir)
+        .env("NUT_ALTPIDPATH", nut_dir)
+        .env("POWER_SNITCH_NUT_USER", "root")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines() {
+            let Ok(l) = l else { break };
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (child, lines)
 }
 
 impl Agent {
@@ -71,46 +108,30 @@ impl Agent {
             );
             assert!(out.status.success(), "{out:?}");
         }
-        let sys = super::fixtures_dir().join("usb/pi4-mixed/sys");
-        let mut child = Command::new(BIN)
-            .args(["run", "-v", "--settings", s, "--nut-dir"])
-            .arg(nut_dir)
-            .arg("--control-socket")
-            .arg(dir.join("control.sock"))
-            .arg("--sysfs-root")
-            .arg(&sys)
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            // Without systemd here, a change of NUT's files runs NUT's programs directly: on
-            // the test's NUT directory, as root (no `nut` account owns the temporary files).
-            .env("NUT_STATEPATH", nut_dir)
-            .env("NUT_ALTPIDPATH", nut_dir)
-            .env("POWER_SNITCH_NUT_USER", "root")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the agent starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines() {
-                let Ok(l) = l else { break };
-                sink.lock().unwrap().push(l);
-            }
-        });
+        let (child, lines) = spawn(&settings, nut_dir, &dir);
         let a = Agent {
             child,
             lines,
             dir,
             settings,
             port,
+            nut_dir: nut_dir.to_path_buf(),
         };
         if ready {
             a.wait_for(|l| l.contains("info: ready;"));
         }
         a
+    }
+
+    /// Stops the agent (SIGKILL) and starts it again with the same files, its log starting
+    /// afresh; waits for its "ready" line.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, lines) = spawn(&self.settings, &self.nut_dir, &self.dir);
+        self.child = child;
+        self.lines = lines;
+        self.wait_for(|l| l.contains("info: ready;"));
     }
 
     /// The agent's process id.
@@ -182,6 +203,28 @@ pub fn served_agent_more(
     dev: &str,
     more: &str,
 ) -> (super::nut::Nut, Agent) {
+    served_agent_on(name, users, admin_password, dev, more, false)
+}
+
+/// [`served_agent`] with the page on 0.0.0.0 (so over HTTPS, reached as 127.0.0.1).
+pub fn served_agent_https(
+    name: &str,
+    users: &str,
+    admin_password: &str,
+) -> (super::nut::Nut, Agent) {
+    let dev = "ups.status: OL CHRG\nbattery.charge: 87\nbattery.runtime: 1500\nups.load: 23\ninput.voltage: 230.5\noutput.voltage: 229\nups.mfr: Dummy\nups.model: Rack 1500\n";
+    served_agent_on(name, users, admin_password, dev, "", true)
+}
+
+/// [`served_agent_more`], on 0.0.0.0 (HTTPS) when `https`.
+pub fn served_agent_on(
+    name: &str,
+    users: &str,
+    admin_password: &str,
+    dev: &str,
+    more: &str,
+    https: bool,
+) -> (super::nut::Nut, Agent) {
     let mut nut = super::nut::Nut::new(name, &[("ups1", "ups1.dev", dev)], users, "");
     std::fs::write(nut.dir.join("nut.conf"), "MODE=standalone\n").unwrap();
     nut.start_driver("ups1");
@@ -193,19 +236,20 @@ pub fn served_agent_more(
         std::fs::write(&conf, format!("{text}{more}")).unwrap();
     }
     let upsd_port = format!("upsd_port={}", nut.port);
-    let agent = Agent::start(
-        name,
-        &nut.dir,
-        &[
-            "upsd_host=127.0.0.1",
-            &upsd_port,
-            "poll_interval=1",
-            "nut_driver=dummy-ups",
-            "nut_port=ups1.dev",
-            "nut_username=admin",
-        ],
-        Some("adminpass"),
-    );
+    let port = free_port();
+    let any = format!("web_listen=0.0.0.0:{port}");
+    let mut set = vec![
+        "upsd_host=127.0.0.1",
+        &upsd_port,
+        "poll_interval=1",
+        "nut_driver=dummy-ups",
+        "nut_port=ups1.dev",
+        "nut_username=admin",
+    ];
+    if https {
+        set.push(&any);
+    }
+    let agent = Agent::start_on(name, &nut.dir, &set, Some("adminpass"), port, true);
     let s = agent.settings.to_str().unwrap().to_string();
     let out = bin(
         &["web-password", "--settings", &s],
