@@ -70,6 +70,8 @@ pub struct Common {
     pub agent: bool,
     /// events: how many.
     pub count: Option<usize>,
+    /// run: save the history at most every this many seconds (0: only on stop).
+    pub history_every: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +174,12 @@ impl Command {
             .concat(),
             Command::Settings => [&nut[..], &["--ups", "--password-stdin"]].concat(),
             Command::Sync => [&nut[..], &["--apply"]].concat(),
-            Command::Run => [&nut[..], &["--sysfs-root", "--control-socket"], &UPSD].concat(),
+            Command::Run => [
+                &nut[..],
+                &["--sysfs-root", "--control-socket", "--history-every"],
+                &UPSD,
+            ]
+            .concat(),
             Command::Events => vec!["--control-socket", "--count"],
             Command::WebPassword => vec!["--settings"],
             Command::Help | Command::Version => vec![],
@@ -237,6 +244,8 @@ Options (before or after the command; each command takes those it uses, any othe
   --allow-plaintext-password
                          upsd: allow a password without TLS to a host that is not this machine
   --control-socket PATH  the agent's control socket (default /run/power-snitch/control.sock)
+  --history-every SECS   run: save the history at most every SECS seconds (default 600; 0: only
+                         on stop)
   -v, -q                 more or less logging on stderr (repeatable); RUST_LOG=MODULE=LEVEL,...
   -h, --help             print this text
   -V, --version          print the version
@@ -276,6 +285,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         control_socket: None,
         agent: false,
         count: None,
+        history_every: None,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -347,6 +357,12 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     v.parse()
                         .map_err(|_| format!("{name} takes a whole number, not `{v}`"))?,
                 )
+            }
+            "--history-every" => {
+                let v = value("seconds")?;
+                common.history_every = Some(v.parse().map_err(|_| {
+                    format!("--history-every takes whole seconds (0: only on stop), not `{v}`")
+                })?)
             }
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
@@ -456,6 +472,7 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--control-socket",
         "--agent",
         "--count",
+        "--history-every",
     ];
     match name {
         "-n" => Some("--count"),
@@ -642,7 +659,7 @@ mod tests {
             "--format" => Some("json"),
             "--nut-version" => Some("2.8.0"),
             "--timeout" | "--retry-delay" => Some("1"),
-            "--retries" | "--count" => Some("2"),
+            "--retries" | "--count" | "--history-every" => Some("2"),
             "--user" | "--ups" => Some("u"),
             "--tls" => Some("off"),
             "--pin-sha256" => {
@@ -681,6 +698,7 @@ mod tests {
             "--control-socket",
             "--agent",
             "--count",
+            "--history-every",
         ]
         .into();
         for command in Command::ALL {

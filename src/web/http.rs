@@ -122,6 +122,8 @@ pub enum Route {
     TestRun,
     ApiStatus,
     ApiEvents,
+    /// `GET /api/history`: each UPS's history (`?range=24h|7d`, `?ups=NAME`).
+    ApiHistory,
     ApiCheck,
     ApiSettings,
     ApiTest,
@@ -149,7 +151,7 @@ impl Route {
         use Route::*;
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
-            Status | StatusLive | ApiStatus | ApiEvents | Metrics => Access::Status,
+            Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
             SetupForm | Check | TestForm | ApiCheck | ApiSettings => Access::Session,
             Logout | SetupSave | SyncApply | TestRun | ApiTest => Access::Write,
         }
@@ -160,7 +162,7 @@ impl Route {
         use Route::*;
         matches!(
             self,
-            ApiStatus | ApiEvents | ApiCheck | ApiSettings | ApiTest | Metrics
+            ApiStatus | ApiEvents | ApiHistory | ApiCheck | ApiSettings | ApiTest | Metrics
         )
     }
 }
@@ -180,6 +182,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/test" => (Some(TestForm), Some(TestRun)),
         "/api/status" => (Some(ApiStatus), None),
         "/api/events" => (Some(ApiEvents), None),
+        "/api/history" => (Some(ApiHistory), None),
         "/api/check" => (Some(ApiCheck), None),
         "/api/settings" => (Some(ApiSettings), None),
         "/api/test" => (None, Some(ApiTest)),
@@ -238,6 +241,7 @@ mod tests {
         check("POST", "/api/test", Ok(Route::ApiTest));
         check("GET", "/api/test", Err(405));
         check("GET", "/metrics", Ok(Route::Metrics));
+        check("GET", "/api/history", Ok(Route::ApiHistory));
         check("GET", "/nope", Err(404));
         check("GET", "/static/../settings.bin", Err(404));
         assert_eq!(allowed("/setup"), "GET, HEAD, POST");
