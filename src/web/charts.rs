@@ -42,7 +42,7 @@ const INFO: [Metric; 4] = [
         floor: 100.0,
     },
     Metric {
-        title: "Runtime on battery",
+        title: "Battery runtime",
         unit: "min",
         floor: 0.0,
     },
@@ -253,9 +253,11 @@ fn chart(
         let _ = write!(
             out,
             "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#c9ced6\" stroke-width=\"0.5\"/>\
-<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#667085\">{label}</text>",
+<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"#667085\">{label}</text>",
             TOP + HEIGHT + 3.0,
-            TOP + HEIGHT + 14.0
+            TOP + HEIGHT + 14.0,
+            // A label at the right edge ends there rather than running off the picture.
+            anchor = if x > LEFT + WIDTH - 24.0 { "end" } else { "middle" },
         );
         t += tick;
     }
