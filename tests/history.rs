@@ -249,6 +249,13 @@ fn history_survives_sigkill_and_sigterm_and_a_damaged_file_is_set_aside() {
     assert!(dir.join("history.bin.damaged").exists());
     assert_eq!(events(&d.history(), "monitoring through upsd").len(), 1);
     assert!(charges(&d.history()).is_empty());
+    let bad = get(port, "/api/history?range=1y", None);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body, r#"{"error":"range is 24h or 7d"}"#);
+    let week = get(port, "/api/history?range=7d&ups=ups1", None);
+    let week: Value = serde_json::from_str(&week.body).unwrap();
+    assert_eq!(week["ups"][0]["7d"]["step"], 600);
+    assert!(week["ups"][0].get("24h").is_none());
     let status = get(port, "/", None);
     assert_eq!(status.status, 200);
     assert!(status.body.contains("id=\"history\""), "{}", status.body);

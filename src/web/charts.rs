@@ -22,8 +22,9 @@ const HEIGHT: f64 = 100.0;
 const BOTTOM: f64 = 20.0;
 const RIGHT: f64 = 10.0;
 /// Columns at most: buckets are merged (lowest of the lowest, mean of the averages, highest of
-/// the highest) so a chart stays a few kilobytes.
-const COLUMNS: usize = 480;
+/// the highest) so a chart stays small: points of 5 minutes over 24 hours (288), of 30 minutes
+/// over 7 days (336).
+const COLUMNS: usize = 336;
 /// Events listed under the charts.
 const LISTED_EVENTS: usize = 20;
 
@@ -485,6 +486,41 @@ mod tests {
         assert!(!html.contains("<script"));
         // Small enough to send with every status page.
         assert!(html.len() < 60_000, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn web_charts_of_a_full_week_stay_small() {
+        let mut s = crate::web::metrics::tests::shared();
+        let t0 = 1_800_000_000;
+        for k in 0..(8 * 86_400 / 20) {
+            let v = (k % 97) as f64;
+            s.history.record(
+                "rack \"A\"",
+                t0 + k * 20,
+                &Sample {
+                    values: [
+                        Some(v),
+                        Some(v * 37.0),
+                        Some(v / 3.0),
+                        Some(220.0 + v / 7.0),
+                    ],
+                    marks: POLLED | if k % 2000 < 20 { ON_BATTERY } else { 0 },
+                },
+            );
+        }
+        let now = t0 + 8 * 86_400;
+        for (range, points) in [
+            (Range::Day, "points of 5 min"),
+            (Range::Week, "points of 30 min"),
+        ] {
+            let html = section(&s, now, range);
+            // One line per chart, unbroken: no gap in the readings.
+            assert_eq!(html.matches("class=\"avg\" d=\"M").count(), 4);
+            assert_eq!(html.matches(" M").count(), 0);
+            assert!(html.contains(points), "{range:?}");
+            // A UPS's four charts with every point: about 48 KB (24 h), 62 KB (7 days).
+            assert!(html.len() < 70_000, "{range:?}: {} bytes", html.len());
+        }
     }
 
     #[test]

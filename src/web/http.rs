@@ -265,6 +265,10 @@ mod tests {
             Access::Session
         );
         assert_eq!(route("GET", "/metrics").unwrap().access(), Access::Status);
+        assert_eq!(
+            route("GET", "/api/history").unwrap().access(),
+            Access::Status
+        );
     }
 
     #[test]
