@@ -438,7 +438,10 @@ impl History {
 
     /// Whether a save is due at `now`, saving at most every `every` seconds (0: only on stop).
     pub fn save_due(&self, now: u64, every: u64) -> bool {
-        self.dirty && every > 0 && now >= self.saved_at.saturating_add(every)
+        // A clock set back does not hold saving off until it catches up.
+        self.dirty
+            && every > 0
+            && (now >= self.saved_at.saturating_add(every) || now < self.saved_at)
     }
 }
 
@@ -1144,6 +1147,7 @@ mod tests {
         assert!(!h.save_due(1599, 600));
         assert!(h.save_due(1600, 600));
         assert!(!h.save_due(1_000_000, 0), "0: only on stop");
+        assert!(h.save_due(10, 600), "the clock was set back");
     }
 
     #[test]
