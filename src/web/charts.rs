@@ -15,11 +15,11 @@ use crate::state::history::{Bucket, Range, UpsHistory, METRICS, NO_DATA, ON_BATT
 use crate::state::Shared;
 
 /// Drawing area, in the SVG's own units.
-const LEFT: f64 = 46.0;
+const LEFT: f64 = 58.0;
 const TOP: f64 = 10.0;
 const WIDTH: f64 = 480.0;
 const HEIGHT: f64 = 100.0;
-const BOTTOM: f64 = 20.0;
+const BOTTOM: f64 = 24.0;
 const RIGHT: f64 = 10.0;
 /// Columns at most: buckets are merged (lowest of the lowest, mean of the averages, highest of
 /// the highest) so a chart stays small: points of 5 minutes over 24 hours (288), of 30 minutes
@@ -206,7 +206,7 @@ fn chart(
     let h = TOP + HEIGHT + BOTTOM;
     let _ = write!(
         out,
-        "<figure class=\"chart\" data-metric=\"{name}\"><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" font-family=\"sans-serif\" font-size=\"10\">\
+        "<figure class=\"chart\" data-metric=\"{name}\"><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" font-family=\"sans-serif\" font-size=\"13\">\
 <title id=\"{id}-t\">{title} ({unit}), {range_text}</title><desc id=\"{id}-d\">{summary}</desc>\
 <defs><pattern id=\"{id}-ob\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\">\
 <line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#9a5b00\" stroke-width=\"2\" stroke-opacity=\"0.45\"/></pattern></defs>",
@@ -256,7 +256,7 @@ fn chart(
             "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#c9ced6\" stroke-width=\"0.5\"/>\
 <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"#667085\">{label}</text>",
             TOP + HEIGHT + 3.0,
-            TOP + HEIGHT + 14.0,
+            TOP + HEIGHT + 17.0,
             // A label at the right edge ends there rather than running off the picture.
             anchor = if x > LEFT + WIDTH - 24.0 { "end" } else { "middle" },
         );
