@@ -479,6 +479,7 @@ fn browser_logs_in_saves_the_poll_interval_and_tests_the_connection() {
     b.shot("check", 1100);
     b.go("/");
     b.wait(".card.ups .badge.ok[title=OL]");
+    b.wait("#history figure.chart svg");
     b.shot("status", 1100);
     b.shot("status-phone", 390);
     b.go("/setup");

@@ -63,6 +63,8 @@ pub struct Config {
     pub nut_dir: Option<PathBuf>,
     pub nut_version: Option<NutVersion>,
     pub control_socket: PathBuf,
+    /// The history is saved at most every this many seconds (0: only on stop).
+    pub history_every: u64,
     /// Where the hardware is read (`/sys`, or a captured tree with `--sysfs-root`).
     pub root: crate::probe::Root,
     /// Timeouts and TLS trust for upsd; retries and the TLS mode come from each entry.
@@ -114,6 +116,21 @@ struct Agent {
 impl Agent {
     fn emit(&self, level: Level, source: &str, text: &str) {
         self.shared.borrow_mut().emit(level, source, text);
+    }
+
+    /// Saves the history next to the settings (a failure is a warning; the next try is one
+    /// interval later).
+    fn save_history(&self) {
+        let path = crate::state::history::path(&self.config.settings_path);
+        let mut sh = self.shared.borrow_mut();
+        sh.history.saved_at = unix_now();
+        match crate::state::history::save(&path, &sh.history) {
+            Ok(n) => {
+                sh.history.dirty = false;
+                log::debug!("history: saved {n} bytes to {}", path.display());
+            }
+            Err(e) => sh.emit(Level::Warn, "history", &e),
+        }
     }
 
     fn settings_name(&self) -> String {
@@ -298,6 +315,13 @@ impl Agent {
             let mut sh = self.shared.borrow_mut();
             let old = std::mem::take(&mut sh.ups);
             sh.ups = decide::slots(old, &self.settings, now, &mut notes);
+            let names: Vec<&str> = self
+                .settings
+                .ups
+                .iter()
+                .map(|u| u.nut_device_name.as_str())
+                .collect();
+            sh.history.retain(&names);
             for (source, text) in &notes {
                 sh.emit(Level::Info, source, text);
             }
@@ -513,6 +537,7 @@ async fn watch_upsd(
             Ok(list) => Readings::from_list(list),
             Err(_) => Readings::default(),
         };
+        let sample = crate::state::history::Sample::of(&slot.state, &slot.readings);
         let done = Instant::now();
         slot.polls += 1;
         slot.last_poll = Some(done);
@@ -526,6 +551,7 @@ async fn watch_upsd(
             "{name}: polled ({} variables)",
             r.as_ref().map_or(0, |l| l.len())
         );
+        sh.history.record(&name, unix_now(), &sample);
         sh.emit_notes(&name, &mut notes);
     }
 }
@@ -589,7 +615,18 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         checked_at: 0,
         settings_path: config.settings_path.display().to_string(),
         nut_dir: String::new(),
+        history: Default::default(),
     }));
+    {
+        let path = crate::state::history::path(&config.settings_path);
+        let (history, problem) = crate::state::history::load(&path);
+        let mut sh = shared.borrow_mut();
+        sh.history = history;
+        sh.history.saved_at = unix_now();
+        if let Some(p) = problem {
+            sh.emit(Level::Warn, "history", &p);
+        }
+    }
     let mut agent = Agent {
         config,
         shared: shared.clone(),
@@ -700,6 +737,9 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         }
     }
     notifier.send("STOPPING=1");
+    if agent.shared.borrow().history.dirty {
+        agent.save_history();
+    }
     server.abort();
     for c in &mut agent.config.companions {
         c.stop();
@@ -835,6 +875,14 @@ fn handle_event(
             }
         }
         Event::Tick => {
+            let due = agent
+                .shared
+                .borrow()
+                .history
+                .save_due(unix_now(), agent.config.history_every);
+            if due {
+                agent.save_history();
+            }
             let now = status_line(&agent.shared.borrow());
             if now != st.last_status {
                 notifier.send(&notify::status_message(&now));

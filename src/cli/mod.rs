@@ -78,6 +78,8 @@ pub struct Common {
     pub no_apply: bool,
     /// sync: which way (`--to-nut`, or `--from-nut` as `--apply` says).
     pub to_nut: bool,
+    /// run: save the history at most every this many seconds (0: only on stop).
+    pub history_every: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +205,12 @@ impl Command {
                 ],
             ]
             .concat(),
-            Command::Run => [&nut[..], &["--sysfs-root", "--control-socket"], &UPSD].concat(),
+            Command::Run => [
+                &nut[..],
+                &["--sysfs-root", "--control-socket", "--history-every"],
+                &UPSD,
+            ]
+            .concat(),
             Command::Events => vec!["--control-socket", "--count"],
             Command::WebPassword => vec!["--settings"],
             Command::Help | Command::Version => vec![],
@@ -296,6 +303,8 @@ Options (before or after the command; each command takes those it uses, any othe
   --dry-run              changing NUT's files: show the diff and what would run, write nothing
   --no-apply             changing NUT's files: write (validated, backed up), restart nothing
                          (for a NUT directory that is not this machine's, e.g. an SD card's)
+  --history-every SECS   run: save the history at most every SECS seconds (default 600; 0: only
+                         on stop)
   -v, -q                 more or less logging on stderr (repeatable); RUST_LOG=MODULE=LEVEL,...
   -h, --help             print this text
   -V, --version          print the version
@@ -340,6 +349,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         dry_run: false,
         no_apply: false,
         to_nut: false,
+        history_every: None,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -415,6 +425,12 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     v.parse()
                         .map_err(|_| format!("{name} takes a whole number, not `{v}`"))?,
                 )
+            }
+            "--history-every" => {
+                let v = value("seconds")?;
+                common.history_every = Some(v.parse().map_err(|_| {
+                    format!("--history-every takes whole seconds (0: only on stop), not `{v}`")
+                })?)
             }
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
@@ -532,6 +548,7 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--no-apply",
         "--to-nut",
         "--from-nut",
+        "--history-every",
     ];
     match name {
         "-n" => Some("--count"),
@@ -722,7 +739,7 @@ mod tests {
             "--format" => Some("json"),
             "--nut-version" => Some("2.8.0"),
             "--timeout" | "--retry-delay" => Some("1"),
-            "--retries" | "--count" => Some("2"),
+            "--retries" | "--count" | "--history-every" => Some("2"),
             "--user" | "--ups" => Some("u"),
             "--tls" => Some("off"),
             "--pin-sha256" => {
@@ -763,6 +780,7 @@ mod tests {
             "--count",
             "--dry-run",
             "--no-apply",
+            "--history-every",
         ]
         .into();
         for command in Command::ALL {

@@ -22,6 +22,10 @@ pub fn run(args: &Args) -> Result<Output, CommandError> {
         nut_dir: args.common.nut_dir.clone(),
         nut_version: args.common.nut_version,
         control_socket: control_socket(args),
+        history_every: args
+            .common
+            .history_every
+            .unwrap_or(crate::state::history::SAVE_EVERY),
         root,
         client,
         set_log_level: Box::new(super::logger::set_base),

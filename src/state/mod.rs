@@ -9,6 +9,7 @@
 //! **Architecture invariant:** this module knows nothing of the agent's runtime, the control
 //! socket or the page: the agent (`agent`) and the page (`web`) import it, it imports neither.
 
+pub mod history;
 pub mod monitor;
 pub mod ring;
 pub mod view;
@@ -80,6 +81,8 @@ pub struct Shared {
     pub checked_at: u64,
     pub settings_path: String,
     pub nut_dir: String,
+    /// Each UPS's charts and events over the last 24 hours and 7 days (bounded).
+    pub history: history::History,
 }
 
 impl Shared {
@@ -88,7 +91,15 @@ impl Shared {
         // Logged as the agent's, as before this state had its own module (RUST_LOG names it).
         log::log!(target: "power_snitch::agent", level, "{source}: {text}");
         if level <= Level::Info {
-            self.ring.push(unix_now(), level, source, text);
+            let now = unix_now();
+            self.ring.push(now, level, source, text);
+            // The history keeps what is about a UPS: its own events and its upsd's.
+            let upsd = source.strip_prefix("upsd ");
+            for u in &self.ups {
+                if u.name == source || upsd == Some(u.upsd.as_str()) {
+                    self.history.event(&u.name, now, level, text);
+                }
+            }
         }
     }
 

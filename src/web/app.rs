@@ -13,13 +13,14 @@ use super::form::{self, Form, SetupInput};
 use super::http::{self, Access, Request, Response, Route};
 use super::pages::{self, CheckView, Choices, Found, Frame, SetupView, TestView};
 use super::pool::{Busy, Pool};
-use super::{metrics, CheckReport, Config};
+use super::{charts, metrics, CheckReport, Config};
 use crate::json::Object;
 use crate::nut::drivers::DriverDb;
 use crate::nut::version::NutVersion;
 use crate::nut::{host, Context};
 use crate::settings::model::{Secret, Settings, UpsEntry, AGENT_KEYS, UPS_KEYS};
 use crate::settings::{store, sync};
+use crate::state::history::{self, Range};
 use crate::state::{view, Shared};
 use crate::upsd::client::Client;
 use crate::upsd::target::Target;
@@ -312,7 +313,10 @@ impl App {
         match route {
             Route::Status => {
                 let f = self.frame("Status", "/", s);
-                Response::html(200, pages::status(&f, &self.shared.borrow(), t))
+                let sh = self.shared.borrow();
+                let range = Range::parse(form.text("range")).unwrap_or(Range::Day);
+                let charts = charts::section(&sh, t, range);
+                Response::html(200, pages::status(&f, &sh, t, &charts))
             }
             Route::StatusLive => Response::html(
                 200,
@@ -391,6 +395,18 @@ impl App {
                     .collect();
                 let from = shown.len().saturating_sub(n);
                 Response::json(200, view::events_json(shown[from..].iter().copied()))
+            }
+            Route::ApiHistory => {
+                let range = match form.text("range") {
+                    "" => None,
+                    r => match Range::parse(r) {
+                        Some(r) => Some(r),
+                        None => return refuse(route, 400, "range is 24h or 7d", s),
+                    },
+                };
+                let ups = Some(form.text("ups")).filter(|u| !u.is_empty());
+                let sh = self.shared.borrow();
+                Response::json(200, history::json(&sh.history, t, range, ups))
             }
             Route::ApiCheck => match self.run_check().await {
                 Ok(r) => Response::json(200, r.json),

@@ -122,6 +122,8 @@ pub enum Route {
     TestRun,
     ApiStatus,
     ApiEvents,
+    /// `GET /api/history`: each UPS's history (`?range=24h|7d`, `?ups=NAME`).
+    ApiHistory,
     ApiCheck,
     ApiSettings,
     ApiTest,
@@ -157,7 +159,7 @@ impl Route {
         use Route::*;
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
-            Status | StatusLive | ApiStatus | ApiEvents | Metrics => Access::Status,
+            Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
             SetupForm | Check | TestForm | ApiCheck | ApiSettings => Access::Session,
             Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
             | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
@@ -177,6 +179,7 @@ impl Route {
                 | ApiAdopt
                 | ApiRemove
                 | ApiToNut
+                | ApiHistory
                 | Metrics
         )
     }
@@ -197,6 +200,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/test" => (Some(TestForm), Some(TestRun)),
         "/api/status" => (Some(ApiStatus), None),
         "/api/events" => (Some(ApiEvents), None),
+        "/api/history" => (Some(ApiHistory), None),
         "/api/check" => (Some(ApiCheck), None),
         "/api/settings" => (Some(ApiSettings), None),
         "/api/test" => (None, Some(ApiTest)),
@@ -261,6 +265,7 @@ mod tests {
         check("POST", "/api/test", Ok(Route::ApiTest));
         check("GET", "/api/test", Err(405));
         check("GET", "/metrics", Ok(Route::Metrics));
+        check("GET", "/api/history", Ok(Route::ApiHistory));
         check("GET", "/nope", Err(404));
         check("GET", "/static/../settings.bin", Err(404));
         assert_eq!(allowed("/setup"), "GET, HEAD, POST");
@@ -284,6 +289,10 @@ mod tests {
             Access::Session
         );
         assert_eq!(route("GET", "/metrics").unwrap().access(), Access::Status);
+        assert_eq!(
+            route("GET", "/api/history").unwrap().access(),
+            Access::Status
+        );
     }
 
     #[test]

@@ -244,6 +244,7 @@ pub(crate) mod tests {
             checked_at: 100,
             settings_path: "/var/lib/power-snitch/settings.bin".into(),
             nut_dir: "/etc/nut".into(),
+            history: Default::default(),
         }
     }
 

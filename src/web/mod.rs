@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod charts;
 pub mod form;
 pub mod http;
 pub mod metrics;

@@ -359,11 +359,12 @@ pub fn status_live(s: &Shared, now: u64, private: bool) -> String {
     out
 }
 
-pub fn status(f: &Frame, s: &Shared, now: u64) -> String {
+/// The status page; `history` is the charts' section (`charts::section`), after the live part.
+pub fn status(f: &Frame, s: &Shared, now: u64, history: &str) -> String {
     page(
         f,
         &format!(
-            "<h1>Status</h1><div id=\"live\" data-src=\"/status/live\" aria-live=\"polite\">{}</div>",
+            "<h1>Status</h1><div id=\"live\" data-src=\"/status/live\" aria-live=\"polite\">{}</div>{history}",
             status_live(s, now, f.session.is_some())
         ),
     )
