@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod inspect;
 pub mod json;
+pub mod notify;
 pub mod nut;
 pub mod probe;
 pub mod report;
