@@ -4,6 +4,7 @@ pub(crate) mod check;
 pub mod error;
 mod events;
 mod logger;
+mod notify;
 pub(crate) mod probe;
 mod run;
 pub(crate) mod settings;
@@ -86,6 +87,7 @@ pub enum Command {
     Run,
     Events,
     WebPassword,
+    Notify,
     Help,
     Version,
 }
@@ -112,7 +114,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 14] = [
+    pub const ALL: [Command; 15] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -125,6 +127,7 @@ impl Command {
         Command::Run,
         Command::Events,
         Command::WebPassword,
+        Command::Notify,
         Command::Help,
         Command::Version,
     ];
@@ -144,6 +147,7 @@ impl Command {
             Command::Run => "run",
             Command::Events => "events",
             Command::WebPassword => "web-password",
+            Command::Notify => "notify",
             Command::Help => "help",
             Command::Version => "version",
         }
@@ -175,6 +179,7 @@ impl Command {
             Command::Run => [&nut[..], &["--sysfs-root", "--control-socket"], &UPSD].concat(),
             Command::Events => vec!["--control-socket", "--count"],
             Command::WebPassword => vec!["--settings"],
+            Command::Notify => vec!["--settings", "--password-stdin"],
             Command::Help | Command::Version => vec![],
         };
         o.extend_from_slice(GLOBAL_OPTIONS);
@@ -214,6 +219,10 @@ Commands:
   status --agent           the running agent's view: each UPS and upsd connection
   events [-n N]            the running agent's last N events (default 20, at most 256)
   web-password             set the setup page's admin password, read from standard input
+  notify list|add|remove|set|test
+                           notification channels: add NAME webhook|ntfy|smtp|mqtt URL
+                           [min_severity=S user=U ca_file=F from=A to=A] [--password-stdin];
+                           remove NAME; set flap_window=SECS; test NAME sends a test now
   help                     print this text
 
 Options (before or after the command; each command takes those it uses, any other is refused):
@@ -379,6 +388,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "run" => Command::Run,
                     "events" => Command::Events,
                     "web-password" => Command::WebPassword,
+                    "notify" => Command::Notify,
                     "help" => Command::Help,
                     other => return Err(format!("unknown command `{other}`")),
                 })
@@ -492,6 +502,7 @@ pub fn main() -> ExitCode {
         Command::UdevCheck => udev::check(&args),
         Command::Run => run::run(&args),
         Command::Events => Ok(events::run(&args).into()),
+        Command::Notify => notify::run(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),
         #[cfg(not(feature = "web"))]
