@@ -156,15 +156,16 @@ pub fn ups_changes(
         )),
         _ => {}
     }
-    if !had_data(after) {
+    // The first reading is no change: what was wrong before the agent started was told by
+    // the agent that ran then (a restart repeats nothing).
+    if !had_data(after) || !before.seen {
         return;
     }
-    let first = !before.seen;
     let (was, is) = (before.flags, after.flags);
-    let set = |w: &str| is.has(w) && (first || !was.has(w));
-    let cleared = |w: &str| !first && was.has(w) && !is.has(w);
+    let set = |w: &str| is.has(w) && !was.has(w);
+    let cleared = |w: &str| was.has(w) && !is.has(w);
     if set("OB") {
-        *on_battery_since = Some(if first { after.since } else { now });
+        *on_battery_since = Some(now);
         let charge = after
             .charge
             .map_or(String::new(), |c| format!(", battery at {c}%"));
@@ -468,23 +469,29 @@ mod tests {
                 &[(DriverRestored, Info, &back)],
             ],
         );
-        // The first reading tells what is already wrong; it has no outage length to tell.
+        // The first reading is no change (a restart repeats nothing); an outage going on
+        // when the agent started is measured from its first reading.
         check(
-            &[("OB LB RB", "5", 1)],
-            &[&[
-                (
-                    OnBattery,
-                    Warning,
-                    &format!("{U}on battery: utility power is gone, battery at 5%"),
-                ),
-                (LowBattery, Critical, &lb),
-                (ReplaceBattery, Warning, &rb),
-            ]],
+            &[("OB LB RB", "5", 1), ("OL", "5", 31)],
+            &[
+                &[],
+                &[(
+                    OnLine,
+                    Info,
+                    &format!("{U}back on line power after 30 s on battery"),
+                )],
+            ],
         );
         // WAIT after a restart keeps the last state: no "on line" when the data returns.
         check(
-            &[("OB", "50", 1), ("WAIT", "", 5), ("OB", "50", 9)],
             &[
+                ("OL", "50", 0),
+                ("OB", "50", 1),
+                ("WAIT", "", 5),
+                ("OB", "50", 9),
+            ],
+            &[
+                &[],
                 &[(
                     OnBattery,
                     Warning,
