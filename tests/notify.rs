@@ -273,6 +273,42 @@ struct Setup {
 impl Setup {
     /// NUT with one dummy-ups UPS on line power, and settings with it and the channels.
     fn new(name: &str, receiver_port: u16, flap_window: u32) -> Setup {
+        let hook = format!("http://127.0.0.1:{receiver_port}/hook");
+        let topic = format!("http://127.0.0.1:{receiver_port}/ups-topic");
+        let fw = format!("flap_window={flap_window}");
+        Setup::with(
+            name,
+            &[
+                (
+                    &[
+                        "notify",
+                        "add",
+                        "hook",
+                        "webhook",
+                        &hook,
+                        "--password-stdin",
+                    ][..],
+                    Some(KEY),
+                ),
+                (
+                    &[
+                        "notify",
+                        "add",
+                        "phone",
+                        "ntfy",
+                        &topic,
+                        "min_severity=info",
+                    ],
+                    None,
+                ),
+                (&["notify", "set", &fw], None),
+            ],
+        )
+    }
+
+    /// NUT with one dummy-ups UPS on line power, and settings made by these commands (each
+    /// with its standard input).
+    fn with(name: &str, commands: &[(&[&str], Option<&str>)]) -> Setup {
         let mut nut = Nut::new(
             &format!("notify-{name}"),
             &[("ups1", "ups1.dev", "ups.status: OL\nbattery.charge: 100\n")],
@@ -309,44 +345,11 @@ impl Setup {
             &["settings", "set", "--settings", s, "web_listen="],
             None,
         ));
-        let hook = format!("http://127.0.0.1:{receiver_port}/hook");
-        ok(bin(
-            &[
-                "notify",
-                "add",
-                "hook",
-                "webhook",
-                &hook,
-                "--settings",
-                s,
-                "--password-stdin",
-            ],
-            Some(&format!("{KEY}\n")),
-        ));
-        let topic = format!("http://127.0.0.1:{receiver_port}/ups-topic");
-        ok(bin(
-            &[
-                "notify",
-                "add",
-                "phone",
-                "ntfy",
-                &topic,
-                "min_severity=info",
-                "--settings",
-                s,
-            ],
-            None,
-        ));
-        ok(bin(
-            &[
-                "notify",
-                "set",
-                &format!("flap_window={flap_window}"),
-                "--settings",
-                s,
-            ],
-            None,
-        ));
+        for (args, stdin) in commands {
+            let mut a = args.to_vec();
+            a.extend(["--settings", s]);
+            ok(bin(&a, stdin.map(|k| format!("{k}\n")).as_deref()));
+        }
         Setup {
             socket: dir.join("control.sock"),
             dir,
@@ -605,4 +608,316 @@ fn notify_a_bit_flipped_outbox_is_said_and_its_intact_events_delivered() {
     let d2 = decode(&encode(&d)[..encode(&d).len() - 4]);
     assert_eq!(d2.events.len(), 2);
     assert!(d2.problems[0].contains("cut or damaged"));
+}
+
+/// A mosquitto broker on a free port, with one user.
+struct Broker {
+    port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(name: &str) -> Broker {
+        let dir = std::env::temp_dir().join(format!("ps-mqtt-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("passwd");
+        let out = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&pw)
+            .args(["ha", "mqtt-secret"])
+            .output()
+            .expect("mosquitto_passwd runs");
+        assert!(out.status.success(), "{out:?}");
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
+                pw.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "mosquitto does not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { port, child, dir }
+    }
+
+    fn sub(&self, topics: &[&str], extra: &[&str]) -> Command {
+        let mut c = Command::new("mosquitto_sub");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-u",
+            "ha",
+            "-P",
+            "mqtt-secret",
+            "-v",
+        ]);
+        for t in topics {
+            c.args(["-t", t]);
+        }
+        c.args(extra);
+        c
+    }
+
+    /// The retained messages on `topics` now, as (topic, payload).
+    fn retained(&self, topics: &[&str]) -> Vec<(String, String)> {
+        let out = self
+            .sub(topics, &["--retained-only", "-W", "2"])
+            .output()
+            .expect("mosquitto_sub runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Checks a discovery config against Home Assistant's MQTT discovery schema for sensors and
+/// binary sensors: the keys it requires and the types of those we use.
+fn check_discovery(topic: &str, v: &Value, state: &Value, prefix: &str) {
+    let parts: Vec<&str> = topic.split('/').collect();
+    assert_eq!(parts.len(), 5, "{topic}");
+    assert_eq!(parts[0], "homeassistant");
+    assert!(["sensor", "binary_sensor"].contains(&parts[1]), "{topic}");
+    assert_eq!(parts[4], "config");
+    for p in &parts[2..4] {
+        assert!(
+            p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{topic}"
+        );
+    }
+    for k in [
+        "name",
+        "unique_id",
+        "state_topic",
+        "value_template",
+        "availability_topic",
+    ] {
+        assert!(v[k].is_string(), "{topic}: {k} missing in {v}");
+    }
+    assert_eq!(v["availability_topic"], format!("{prefix}/availability"));
+    assert_eq!(v["payload_available"], "online");
+    assert_eq!(v["payload_not_available"], "offline");
+    let ids = v["device"]["identifiers"]
+        .as_array()
+        .expect("device.identifiers");
+    assert!(!ids.is_empty() && ids.iter().all(Value::is_string));
+    assert!(v["device"]["name"].is_string());
+    // The template names a key the state carries.
+    let t = v["value_template"].as_str().unwrap();
+    let key = t
+        .strip_prefix("{{ value_json.")
+        .and_then(|r| r.strip_suffix(" }}"))
+        .unwrap_or_else(|| panic!("{topic}: template {t}"));
+    assert!(
+        state.get(key).is_some(),
+        "{topic}: the state has no {key}: {state}"
+    );
+    if parts[1] == "binary_sensor" {
+        assert_eq!(v["payload_on"], "ON");
+        assert_eq!(v["payload_off"], "OFF");
+        assert!(["ON", "OFF"].contains(&state[key].as_str().unwrap()));
+    } else if v.get("unit_of_measurement").is_some() {
+        assert_eq!(v["state_class"], "measurement");
+    }
+    if let Some(c) = v.get("device_class") {
+        let allowed: &[&str] = if parts[1] == "sensor" {
+            &["battery", "duration", "power_factor", "voltage"]
+        } else {
+            &["battery", "problem", "power"]
+        };
+        assert!(
+            allowed.contains(&c.as_str().unwrap()),
+            "{topic}: device_class {c}"
+        );
+    }
+}
+
+#[test]
+fn notify_mqtt_home_assistant_discovery_state_events_and_the_last_will() {
+    let broker = Broker::start("ha");
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let setup = Setup::with(
+        "mqtt",
+        &[(
+            &[
+                "notify",
+                "add",
+                "ha",
+                "mqtt",
+                &url,
+                "user=ha",
+                "to=ps-test",
+                "--password-stdin",
+            ][..],
+            Some("mqtt-secret"),
+        )],
+    );
+    // "send a test" reports the broker's acknowledgement.
+    let out = bin(
+        &[
+            "notify",
+            "test",
+            "ha",
+            "--settings",
+            setup.settings.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("the broker acknowledged the event on ps-test/event"));
+
+    let mut events = KillOnDrop(
+        broker
+            .sub(&["ps-test/event"], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ev_out = events.0.stdout.take().unwrap();
+    let ev_lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = ev_lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(ev_out).lines() {
+            let Ok(l) = l else { break };
+            sink.lock().unwrap().push(l);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let agent = setup.agent();
+    agent.wait_for(|l| l.contains("ups1: status OL"), Duration::from_secs(10));
+    let t = Instant::now();
+    let retained = loop {
+        let r = broker.retained(&["homeassistant/#", "ps-test/#"]);
+        if r.iter()
+            .filter(|(t, _)| t.starts_with("homeassistant/"))
+            .count()
+            >= 9
+        {
+            break r;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no discovery: {r:?}\n{}",
+            agent.log()
+        );
+    };
+    let get = |t: &str| {
+        retained
+            .iter()
+            .find(|(x, _)| x == t)
+            .map(|(_, p)| p.clone())
+    };
+    assert_eq!(get("ps-test/availability").as_deref(), Some("online"));
+    let state_topic = retained
+        .iter()
+        .find(|(t, _)| t.ends_with("/state"))
+        .map(|(t, _)| t.clone())
+        .expect("a retained state");
+    let state: Value = serde_json::from_str(&get(&state_topic).unwrap()).unwrap();
+    assert_eq!(state["status"], "OL");
+    assert_eq!(state["charge"], 100);
+    assert_eq!(state["on_battery"], "OFF");
+    let configs: Vec<&(String, String)> = retained
+        .iter()
+        .filter(|(t, _)| t.starts_with("homeassistant/"))
+        .collect();
+    assert_eq!(configs.len(), 9, "{configs:?}");
+    let mut uniques = std::collections::BTreeSet::new();
+    for (t, p) in &configs {
+        let v: Value = serde_json::from_str(p).unwrap_or_else(|e| panic!("{t}: {e}: {p}"));
+        check_discovery(t, &v, &state, "ps-test");
+        assert_eq!(v["state_topic"], state_topic.as_str());
+        assert!(uniques.insert(v["unique_id"].as_str().unwrap().to_string()));
+    }
+
+    // On battery: the state changes (retained) and the event comes, with its id.
+    setup.status("OB");
+    let t = Instant::now();
+    loop {
+        let r = broker.retained(&[&state_topic]);
+        if r.first()
+            .is_some_and(|(_, p)| p.contains(r#""on_battery":"ON""#))
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{r:?}");
+    }
+    let t = Instant::now();
+    while !ev_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("on_battery"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            ev_lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let line = ev_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("on_battery"))
+        .unwrap()
+        .clone();
+    let v: Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+    assert!(v["id"].as_str().unwrap().starts_with("ps-"));
+    assert!(!agent.log().contains("mqtt-secret"));
+
+    // Killed, the agent's last will says offline (retained).
+    agent.kill();
+    let t = Instant::now();
+    loop {
+        let r = broker.retained(&["ps-test/availability"]);
+        if r.first().is_some_and(|(_, p)| p == "offline") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{r:?}");
+    }
+    drop(events);
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -560,6 +560,21 @@ async fn watch_upsd(
             Ok(list) => Readings::from_list(list),
             Err(_) => Readings::default(),
         };
+        hub.state(notifications::mqtt::UpsState {
+            source: format!("{name}@{address}"),
+            name: name.clone(),
+            status: slot.state.status_text(),
+            charge: slot.readings.get("battery.charge"),
+            runtime: slot.readings.get("battery.runtime"),
+            load: slot.readings.get("ups.load"),
+            input_voltage: slot.readings.get("input.voltage"),
+            output_voltage: slot.readings.get("output.voltage"),
+            on_battery: slot.state.flags.has("OB"),
+            low_battery: slot.state.flags.has("LB"),
+            replace_battery: slot.state.flags.has("RB"),
+            mfr: slot.readings.mfr.clone(),
+            model: slot.readings.model.clone(),
+        });
         let done = Instant::now();
         slot.polls += 1;
         slot.last_poll = Some(done);

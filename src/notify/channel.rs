@@ -70,7 +70,7 @@ pub async fn send(c: &Channel, q: &Queued, host: &str) -> Result<String, SendErr
         ChannelKind::Webhook => webhook(c, q, host).await,
         ChannelKind::Ntfy => ntfy(c, q, host).await,
         ChannelKind::Smtp => Err(missing("notify-smtp", "e-mail")),
-        ChannelKind::Mqtt => Err(missing("notify-mqtt", "MQTT")),
+        ChannelKind::Mqtt => mqtt_once(c, q, host).await,
     }
 }
 
@@ -78,6 +78,33 @@ fn missing(feature: &str, what: &str) -> SendError {
     SendError::Config(format!(
         "{what} is not in this build (the cargo feature `{feature}`)"
     ))
+}
+
+/// One event over a short MQTT session (for "send a test"; the agent keeps a lasting one).
+#[cfg(feature = "notify-mqtt")]
+async fn mqtt_once(c: &Channel, q: &Queued, host: &str) -> Result<String, SendError> {
+    use super::mqtt;
+    let prefix = super::mqtt_prefix(c);
+    let id = format!("power-snitch-test-{}", mqtt::slug(host));
+    let mut s = mqtt::Session::open(
+        &c.url,
+        c.user.as_deref(),
+        c.secret.as_ref().map(|s| s.0.as_str()),
+        c.ca_file.as_deref(),
+        &prefix,
+        &id,
+    )
+    .await?;
+    let topic = mqtt::event_topic(&prefix);
+    s.publish(&topic, webhook_body(q, host).as_bytes(), false)
+        .await?;
+    s.close().await;
+    Ok(format!("the broker acknowledged the event on {topic}"))
+}
+
+#[cfg(not(feature = "notify-mqtt"))]
+async fn mqtt_once(_: &Channel, _: &Queued, _: &str) -> Result<String, SendError> {
+    Err(missing("notify-mqtt", "MQTT"))
 }
 
 #[cfg(any(feature = "notify-webhook", feature = "notify-ntfy"))]

@@ -15,6 +15,7 @@
 pub mod channel;
 pub mod event;
 pub mod http;
+pub mod mqtt;
 pub mod net;
 pub mod outbox;
 
@@ -47,7 +48,16 @@ pub fn outbox_path(settings_path: &Path) -> std::path::PathBuf {
 enum Cmd {
     Event(Event),
     Configure(NotifySettings),
+    State(mqtt::UpsState),
 }
+
+/// The UPSes' states for MQTT (at most [`MAX_STATES`]), and a wake-up when one changes.
+struct States {
+    list: RefCell<Vec<mqtt::UpsState>>,
+    changed: Notify,
+}
+
+pub const MAX_STATES: usize = 32;
 
 /// Where the agent hands events and settings; cheap to clone.
 #[derive(Clone)]
@@ -68,6 +78,11 @@ impl Hub {
         for e in es {
             self.event(e);
         }
+    }
+
+    /// The UPS's state now (for MQTT's sensors); only a change is published.
+    pub fn state(&self, u: mqtt::UpsState) {
+        let _ = self.tx.try_send(Cmd::State(u));
     }
 
     /// Applies the notification settings (channels started, changed or stopped).
@@ -100,6 +115,10 @@ pub fn start(outbox_path: &Path) -> Hub {
 
 async fn serve(mut rx: mpsc::Receiver<Cmd>, outbox: Rc<RefCell<Outbox>>) {
     let wake = Rc::new(Notify::new());
+    let states = Rc::new(States {
+        list: RefCell::new(Vec::new()),
+        changed: Notify::new(),
+    });
     let mut guard = Guard::new(0);
     let mut running: Vec<Running> = Vec::new();
     let host = channel::hostname();
@@ -118,7 +137,20 @@ async fn serve(mut rx: mpsc::Receiver<Cmd>, outbox: Rc<RefCell<Outbox>>) {
             Some(Cmd::Event(e)) => out.extend(guard.offer(e, now)),
             Some(Cmd::Configure(n)) => {
                 guard.window = u64::from(n.flap_window);
-                reconfigure(&mut running, &n.channels, &outbox, &wake, &host);
+                reconfigure(&mut running, &n.channels, &outbox, &wake, &states, &host);
+            }
+            Some(Cmd::State(u)) => {
+                let mut list = states.list.borrow_mut();
+                let full = list.len() >= MAX_STATES;
+                match list.iter_mut().find(|x| x.source == u.source) {
+                    Some(x) if *x == u => continue,
+                    Some(x) => *x = u,
+                    None if full => continue,
+                    None => list.push(u),
+                }
+                drop(list);
+                states.changed.notify_waiters();
+                continue;
             }
             None => {}
         }
@@ -147,6 +179,7 @@ fn reconfigure(
     wanted: &[Channel],
     outbox: &Rc<RefCell<Outbox>>,
     wake: &Rc<Notify>,
+    states: &Rc<States>,
     host: &str,
 ) {
     running.retain(|r| {
@@ -163,12 +196,23 @@ fn reconfigure(
             continue;
         }
         log::info!("notifications: channel {} ({})", c.name, c.kind.as_str());
-        let task = tokio::task::spawn_local(deliver(
-            c.clone(),
-            outbox.clone(),
-            wake.clone(),
-            host.to_string(),
-        ));
+        let task = match c.kind {
+            #[cfg(feature = "notify-mqtt")]
+            crate::settings::model::ChannelKind::Mqtt => tokio::task::spawn_local(deliver_mqtt(
+                c.clone(),
+                outbox.clone(),
+                wake.clone(),
+                states.clone(),
+                host.to_string(),
+            )),
+            _ => tokio::task::spawn_local(deliver(
+                c.clone(),
+                outbox.clone(),
+                wake.clone(),
+                host.to_string(),
+            )),
+        };
+        let _ = states;
         running.push(Running {
             channel: c.clone(),
             task,
@@ -222,6 +266,107 @@ async fn deliver(c: Channel, outbox: Rc<RefCell<Outbox>>, wake: Rc<Notify>, host
             }
         }
     }
+}
+
+/// One MQTT channel: a lasting session (its last will says `offline`); on each connection
+/// the retained discovery configs and states of every UPS, then each state change (retained)
+/// and each event in order (QoS 1, acknowledged before the outbox moves on); pings while idle.
+#[cfg(feature = "notify-mqtt")]
+async fn deliver_mqtt(
+    c: Channel,
+    outbox: Rc<RefCell<Outbox>>,
+    wake: Rc<Notify>,
+    states: Rc<States>,
+    host: String,
+) {
+    let prefix = mqtt_prefix(&c);
+    let client_id = format!("power-snitch-{}-{}", mqtt::slug(&host), c.name);
+    let wants = |e: &Event| event::passes(c.min_severity, e);
+    let mut pause = RETRY_FIRST;
+    loop {
+        let opened = mqtt::Session::open(
+            &c.url,
+            c.user.as_deref(),
+            c.secret.as_ref().map(|s| s.0.as_str()),
+            c.ca_file.as_deref(),
+            &prefix,
+            &client_id,
+        )
+        .await;
+        let err = match opened {
+            Err(e) => e,
+            Ok(mut s) => {
+                if pause > RETRY_FIRST {
+                    log::warn!("notifications: channel {} delivers again", c.name);
+                }
+                pause = RETRY_FIRST;
+                let mut published: Vec<mqtt::UpsState> = Vec::new();
+                let e = loop {
+                    let notified = wake.notified();
+                    let changed = states.changed.notified();
+                    tokio::pin!(notified, changed);
+                    notified.as_mut().enable();
+                    changed.as_mut().enable();
+                    let now: Vec<mqtt::UpsState> = states.list.borrow().clone();
+                    let mut r = Ok(());
+                    for u in &now {
+                        let old = published.iter().find(|p| p.source == u.source);
+                        if old.is_none() {
+                            for (t, p) in mqtt::discovery(&prefix, u) {
+                                r = r.and(s.publish(&t, p.as_bytes(), true).await);
+                            }
+                        }
+                        if old != Some(u) {
+                            let t = mqtt::state_topic(&prefix, u);
+                            r = r.and(s.publish(&t, mqtt::state_json(u).as_bytes(), true).await);
+                        }
+                    }
+                    if let Err(e) = r {
+                        break e;
+                    }
+                    published = now;
+                    let next = outbox.borrow().next_for(&c.name, wants).cloned();
+                    if let Some(q) = next {
+                        let body = channel::webhook_body(&q, &host);
+                        if let Err(e) = s
+                            .publish(&mqtt::event_topic(&prefix), body.as_bytes(), false)
+                            .await
+                        {
+                            break e;
+                        }
+                        if let Err(e) = outbox.borrow_mut().ack(&c.name, q.seq) {
+                            log::warn!("notifications: {e}");
+                        }
+                        continue;
+                    }
+                    outbox.borrow_mut().pass(&c.name);
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        _ = &mut changed => {}
+                        _ = tokio::time::sleep(mqtt::PING_EVERY) => {
+                            if let Err(e) = s.ping().await {
+                                break e;
+                            }
+                        }
+                    }
+                };
+                s.close().await;
+                e
+            }
+        };
+        log::warn!(
+            "notifications: channel {}: {err}; connecting again in {} s",
+            c.name,
+            pause.as_secs()
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_CAP);
+    }
+}
+
+/// The MQTT channel's topic prefix (its `to`, else `power-snitch`).
+pub fn mqtt_prefix(c: &Channel) -> String {
+    c.to.clone().unwrap_or_else(|| "power-snitch".into())
 }
 
 /// Sends a test event on `c` now (not through the outbox); returns what the receiver said.
