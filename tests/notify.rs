@@ -921,3 +921,173 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// aiosmtpd with STARTTLS required and AUTH (user `ups`), its own self-signed certificate;
+/// each message it takes is a JSON line in `out`.
+const SMTPD: &str = r#"
+import asyncio, json, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                "data": envelope.content.decode(), "tls": session.ssl is not None,
+                "authenticated": session.authenticated}) + "\n")
+        return "250 2.0.0 stored"
+def auth(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"ups" and data.password == b"mail-secret"
+    return AuthResult(success=ok, handled=False)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+c = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=ctx,
+    require_starttls=True, authenticator=auth, auth_require_tls=True, auth_required=True)
+c.start()
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn notify_email_over_starttls_with_auth_to_aiosmtpd() {
+    let dir = std::env::temp_dir().join(format!("ps-smtp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, out) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("mail.jsonl"),
+    );
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(o.status.success(), "{o:?}");
+    let port = free_port();
+    let mut smtpd = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-c", SMTPD, &port.to_string()])
+            .args([&cert, &key, &out])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let mut ready = String::new();
+    BufReader::new(smtpd.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(
+        ready.trim(),
+        "ready",
+        "aiosmtpd (apt install python3-aiosmtpd)"
+    );
+
+    let url = format!("smtp://127.0.0.1:{port}");
+    let ca = format!("ca_file={}", cert.display());
+    let setup = Setup::with(
+        "smtp",
+        &[(
+            &[
+                "notify",
+                "add",
+                "mail",
+                "smtp",
+                &url,
+                "user=ups",
+                &ca,
+                "from=ups@example.org",
+                "to=admin@example.org,ops@example.org",
+                "--password-stdin",
+            ][..],
+            Some("mail-secret"),
+        )],
+    );
+    let s = setup.settings.to_str().unwrap();
+    let o = bin(&["notify", "test", "mail", "--settings", s], None);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("the receiver answered: 250 2.0.0 stored"),
+        "{o:?}"
+    );
+    // Through the agent: on battery arrives as a message.
+    let agent = setup.agent();
+    agent.wait_for(|l| l.contains("ups1: status OL"), Duration::from_secs(10));
+    setup.status("OB");
+    let t = Instant::now();
+    let mails = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let mails: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if mails.len() >= 2 {
+            break mails;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{mails:?}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for m in &mails {
+        assert_eq!(m["tls"], true);
+        assert_eq!(m["authenticated"], true);
+        assert_eq!(m["from"], "ups@example.org");
+        assert_eq!(
+            m["to"],
+            serde_json::json!(["admin@example.org", "ops@example.org"])
+        );
+    }
+    let data = mails[1]["data"].as_str().unwrap();
+    assert!(
+        data.contains("Subject: [warning]") && data.contains("on battery"),
+        "{data}"
+    );
+    assert!(data.contains("X-Power-Snitch-Id: ps-"), "{data}");
+    // A wrong password: the server's refusal, said.
+    let o = bin(
+        &[
+            "notify",
+            "add",
+            "mail",
+            "smtp",
+            &url,
+            "user=ups",
+            &ca,
+            "from=a@b",
+            "to=c@d",
+            "--password-stdin",
+            "--settings",
+            s,
+        ],
+        Some("wrong\n"),
+    );
+    assert!(o.status.success());
+    let o = bin(&["notify", "test", "mail", "--settings", s], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the receiver refused: SMTP AUTH"),
+        "{o:?}"
+    );
+    agent.kill();
+    drop(smtpd);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -69,15 +69,52 @@ pub async fn send(c: &Channel, q: &Queued, host: &str) -> Result<String, SendErr
     match c.kind {
         ChannelKind::Webhook => webhook(c, q, host).await,
         ChannelKind::Ntfy => ntfy(c, q, host).await,
-        ChannelKind::Smtp => Err(missing("notify-smtp", "e-mail")),
+        ChannelKind::Smtp => mail(c, q, host).await,
         ChannelKind::Mqtt => mqtt_once(c, q, host).await,
     }
 }
 
+#[cfg_attr(
+    all(
+        feature = "notify-webhook",
+        feature = "notify-ntfy",
+        feature = "notify-mqtt",
+        feature = "notify-smtp"
+    ),
+    allow(dead_code)
+)]
 fn missing(feature: &str, what: &str) -> SendError {
     SendError::Config(format!(
         "{what} is not in this build (the cargo feature `{feature}`)"
     ))
+}
+
+#[cfg(feature = "notify-smtp")]
+async fn mail(c: &Channel, q: &Queued, host: &str) -> Result<String, SendError> {
+    let subject = format!(
+        "[{}] {}: {}",
+        q.event.severity.as_str(),
+        host,
+        q.event.kind.as_str().replace('_', " ")
+    );
+    super::smtp::send(&super::smtp::Mail {
+        url: &c.url,
+        user: c.user.as_deref(),
+        password: c.secret.as_ref().map(|s| s.0.as_str()),
+        ca_file: c.ca_file.as_deref(),
+        from: c.from.as_deref().unwrap_or(""),
+        to: c.to.as_deref().unwrap_or(""),
+        subject: &subject,
+        id: &q.id,
+        body: &q.event.text,
+        at: q.event.at,
+    })
+    .await
+}
+
+#[cfg(not(feature = "notify-smtp"))]
+async fn mail(_: &Channel, _: &Queued, _: &str) -> Result<String, SendError> {
+    Err(missing("notify-smtp", "e-mail"))
 }
 
 /// One event over a short MQTT session (for "send a test"; the agent keeps a lasting one).

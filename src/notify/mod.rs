@@ -18,6 +18,7 @@ pub mod http;
 pub mod mqtt;
 pub mod net;
 pub mod outbox;
+pub mod smtp;
 
 use std::cell::RefCell;
 use std::path::Path;
