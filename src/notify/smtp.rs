@@ -290,7 +290,7 @@ mod tests {
                     "STARTTLS".into(),
                     "AUTH PLAIN LOGIN".into()
                 ],
-                57
+                54
             )))
         );
         assert_eq!(parse_reply(b"250-a\r\n250 b"), Ok(None));
