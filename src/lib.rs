@@ -6,6 +6,7 @@ pub mod cli;
 pub mod inspect;
 pub mod json;
 pub mod manage;
+pub mod notify;
 pub mod nut;
 pub mod probe;
 pub mod report;

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
+use crate::notify as notifications;
 use crate::nut::diag::Finding;
 use crate::nut::host;
 use crate::nut::version::NutVersion;
@@ -111,6 +112,8 @@ struct Agent {
     /// What the last look found of NUT's directory, its files and the settings file.
     prints: Vec<files::FileState>,
     groups: Vec<Group>,
+    /// Where events worth telling go (never waits).
+    hub: notifications::Hub,
 }
 
 impl Agent {
@@ -203,6 +206,9 @@ impl Agent {
             (new.iter().map(check::describe).collect(), Vec::new())
         } else {
             let (a, g) = check::diff(&self.findings, &new);
+            let mut events = Vec::new();
+            notifications::event::finding_events(&a, unix_now(), &mut events);
+            self.hub.events(events);
             for f in a.iter().take(MAX_LOGGED_FINDINGS) {
                 self.emit(
                     check::level(f.severity),
@@ -306,6 +312,7 @@ impl Agent {
     /// settings changed is reconnected.
     fn apply_settings(&mut self) {
         (self.config.set_log_level)(self.settings.log_level);
+        self.hub.configure(&self.settings.notify);
         for c in &mut self.config.companions {
             c.apply(&self.settings, self.version, &self.shared);
         }
@@ -388,6 +395,7 @@ impl Agent {
             Client::new(target, opts),
             p.credentials.clone(),
             wake.clone(),
+            self.hub.clone(),
         ));
         Group {
             address,
@@ -438,19 +446,37 @@ async fn watch_upsd(
     mut client: Client,
     credentials: Option<(String, Secret)>,
     wake: Rc<Notify>,
+    hub: notifications::Hub,
 ) {
     let source = format!("upsd {address}");
     let mut notes = Vec::with_capacity(16);
+    let mut events = Vec::new();
+    // When each UPS of this upsd went on battery (for the outage's length); one per UPS.
+    let mut on_battery: Vec<(String, Option<u64>)> = Vec::new();
     let mut next_attempt = Instant::now();
     let mut up = false;
     // Feeds the link's state machine; logs what it says; returns its wait (for a failure).
     let link_do = |f: &mut dyn FnMut(&mut Link) -> (Duration, Option<Note>)| {
         let mut sh = shared.borrow_mut();
-        let (wait, n) = sh
-            .links
-            .iter_mut()
-            .find(|l| l.address == address)
-            .map_or((BACKOFF_CAP, None), |l| f(&mut l.link));
+        let (wait, n, event) = sh.links.iter_mut().find(|l| l.address == address).map_or(
+            (BACKOFF_CAP, None, None),
+            |l| {
+                let (up, ever, since) = (l.link.is_up(), l.link.was_up, l.link.since);
+                let (wait, n) = f(&mut l.link);
+                let now = unix_now();
+                let event = notifications::event::link_change(
+                    &address,
+                    up,
+                    l.link.is_up(),
+                    ever,
+                    &l.link.last_error,
+                    now.saturating_sub(since),
+                    now,
+                );
+                (wait, n, event)
+            },
+        );
+        hub.events(event);
         if let Some(n) = n {
             sh.emit(n.level, &source, &n.text);
         }
@@ -532,12 +558,48 @@ async fn watch_upsd(
         else {
             continue;
         };
-        slot.state.observe(reading, unix_now(), &mut notes);
+        let before = slot.state.clone();
+        let now = unix_now();
+        slot.state.observe(reading, now, &mut notes);
+        let ob = match on_battery.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                if on_battery.len() >= 64 {
+                    on_battery.remove(0);
+                }
+                on_battery.push((name.clone(), None));
+                on_battery.len() - 1
+            }
+        };
+        notifications::event::ups_changes(
+            &format!("{name}@{address}"),
+            &before,
+            &slot.state,
+            &mut on_battery[ob].1,
+            now,
+            &mut events,
+        );
+        hub.events(events.drain(..));
         slot.readings = match &r {
             Ok(list) => Readings::from_list(list),
             Err(_) => Readings::default(),
         };
         let sample = crate::state::history::Sample::of(&slot.state, &slot.readings);
+        hub.state(notifications::mqtt::UpsState {
+            source: format!("{name}@{address}"),
+            name: name.clone(),
+            status: slot.state.status_text(),
+            charge: slot.readings.get("battery.charge"),
+            runtime: slot.readings.get("battery.runtime"),
+            load: slot.readings.get("ups.load"),
+            input_voltage: slot.readings.get("input.voltage"),
+            output_voltage: slot.readings.get("output.voltage"),
+            on_battery: slot.state.flags.has("OB"),
+            low_battery: slot.state.flags.has("LB"),
+            replace_battery: slot.state.flags.has("RB"),
+            mfr: slot.readings.mfr.clone(),
+            model: slot.readings.model.clone(),
+        });
         let done = Instant::now();
         slot.polls += 1;
         slot.last_poll = Some(done);
@@ -627,6 +689,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
             sh.emit(Level::Warn, "history", &p);
         }
     }
+    let config_settings_path = config.settings_path.clone();
     let mut agent = Agent {
         config,
         shared: shared.clone(),
@@ -637,6 +700,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         findings: Vec::new(),
         prints: Vec::new(),
         groups: Vec::new(),
+        hub: notifications::start(&notifications::outbox_path(&config_settings_path)),
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);

@@ -6,6 +6,7 @@ pub(crate) mod check;
 pub mod error;
 mod events;
 mod logger;
+mod notify;
 pub(crate) mod probe;
 mod run;
 pub(crate) mod settings;
@@ -96,6 +97,7 @@ pub enum Command {
     Run,
     Events,
     WebPassword,
+    Notify,
     Help,
     Version,
     Undo,
@@ -126,7 +128,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 18] = [
+    pub const ALL: [Command; 19] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -139,6 +141,7 @@ impl Command {
         Command::Run,
         Command::Events,
         Command::WebPassword,
+        Command::Notify,
         Command::Help,
         Command::Version,
         Command::Undo,
@@ -162,6 +165,7 @@ impl Command {
             Command::Run => "run",
             Command::Events => "events",
             Command::WebPassword => "web-password",
+            Command::Notify => "notify",
             Command::Help => "help",
             Command::Version => "version",
             Command::Undo => "undo",
@@ -213,6 +217,7 @@ impl Command {
             .concat(),
             Command::Events => vec!["--control-socket", "--count"],
             Command::WebPassword => vec!["--settings"],
+            Command::Notify => vec!["--settings", "--password-stdin"],
             Command::Help | Command::Version => vec![],
             Command::Undo => [&nut[..], &["--dry-run", "--no-apply"]].concat(),
             // Never --settings: the root side takes NUT's directory from no file the agent writes.
@@ -277,6 +282,10 @@ Commands:
                            verified like any change (an undo can be undone)
   apply-spool              the root side (power-snitch-apply.service): validate and apply the
                            changes of NUT's files the agent proposed
+  notify list|add|remove|set|test
+                           notification channels: add NAME webhook|ntfy|smtp|mqtt URL
+                           [min_severity=S user=U ca_file=F from=A to=A] [--password-stdin];
+                           remove NAME; set flap_window=SECS; test NAME sends a test now
   help                     print this text
 
 Options (before or after the command; each command takes those it uses, any other is refused):
@@ -463,6 +472,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "run" => Command::Run,
                     "events" => Command::Events,
                     "web-password" => Command::WebPassword,
+                    "notify" => Command::Notify,
                     "help" => Command::Help,
                     "undo" => Command::Undo,
                     "apply-spool" => Command::ApplySpool,
@@ -589,6 +599,7 @@ pub fn main() -> ExitCode {
         Command::ApplySpool => apply_spool::run(&args),
         Command::Adopt => adopt::adopt(&args),
         Command::Remove => adopt::remove(&args),
+        Command::Notify => notify::run(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),
         #[cfg(not(feature = "web"))]

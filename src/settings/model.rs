@@ -97,6 +97,8 @@ pub struct Settings {
     /// Whether the status page, its JSON and /metrics may be read without logging in.
     pub web_public_status: bool,
     pub ups: Vec<UpsEntry>,
+    /// Where events are told (notification channels) and the flapping guard.
+    pub notify: NotifySettings,
 }
 
 /// Where the setup page listens by default: this machine only.
@@ -111,6 +113,7 @@ impl Default for Settings {
             web_password: None,
             web_public_status: true,
             ups: Vec::new(),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -282,6 +285,268 @@ fn unknown(key: &str) -> String {
     )
 }
 
+/// How much an event matters; ordered from least to most. A channel takes events of its
+/// `min_severity` and above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Severity, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("a severity is info, warning or critical, not `{s}`"))
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<Severity> {
+        Severity::ALL.get(usize::from(c)).copied()
+    }
+}
+
+/// What kind of receiver a channel talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// A JSON POST to any HTTP(S) receiver, optionally signed (HMAC-SHA256 of the body).
+    Webhook,
+    /// An ntfy topic URL.
+    Ntfy,
+    /// E-mail over SMTP (`smtp://` with STARTTLS, `smtps://` implicit TLS).
+    Smtp,
+    /// MQTT 3.1.1 (`mqtt://`, `mqtts://`), with Home Assistant discovery.
+    Mqtt,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 4] = [
+        ChannelKind::Webhook,
+        ChannelKind::Ntfy,
+        ChannelKind::Smtp,
+        ChannelKind::Mqtt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Ntfy => "ntfy",
+            ChannelKind::Smtp => "smtp",
+            ChannelKind::Mqtt => "mqtt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ChannelKind, String> {
+        ChannelKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("a channel's kind is webhook, ntfy, smtp or mqtt, not `{s}`"))
+    }
+}
+
+/// One notification channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// 1 to 32 of a-z, 0-9, `-`, `_`: how the CLI, the page and the outbox name it.
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Where: `http(s)://` (webhook, ntfy), `smtp(s)://host[:port]`, `mqtt(s)://host[:port]`.
+    pub url: String,
+    pub min_severity: Severity,
+    /// The webhook's HMAC key, ntfy's access token, the SMTP or MQTT password.
+    pub secret: Option<Secret>,
+    /// The SMTP or MQTT user.
+    pub user: Option<String>,
+    /// A PEM file of the authorities (or the receiver's own certificate) to verify TLS with;
+    /// none: the system's CA file.
+    pub ca_file: Option<String>,
+    /// E-mail: the sender and the recipients (comma-separated). MQTT: the topic prefix.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl Channel {
+    pub fn new(name: &str, kind: ChannelKind, url: &str) -> Channel {
+        Channel {
+            name: name.to_string(),
+            kind,
+            url: url.to_string(),
+            min_severity: Severity::Info,
+            secret: None,
+            user: None,
+            ca_file: None,
+            from: None,
+            to: None,
+        }
+    }
+
+    /// The channel as shown to a person: the secret masked.
+    pub fn show(&self) -> String {
+        let mut s = format!(
+            "{} {} {} min_severity={}",
+            self.name,
+            self.kind.as_str(),
+            self.url,
+            self.min_severity.as_str()
+        );
+        for (k, v) in [
+            ("user", &self.user),
+            ("ca_file", &self.ca_file),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!(" {k}={v}"));
+            }
+        }
+        if self.secret.is_some() {
+            s.push_str(" secret=********");
+        }
+        s
+    }
+}
+
+/// Channels at most.
+pub const MAX_CHANNELS: usize = 8;
+/// The flapping guard's window by default, seconds.
+pub const DEFAULT_FLAP_WINDOW: u32 = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// Seconds: a state toggling faster than this is summarised, not repeated; 0 off.
+    pub flap_window: u32,
+    pub channels: Vec<Channel>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            flap_window: DEFAULT_FLAP_WINDOW,
+            channels: Vec::new(),
+        }
+    }
+}
+
+/// Checks a channel's fields (the URL's form is checked where it is used, by its kind).
+pub fn check_channel(c: &Channel) -> Result<(), String> {
+    let name_ok = !c.name.is_empty()
+        && c.name.len() <= 32
+        && c.name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
+    if !name_ok {
+        return Err(format!(
+            "a channel's name is 1 to 32 of a-z, 0-9, - and _, not `{}`",
+            c.name
+        ));
+    }
+    let schemes: &[&str] = match c.kind {
+        ChannelKind::Webhook | ChannelKind::Ntfy => &["http://", "https://"],
+        ChannelKind::Smtp => &["smtp://", "smtps://"],
+        ChannelKind::Mqtt => &["mqtt://", "mqtts://"],
+    };
+    if !schemes.iter().any(|s| c.url.starts_with(s)) || c.url.len() > 1024 {
+        return Err(format!(
+            "channel {}: a {} URL starts with {} (up to 1024 characters)",
+            c.name,
+            c.kind.as_str(),
+            schemes.join(" or ")
+        ));
+    }
+    if c.url
+        .chars()
+        .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        return Err(format!("channel {}: the URL has spaces", c.name));
+    }
+    if c.url[c.url.find("://").map_or(0, |i| i + 3)..]
+        .split('/')
+        .next()
+        .is_some_and(|a| a.contains('@'))
+    {
+        return Err(format!(
+            "channel {}: put the user in `user` and the password in the secret, not in the URL",
+            c.name
+        ));
+    }
+    for (k, v) in [
+        ("user", &c.user),
+        ("ca_file", &c.ca_file),
+        ("from", &c.from),
+        ("to", &c.to),
+    ] {
+        if let Some(v) = v {
+            if v.is_empty() || v.len() > 512 || v.chars().any(|ch| ch.is_control()) {
+                return Err(format!(
+                    "channel {}: {k} is 1 to 512 characters on one line",
+                    c.name
+                ));
+            }
+        }
+    }
+    if c.ca_file.as_deref().is_some_and(|f| !f.starts_with('/')) {
+        return Err(format!("channel {}: ca_file is an absolute path", c.name));
+    }
+    if c.kind == ChannelKind::Smtp && (c.from.is_none() || c.to.is_none()) {
+        return Err(format!(
+            "channel {}: e-mail needs from and to (the sender and the recipients)",
+            c.name
+        ));
+    }
+    if let Some(s) = &c.secret {
+        if s.0.len() > 512 || s.0.chars().any(|ch| ch.is_control()) {
+            return Err(format!(
+                "channel {}: the secret is up to 512 characters on one line",
+                c.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl NotifySettings {
+    /// Adds or replaces a channel by name.
+    pub fn put(&mut self, c: Channel) -> Result<(), String> {
+        check_channel(&c)?;
+        let full = self.channels.len() >= MAX_CHANNELS;
+        match self.channels.iter_mut().find(|x| x.name == c.name) {
+            Some(x) => *x = c,
+            None if full => return Err(format!("at most {MAX_CHANNELS} channels")),
+            None => self.channels.push(c),
+        }
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Result<(), String> {
+        let n = self.channels.len();
+        self.channels.retain(|c| c.name != name);
+        if self.channels.len() == n {
+            return Err(format!("no channel named `{name}`"));
+        }
+        Ok(())
+    }
+
+    pub fn set_flap_window(&mut self, v: &str) -> Result<(), String> {
+        self.flap_window = number("flap_window", v, 0, 3600)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +581,45 @@ mod tests {
         u.set_password("hunter2").unwrap();
         assert!(!format!("{u:?}").contains("hunter2"));
         assert_eq!(u.show("nut_password"), "********");
+    }
+
+    #[test]
+    fn notify_channels_are_checked_and_secrets_never_shown() {
+        let mut n = NotifySettings::default();
+        let mut c = Channel::new("hook", ChannelKind::Webhook, "https://example.org/h");
+        c.secret = Some(Secret("k3y".into()));
+        n.put(c.clone()).unwrap();
+        assert!(!c.show().contains("k3y"));
+        assert!(!format!("{n:?}").contains("k3y"));
+        for (mut bad, why) in [
+            (
+                Channel::new("Bad Name", ChannelKind::Ntfy, "https://ntfy.sh/t"),
+                "name",
+            ),
+            (
+                Channel::new("m", ChannelKind::Mqtt, "http://broker"),
+                "mqtt:// or mqtts://",
+            ),
+            (
+                Channel::new("m", ChannelKind::Mqtt, "mqtt://u:pw@broker"),
+                "not in the URL",
+            ),
+            (
+                Channel::new("e", ChannelKind::Smtp, "smtp://mail:587"),
+                "from and to",
+            ),
+        ] {
+            bad.ca_file = None;
+            assert!(n.put(bad).unwrap_err().contains(why), "{why}");
+        }
+        c.ca_file = Some("relative.pem".into());
+        assert!(n.put(c).unwrap_err().contains("absolute"));
+        assert!(n.remove("nope").is_err());
+        n.remove("hook").unwrap();
+        assert!(n.set_flap_window("3601").is_err());
+        n.set_flap_window("0").unwrap();
+        for k in ChannelKind::ALL {
+            assert_eq!(ChannelKind::parse(k.as_str()), Ok(k));
+        }
     }
 }

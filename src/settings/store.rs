@@ -457,7 +457,40 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<(String, String, String)> 
             ));
         }
     }
+    notify_changes(old, new, &mut out);
     out
+}
+
+/// The notification settings' changes, a channel's secret masked.
+fn notify_changes(old: &Settings, new: &Settings, out: &mut Vec<(String, String, String)>) {
+    let (a, b) = (&old.notify, &new.notify);
+    if a.flap_window != b.flap_window {
+        out.push((
+            "notify.flap_window".into(),
+            a.flap_window.to_string(),
+            b.flap_window.to_string(),
+        ));
+    }
+    for c in &b.channels {
+        let key = format!("notify.channel[{}]", c.name);
+        match a.channels.iter().find(|o| o.name == c.name) {
+            None => out.push((key, "(none)".into(), c.show())),
+            Some(o) if o == c => {}
+            Some(o) if o.secret != c.secret && o.show() == c.show() => {
+                out.push((key, "secret ********".into(), "(changed)".into()))
+            }
+            Some(o) => out.push((key, o.show(), c.show())),
+        }
+    }
+    for o in &a.channels {
+        if !b.channels.iter().any(|c| c.name == o.name) {
+            out.push((
+                format!("notify.channel[{}]", o.name),
+                o.show(),
+                "removed".into(),
+            ));
+        }
+    }
 }
 
 /// The history with `changes` appended, keeping its last [`LOG_LINES`] lines.

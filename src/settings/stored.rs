@@ -8,11 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{LogLevel, Secret, Settings, UpsEntry};
+use super::model::{
+    Channel, ChannelKind, LogLevel, NotifySettings, Secret, Settings, Severity, UpsEntry,
+};
 use crate::upsd::tls::TlsMode;
 
 pub const MAGIC: &[u8; 4] = b"PSNT";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 const HEADER: usize = 4 + 2 + 4 + 4;
 /// A settings file is small; anything larger is not ours.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -37,6 +39,39 @@ struct V2 {
     web_password: Option<String>,
     web_public_status: bool,
     ups: Vec<UpsV1>,
+}
+
+/// Format version 3: version 2 plus the notification channels and the flapping guard.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct V3 {
+    nut_conf_dir: String,
+    log_level: u8,
+    web_listen: String,
+    web_password: Option<String>,
+    web_public_status: bool,
+    ups: Vec<UpsV1>,
+    notify: NotifyV1,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Default)]
+struct NotifyV1 {
+    flap_window: u32,
+    channels: Vec<ChannelV1>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct ChannelV1 {
+    name: String,
+    /// ChannelKind::ALL's index.
+    kind: u8,
+    url: String,
+    /// Severity's code.
+    min_severity: u8,
+    secret: Option<String>,
+    user: Option<String>,
+    ca_file: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -120,7 +155,7 @@ fn level_code(l: LogLevel) -> u8 {
 }
 
 pub fn encode(s: &Settings) -> Vec<u8> {
-    let v2 = V2 {
+    let v3 = V3 {
         nut_conf_dir: s.nut_conf_dir.clone(),
         log_level: level_code(s.log_level),
         web_listen: s.web_listen.clone(),
@@ -143,9 +178,31 @@ pub fn encode(s: &Settings) -> Vec<u8> {
                 poll_interval: u.poll_interval,
             })
             .collect(),
+        notify: NotifyV1 {
+            flap_window: s.notify.flap_window,
+            channels: s
+                .notify
+                .channels
+                .iter()
+                .map(|c| ChannelV1 {
+                    name: c.name.clone(),
+                    kind: ChannelKind::ALL
+                        .iter()
+                        .position(|k| *k == c.kind)
+                        .unwrap_or(0) as u8,
+                    url: c.url.clone(),
+                    min_severity: c.min_severity.code(),
+                    secret: c.secret.as_ref().map(|p| p.0.clone()),
+                    user: c.user.clone(),
+                    ca_file: c.ca_file.clone(),
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                })
+                .collect(),
+        },
     };
     let payload =
-        postcard::to_allocvec(&v2).expect("serializing plain data into memory cannot fail");
+        postcard::to_allocvec(&v3).expect("serializing plain data into memory cannot fail");
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -153,6 +210,19 @@ pub fn encode(s: &Settings) -> Vec<u8> {
     out.extend_from_slice(&crc32(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
     out
+}
+
+/// The payload as one version's struct, all of it (bytes left over mean another version's
+/// payload: the version number in the header is damaged).
+fn exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    match postcard::take_from_bytes(payload) {
+        Ok((v, [])) => Ok(v),
+        Ok((_, rest)) => Err(DecodeError::Payload(format!(
+            "{} bytes left over: the format version does not fit the content",
+            rest.len()
+        ))),
+        Err(e) => Err(DecodeError::Payload(e.to_string())),
+    }
 }
 
 /// Reads a settings file. Also returns the format version it was written in.
@@ -182,11 +252,15 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
     if crc32(payload) != crc {
         return Err(DecodeError::Checksum);
     }
-    let payload_error = |e: postcard::Error| DecodeError::Payload(e.to_string());
-    // Each version has its struct; older ones are converted to the newest here.
+    // Each version has its struct; older ones are converted to the newest here (versions 1
+    // and 2 had no notifications: the defaults).
+    let mut notify = NotifyV1 {
+        flap_window: NotifySettings::default().flap_window,
+        channels: Vec::new(),
+    };
     let v2: V2 = match version {
         1 => {
-            let v1: V1 = postcard::from_bytes(payload).map_err(payload_error)?;
+            let v1: V1 = exact(payload)?;
             V2 {
                 nut_conf_dir: v1.nut_conf_dir,
                 log_level: v1.log_level,
@@ -202,7 +276,43 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
                 ups: v1.ups,
             }
         }
-        _ => postcard::from_bytes(payload).map_err(payload_error)?,
+        2 => exact(payload)?,
+        _ => {
+            let v3: V3 = exact(payload)?;
+            notify = v3.notify;
+            V2 {
+                nut_conf_dir: v3.nut_conf_dir,
+                log_level: v3.log_level,
+                web_listen: v3.web_listen,
+                web_password: v3.web_password,
+                web_public_status: v3.web_public_status,
+                ups: v3.ups,
+            }
+        }
+    };
+    let notify = NotifySettings {
+        flap_window: notify.flap_window,
+        channels: notify
+            .channels
+            .into_iter()
+            .map(|c| {
+                Ok(Channel {
+                    kind: *ChannelKind::ALL.get(usize::from(c.kind)).ok_or_else(|| {
+                        DecodeError::Payload(format!("unknown channel kind {}", c.kind))
+                    })?,
+                    min_severity: Severity::from_code(c.min_severity).ok_or_else(|| {
+                        DecodeError::Payload(format!("unknown severity {}", c.min_severity))
+                    })?,
+                    name: c.name,
+                    url: c.url,
+                    secret: c.secret.map(Secret),
+                    user: c.user,
+                    ca_file: c.ca_file,
+                    from: c.from,
+                    to: c.to,
+                })
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?,
     };
     let tls = |c: u8| match c {
         0 => Ok(TlsMode::Off),
@@ -241,6 +351,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
             web_password: v2.web_password.map(Secret),
             web_public_status: v2.web_public_status,
             ups,
+            notify,
         },
         version,
     ))
@@ -288,10 +399,10 @@ mod tests {
         }
     }
 
-    /// The committed file of the current format version, written when asked
-    /// (`WRITE_SETTINGS_FIXTURE=1`): while version 2 is current, the encoder writes exactly it.
+    /// A version 2 file (the committed fixture) reads as the same settings, with no
+    /// notification channels and the default flapping guard.
     #[test]
-    fn version_2_fixture_matches_this_encoder() {
+    fn version_2_file_migrates() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures-settings/v2-one-ups.bin"
@@ -299,11 +410,36 @@ mod tests {
         let mut s = sample(1);
         s.web_password = Some(Secret("pbkdf2-sha256$1000$00ff$abcd".into()));
         s.web_public_status = false;
+        assert_eq!(decode(&std::fs::read(path).unwrap()).unwrap(), (s, 2));
+    }
+
+    /// The committed file of the current format version, written when asked
+    /// (`WRITE_SETTINGS_FIXTURE=1`): while version 3 is current, the encoder writes exactly it.
+    #[test]
+    fn version_3_fixture_matches_this_encoder() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures-settings/v3-one-ups-two-channels.bin"
+        );
+        let mut s = sample(1);
+        s.web_password = Some(Secret("pbkdf2-sha256$1000$00ff$abcd".into()));
+        s.web_public_status = false;
+        s.notify.flap_window = 30;
+        let mut hook = Channel::new("hook", ChannelKind::Webhook, "https://example.org/hook");
+        hook.secret = Some(Secret("hmac-key".into()));
+        hook.min_severity = Severity::Warning;
+        let mut mail = Channel::new("mail", ChannelKind::Smtp, "smtp://mail.example.org:587");
+        mail.user = Some("ups".into());
+        mail.secret = Some(Secret("mail-pw".into()));
+        mail.ca_file = Some("/etc/ssl/mail-ca.pem".into());
+        mail.from = Some("ups@example.org".into());
+        mail.to = Some("admin@example.org".into());
+        s.notify.channels = vec![hook, mail];
         if std::env::var_os("WRITE_SETTINGS_FIXTURE").is_some() {
             std::fs::write(path, encode(&s)).unwrap();
         }
         assert_eq!(std::fs::read(path).unwrap(), encode(&s));
-        assert_eq!(decode(&encode(&s)).unwrap(), (s, 2));
+        assert_eq!(decode(&encode(&s)).unwrap(), (s, 3));
     }
 
     /// A version 1 file reads as the same settings, with the fields version 2 added at their
