@@ -1082,7 +1082,10 @@ fn adopt_a_found_ups_from_a_fresh_nut_write_the_settings_into_nut_and_remove_it(
     use power_snitch::settings::store;
     let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
     let dir = fresh("adopt");
-    let running = Running { dir: dir.clone() };
+    let running = Running {
+        dir: dir.clone(),
+        upsmon: true,
+    };
     let mut run = running.runner();
     let sim = megatec();
     let port = free_port();
@@ -1295,7 +1298,10 @@ fn the_page_previews_and_adopts_a_found_ups_and_a_forged_request_changes_nothing
     use common::web::{bin, Agent};
     let _one = UPSMON.lock().unwrap_or_else(|e| e.into_inner());
     let dir = fresh("page");
-    let _running = Running { dir: dir.clone() };
+    let _running = Running {
+        dir: dir.clone(),
+        upsmon: true,
+    };
     let mut sim = megatec();
     sim.release();
     let port = free_port();
