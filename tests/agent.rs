@@ -605,7 +605,7 @@ fn agent_unit_file_verifies() {
         "WatchdogSec=30",
         "Restart=on-failure",
         "User=power-snitch",
-        "SupplementaryGroups=nut",
+        "SupplementaryGroups=nut dialout",
         "StateDirectory=power-snitch",
         "RuntimeDirectory=power-snitch",
         "ProtectSystem=strict",
