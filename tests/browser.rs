@@ -477,6 +477,36 @@ fn browser_logs_in_saves_the_poll_interval_and_tests_the_connection() {
     b.go("/check");
     b.wait("#sync");
     b.shot("check", 1100);
+
+    // The UPS found that no section serves (the captured tree's USB UPS): Adopt… shows the
+    // change first, the diff of each file with the new password masked; nothing is written.
+    let files = || {
+        ["ups.conf", "upsd.users", "upsmon.conf", "nut.conf"]
+            .map(|f| std::fs::read(_nut.dir.join(f)).unwrap_or_default())
+    };
+    let before = files();
+    b.wait("#adopt form button");
+    b.click("#adopt form button");
+    b.wait("pre.diff");
+    let preview = b.text("main");
+    assert!(preview.contains("driver = usbhid-ups"), "{preview}");
+    assert!(preview.contains("password = ********"), "{preview}");
+    assert!(b.find("form input[name=confirm][value=yes]").is_some());
+    b.shot("adopt-preview", 1100);
+    assert_eq!(files(), before, "a preview writes nothing");
+    // Confirmed: that UPS is only in the captured tree, so its driver cannot start; the change
+    // is rolled back, the page says so with NUT's words, and the UPS already served stays.
+    b.click("form[action='/nut/adopt'] button");
+    b.wait("h1.failed");
+    let failed = b.text("main");
+    assert!(failed.contains("not done"), "{failed}");
+    assert!(failed.contains("the previous files are back"), "{failed}");
+    b.shot("adopt-rolled-back", 1100);
+    assert_eq!(
+        files(),
+        before,
+        "the rolled-back change leaves the files as they were"
+    );
     b.go("/");
     b.wait(".card.ups .badge.ok[title=OL]");
     b.wait("#history figure.chart svg");

@@ -35,11 +35,8 @@ pub fn run(args: &Args) -> Result<Output, CommandError> {
         Installed::detect(common.nut_version),
     )?;
     plan.require_nut_dir()?;
-    let r = manage::propose(
-        &plan,
+    let r = crate::inspect::adopt::propose(&plan, mode, Path::new(spool::DEFAULT_SPOOL))(
         manage::undo_request(),
-        mode,
-        Path::new(spool::DEFAULT_SPOOL),
     );
     finish(r, mode, common.format)
 }

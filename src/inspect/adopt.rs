@@ -21,7 +21,14 @@ pub fn propose<'a>(
     mode: Mode,
     spool: &'a Path,
 ) -> impl FnMut(Proposal) -> Result<Outcome, ManageError> + 'a {
-    move |p| manage::propose(plan, p, mode, spool)
+    move |p| {
+        let nut = manage::Nut::at(
+            &plan.nut_dir,
+            plan.installed.version,
+            plan.installed.drivers.clone(),
+        );
+        manage::propose(&nut, plan.installed.driver_dir.as_deref(), p, mode, spool)
+    }
 }
 use crate::nut::edit::{self, AdoptRequest, EditError, SectionSpec, SyncRequest};
 use crate::nut::{NUT_CONF, UPSD_CONF, UPSD_USERS, UPSMON_CONF, UPS_CONF};

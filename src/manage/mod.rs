@@ -226,15 +226,6 @@ pub struct Nut {
 }
 
 impl Nut {
-    /// The NUT of the application layer's plan.
-    pub fn from_plan(plan: &crate::inspect::plan::Plan) -> Nut {
-        Nut::at(
-            &plan.nut_dir,
-            plan.installed.version,
-            plan.installed.drivers.clone(),
-        )
-    }
-
     /// NUT at `dir`, with this host's `nut` account.
     pub fn at(dir: &Path, version: NutVersion, host_drivers: Option<Vec<String>>) -> Nut {
         let daemon = crate::nut::host::account("nut");
@@ -629,20 +620,21 @@ pub fn may_write(dir: &Path) -> bool {
 /// The face's entry point: the change made here when this process may write NUT's directory
 /// (with NUT's systemd units for `Mode::Apply`), else handed to the root side through the
 /// spool at `spool_dir` and its result awaited.
+/// `driver_dir` is where NUT's programs are, for running them directly.
 pub fn propose(
-    plan: &crate::inspect::plan::Plan,
+    nut: &Nut,
+    driver_dir: Option<&Path>,
     proposal: Proposal,
     mode: Mode,
     spool_dir: &Path,
 ) -> Result<Outcome, ManageError> {
-    let nut = Nut::from_plan(plan);
     if may_write(&nut.dir) {
-        let mut runner = native_runner(plan);
+        let mut runner = native_runner(&nut.dir, driver_dir);
         let apply = Apply {
             runner: runner.as_mut(),
             verify_timeout: verify::TIMEOUT,
         };
-        return change(&nut, &proposal, mode, Some(apply));
+        return change(nut, &proposal, mode, Some(apply));
     }
     let mut proposal = proposal;
     if proposal.base.is_empty() && !proposal.undo {
@@ -655,26 +647,17 @@ pub fn propose(
 /// directly (a container, a board without systemd) with NUT's directory, `$NUT_STATEPATH`
 /// (default /run/nut), the installed driver directory, and `$POWER_SNITCH_NUT_USER` as the
 /// account they run as (default: NUT's own).
-pub fn native_runner(plan: &crate::inspect::plan::Plan) -> Box<dyn Runner> {
+pub fn native_runner(nut_dir: &Path, driver_dir: Option<&Path>) -> Box<dyn Runner> {
     if Path::new("/run/systemd/system").is_dir() {
         return Box::new(run::Systemd::detect());
     }
     let state =
         std::env::var_os("NUT_STATEPATH").map_or_else(|| PathBuf::from("/run/nut"), PathBuf::from);
-    let drivers = plan
-        .installed
-        .driver_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/lib/nut"));
+    let drivers = driver_dir.unwrap_or(Path::new("/lib/nut"));
     let user = std::env::var("POWER_SNITCH_NUT_USER")
         .ok()
         .filter(|u| !u.is_empty());
-    Box::new(run::Direct::new(
-        &plan.nut_dir,
-        &state,
-        &drivers,
-        user.as_deref(),
-    ))
+    Box::new(run::Direct::new(nut_dir, &state, drivers, user.as_deref()))
 }
 
 /// A finding's code from its name (for results read back from the spool).

@@ -209,6 +209,8 @@ impl Runner for Direct {
                 self.wait_gone(&self.state_dir.join("upsd.pid"));
                 self.program(&a.unit, "upsd", &[], true)
             }
+            // A daemon that does not run has nothing to reload (whether it runs follows MODE).
+            (Unit::Upsd, Op::Reload) if !runs(&self.state_dir.join("upsd.pid")) => Ok(()),
             (Unit::Upsd, Op::Reload) => self.program(&a.unit, "upsd", &["-c", "reload"], true),
             (Unit::Upsmon, Op::Start) => self.program(&a.unit, "upsmon", &[], true),
             (Unit::Upsmon, Op::Stop) => {
@@ -221,6 +223,7 @@ impl Runner for Direct {
                 self.wait_gone(&self.upsmon_pid.clone());
                 self.program(&a.unit, "upsmon", &[], true)
             }
+            (Unit::Upsmon, Op::Reload) if !runs(&self.upsmon_pid) => Ok(()),
             (Unit::Upsmon, Op::Reload) => self.program(&a.unit, "upsmon", &["-c", "reload"], true),
         }
     }
@@ -232,6 +235,15 @@ impl Runner for Direct {
             .map(|(_, t)| last_lines(t))
             .unwrap_or_default()
     }
+}
+
+/// Whether the process whose PID file is `path` runs.
+fn runs(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
 
 /// Where NUT installs upsdrvctl (a program, not a wrapper, in every release).

@@ -119,7 +119,7 @@ impl Nut {
         self.upsd = Some(supervised(
             &self.dir,
             &format!("{LIBEXEC}/upsd"),
-            &["-F", "-u", "root"],
+            &["-FF", "-u", "root"],
         ));
         // Wait for the port to accept.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -143,6 +143,8 @@ impl Nut {
             assert!(Instant::now() < deadline, "upsd did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Killed, it leaves its PID file (-FF writes one, so `upsd -c reload` finds it).
+        let _ = std::fs::remove_file(self.dir.join("upsd.pid"));
     }
 
     pub fn target(&self, ups: &str) -> String {

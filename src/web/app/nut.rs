@@ -227,7 +227,7 @@ impl App {
             (Err(e), _) => {
                 let _ = write!(
                     b,
-                    "<h1>{}: not done</h1><pre>{}</pre>",
+                    "<h1 class=\"failed\">{}: not done</h1><pre>{}</pre>",
                     esc(ask.verb()),
                     esc(&e.to_string())
                 );
