@@ -99,6 +99,43 @@ pub struct Settings {
     pub ups: Vec<UpsEntry>,
     /// Where events are told (notification channels) and the flapping guard.
     pub notify: NotifySettings,
+    /// Whether the agent restarts a driver whose data stays stale or that stays disconnected
+    /// while its device is present (with a back-off and a cap per hour).
+    pub self_heal: bool,
+    /// Whether the agent adopts the one UPS found when NUT serves none, without a click.
+    pub auto_adopt: bool,
+    /// The battery self-test the agent runs on each UPS that offers it: every so many days
+    /// (0: never) and which test.
+    pub battery_test_every: u16,
+    pub battery_test_kind: BatteryTest,
+}
+
+/// A battery self-test the agent may schedule (never one that cuts power).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatteryTest {
+    /// `test.battery.start.quick`
+    Quick,
+    /// `test.battery.start.deep`
+    Deep,
+}
+
+impl BatteryTest {
+    pub const ALL: [BatteryTest; 2] = [BatteryTest::Quick, BatteryTest::Deep];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatteryTest::Quick => "quick",
+            BatteryTest::Deep => "deep",
+        }
+    }
+
+    /// The instant command that starts it.
+    pub fn command(self) -> &'static str {
+        match self {
+            BatteryTest::Quick => "test.battery.start.quick",
+            BatteryTest::Deep => "test.battery.start.deep",
+        }
+    }
 }
 
 /// Where the setup page listens by default: this machine only.
@@ -114,6 +151,10 @@ impl Default for Settings {
             web_public_status: true,
             ups: Vec::new(),
             notify: NotifySettings::default(),
+            self_heal: true,
+            auto_adopt: false,
+            battery_test_every: 0,
+            battery_test_kind: BatteryTest::Quick,
         }
     }
 }
@@ -125,6 +166,10 @@ pub const AGENT_KEYS: &[&str] = &[
     "log_level",
     "web_listen",
     "web_public_status",
+    "self_heal",
+    "auto_adopt",
+    "battery_test_every",
+    "battery_test_kind",
 ];
 pub const UPS_KEYS: &[&str] = &[
     "nut_device_name",
@@ -188,12 +233,15 @@ impl Settings {
                 }
                 self.web_listen = v.to_string();
             }
-            "web_public_status" => {
-                self.web_public_status = match v {
-                    "yes" | "true" | "on" => true,
-                    "no" | "false" | "off" => false,
-                    _ => return Err(format!("web_public_status is yes or no, not `{v}`")),
-                }
+            "web_public_status" => self.web_public_status = yes_no(key, v)?,
+            "self_heal" => self.self_heal = yes_no(key, v)?,
+            "auto_adopt" => self.auto_adopt = yes_no(key, v)?,
+            "battery_test_every" => self.battery_test_every = number(key, v, 0, 366)?,
+            "battery_test_kind" => {
+                self.battery_test_kind = BatteryTest::ALL
+                    .into_iter()
+                    .find(|t| t.as_str() == v)
+                    .ok_or_else(|| format!("battery_test_kind is quick or deep, not `{v}`"))?
             }
             _ => return Err(unknown(key)),
         }
@@ -271,10 +319,26 @@ impl Settings {
             "nut_conf_dir" => self.nut_conf_dir.clone(),
             "log_level" => self.log_level.as_str().to_string(),
             "web_listen" => self.web_listen.clone(),
-            "web_public_status" => if self.web_public_status { "yes" } else { "no" }.to_string(),
+            "web_public_status" => yes(self.web_public_status),
+            "self_heal" => yes(self.self_heal),
+            "auto_adopt" => yes(self.auto_adopt),
+            "battery_test_every" => self.battery_test_every.to_string(),
+            "battery_test_kind" => self.battery_test_kind.as_str().to_string(),
             _ => String::new(),
         }
     }
+}
+
+fn yes_no(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("{key} is yes or no, not `{v}`")),
+    }
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
 }
 
 fn unknown(key: &str) -> String {

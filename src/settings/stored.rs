@@ -9,12 +9,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    Channel, ChannelKind, LogLevel, NotifySettings, Secret, Settings, Severity, UpsEntry,
+    BatteryTest, Channel, ChannelKind, LogLevel, NotifySettings, Secret, Settings, Severity,
+    UpsEntry,
 };
 use crate::upsd::tls::TlsMode;
 
 pub const MAGIC: &[u8; 4] = b"PSNT";
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 const HEADER: usize = 4 + 2 + 4 + 4;
 /// A settings file is small; anything larger is not ours.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -51,6 +52,29 @@ struct V3 {
     web_public_status: bool,
     ups: Vec<UpsV1>,
     notify: NotifyV1,
+}
+
+/// Format version 4: version 3 plus what the agent does by itself: self-healing of drivers,
+/// adopting the one UPS found, the battery self-test's schedule.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct V4 {
+    nut_conf_dir: String,
+    log_level: u8,
+    web_listen: String,
+    web_password: Option<String>,
+    web_public_status: bool,
+    ups: Vec<UpsV1>,
+    notify: NotifyV1,
+    auto: AutoV1,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct AutoV1 {
+    self_heal: bool,
+    auto_adopt: bool,
+    battery_test_every: u16,
+    /// BatteryTest::ALL's index.
+    battery_test_kind: u8,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq, Default)]
@@ -155,7 +179,7 @@ fn level_code(l: LogLevel) -> u8 {
 }
 
 pub fn encode(s: &Settings) -> Vec<u8> {
-    let v3 = V3 {
+    let v4 = V4 {
         nut_conf_dir: s.nut_conf_dir.clone(),
         log_level: level_code(s.log_level),
         web_listen: s.web_listen.clone(),
@@ -200,9 +224,18 @@ pub fn encode(s: &Settings) -> Vec<u8> {
                 })
                 .collect(),
         },
+        auto: AutoV1 {
+            self_heal: s.self_heal,
+            auto_adopt: s.auto_adopt,
+            battery_test_every: s.battery_test_every,
+            battery_test_kind: BatteryTest::ALL
+                .iter()
+                .position(|t| *t == s.battery_test_kind)
+                .unwrap_or(0) as u8,
+        },
     };
     let payload =
-        postcard::to_allocvec(&v3).expect("serializing plain data into memory cannot fail");
+        postcard::to_allocvec(&v4).expect("serializing plain data into memory cannot fail");
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -253,7 +286,14 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
         return Err(DecodeError::Checksum);
     }
     // Each version has its struct; older ones are converted to the newest here (versions 1
-    // and 2 had no notifications: the defaults).
+    // and 2 had no notifications, versions 1 to 3 nothing done by itself: the defaults).
+    let defaults = Settings::default();
+    let mut auto = AutoV1 {
+        self_heal: defaults.self_heal,
+        auto_adopt: defaults.auto_adopt,
+        battery_test_every: defaults.battery_test_every,
+        battery_test_kind: 0,
+    };
     let mut notify = NotifyV1 {
         flap_window: NotifySettings::default().flap_window,
         channels: Vec::new(),
@@ -277,9 +317,22 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
             }
         }
         2 => exact(payload)?,
-        _ => {
+        3 => {
             let v3: V3 = exact(payload)?;
             notify = v3.notify;
+            V2 {
+                nut_conf_dir: v3.nut_conf_dir,
+                log_level: v3.log_level,
+                web_listen: v3.web_listen,
+                web_password: v3.web_password,
+                web_public_status: v3.web_public_status,
+                ups: v3.ups,
+            }
+        }
+        _ => {
+            let v3: V4 = exact(payload)?;
+            notify = v3.notify;
+            auto = v3.auto;
             V2 {
                 nut_conf_dir: v3.nut_conf_dir,
                 log_level: v3.log_level,
@@ -352,6 +405,14 @@ pub fn decode(bytes: &[u8]) -> Result<(Settings, u16), DecodeError> {
             web_public_status: v2.web_public_status,
             ups,
             notify,
+            self_heal: auto.self_heal,
+            auto_adopt: auto.auto_adopt,
+            battery_test_every: auto.battery_test_every,
+            battery_test_kind: *BatteryTest::ALL
+                .get(usize::from(auto.battery_test_kind))
+                .ok_or_else(|| {
+                    DecodeError::Payload(format!("unknown battery test {}", auto.battery_test_kind))
+                })?,
         },
         version,
     ))
@@ -413,14 +474,41 @@ mod tests {
         assert_eq!(decode(&std::fs::read(path).unwrap()).unwrap(), (s, 2));
     }
 
-    /// The committed file of the current format version, written when asked
-    /// (`WRITE_SETTINGS_FIXTURE=1`): while version 3 is current, the encoder writes exactly it.
+    /// A version 3 file (the committed fixture) reads as the same settings, with what the
+    /// agent does by itself at its defaults.
     #[test]
-    fn version_3_fixture_matches_this_encoder() {
+    fn version_3_file_migrates() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures-settings/v3-one-ups-two-channels.bin"
         );
+        assert_eq!(
+            decode(&std::fs::read(path).unwrap()).unwrap(),
+            (two_channels(), 3)
+        );
+    }
+
+    /// The committed file of the current format version, written when asked
+    /// (`WRITE_SETTINGS_FIXTURE=1`): while version 4 is current, the encoder writes exactly it.
+    #[test]
+    fn version_4_fixture_matches_this_encoder() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures-settings/v4-self-heal-off-auto-adopt-monthly-test.bin"
+        );
+        let mut s = two_channels();
+        s.self_heal = false;
+        s.auto_adopt = true;
+        s.battery_test_every = 30;
+        s.battery_test_kind = BatteryTest::Deep;
+        if std::env::var_os("WRITE_SETTINGS_FIXTURE").is_some() {
+            std::fs::write(path, encode(&s)).unwrap();
+        }
+        assert_eq!(std::fs::read(path).unwrap(), encode(&s));
+        assert_eq!(decode(&encode(&s)).unwrap(), (s, 4));
+    }
+
+    fn two_channels() -> Settings {
         let mut s = sample(1);
         s.web_password = Some(Secret("pbkdf2-sha256$1000$00ff$abcd".into()));
         s.web_public_status = false;
@@ -435,11 +523,7 @@ mod tests {
         mail.from = Some("ups@example.org".into());
         mail.to = Some("admin@example.org".into());
         s.notify.channels = vec![hook, mail];
-        if std::env::var_os("WRITE_SETTINGS_FIXTURE").is_some() {
-            std::fs::write(path, encode(&s)).unwrap();
-        }
-        assert_eq!(std::fs::read(path).unwrap(), encode(&s));
-        assert_eq!(decode(&encode(&s)).unwrap(), (s, 3));
+        s
     }
 
     /// A version 1 file reads as the same settings, with the fields version 2 added at their
