@@ -99,7 +99,7 @@ impl App {
         }
     }
 
-    fn settings(&self) -> Settings {
+    pub(super) fn settings(&self) -> Settings {
         let s = store::load(&self.config.settings_path).settings;
         let mut last = self.last_hash.borrow_mut();
         if *last != s.web_password {

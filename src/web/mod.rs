@@ -136,9 +136,37 @@ pub struct Running {
     pub urls: Vec<String>,
     pub fingerprint: Option<String>,
     pub task: tokio::task::JoinHandle<()>,
+    /// While no admin password is set and the page listens on every address: the task that
+    /// says the setup code again with the new addresses when the machine's change (the LAN's
+    /// DHCP answers after the agent has started).
+    pub announce: Option<tokio::task::JoinHandle<()>>,
     /// Why the address could not be bound yet: the task tries again, with back-off, until it
     /// can (another program holding the port must not keep the page away for good).
     pub waiting: Option<String>,
+}
+
+/// How often the machine's addresses are read again while the setup is not done.
+pub const ADDRESSES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Says the setup code again (log, journal, the setup code file the console shows) each time
+/// the addresses a person can open change, until the admin password is set.
+async fn announce_new_addresses(
+    app: Rc<app::App>,
+    addr: std::net::SocketAddr,
+    fingerprint: Option<String>,
+    mut last: Vec<String>,
+) {
+    loop {
+        tokio::time::sleep(ADDRESSES_EVERY).await;
+        if app.settings().web_password.is_some() {
+            return;
+        }
+        let urls = tls::urls(addr, true, &tls::Names::of_this_machine(), "/login");
+        if urls != last {
+            app.announce_setup_code(&urls, fingerprint.as_deref());
+            last = urls;
+        }
+    }
 }
 
 /// The first wait before binding again, and the longest.
@@ -220,10 +248,17 @@ pub fn start(
     let app = Rc::new(app::App::new(shared, config, nut_version));
     app.served_as(listen);
     app.make_scrape_token();
-    app.announce_setup_code(
-        &tls::urls(addr, https, &names, "/login"),
-        fingerprint.as_deref(),
-    );
+    let login_urls = tls::urls(addr, https, &names, "/login");
+    app.announce_setup_code(&login_urls, fingerprint.as_deref());
+    let announce = (https && addr.ip().is_unspecified() && app.settings().web_password.is_none())
+        .then(|| {
+            tokio::task::spawn_local(announce_new_addresses(
+                app.clone(),
+                addr,
+                fingerprint.clone(),
+                login_urls,
+            ))
+        });
     let (task, waiting) = match bind(addr, listen) {
         Ok(l) => (tokio::task::spawn_local(server::serve(l, app, tls)), None),
         Err(e) => (
@@ -236,6 +271,7 @@ pub fn start(
         urls: tls::urls(addr, https, &names, "/"),
         fingerprint,
         task,
+        announce,
         waiting,
     })
 }
@@ -271,6 +307,9 @@ impl Companion for Page {
         let emit = |level, text: &str| shared.borrow_mut().emit(level, "web", text);
         if let Some(old) = self.running.take() {
             old.task.abort();
+            if let Some(a) = old.announce {
+                a.abort();
+            }
             emit(
                 log::Level::Info,
                 &format!("stopped serving on {}", old.listen),
@@ -307,6 +346,9 @@ impl Companion for Page {
     fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.task.abort();
+            if let Some(a) = r.announce {
+                a.abort();
+            }
         }
     }
 }
