@@ -19,6 +19,9 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_power-snitch");
 const USERS: &str = "[mon]\n\tpassword = monpass\n\tupsmon secondary\n";
+/// upsd's users for the page's agent (it monitors as `admin`).
+#[cfg(feature = "web")]
+const USERS_ADMIN: &str = "[admin]\n\tpassword = adminpass\n\tupsmon primary\n";
 const KEY: &str = "webhook-signing-key";
 
 fn bin(args: &[&str], stdin: Option<&str>) -> Output {
@@ -1090,4 +1093,236 @@ fn notify_email_over_starttls_with_auth_to_aiosmtpd() {
     agent.kill();
     drop(smtpd);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ADMIN: &str = "webadmin-pass";
+
+/// Logs in on the page; the session's cookie.
+#[cfg(feature = "web")]
+fn page_login(port: u16) -> String {
+    let r = common::http::post(
+        port,
+        "/login",
+        None,
+        &format!("password={}&next=%2Fnotify", common::http::enc(ADMIN)),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/notify"));
+    r.cookie("ps_session").unwrap()
+}
+
+#[cfg(feature = "web")]
+#[test]
+fn notify_page_adds_tests_changes_and_removes_a_channel_and_never_shows_its_secret() {
+    use common::http::{enc, get, post};
+    let mut rx = Receiver::new(false);
+    let (nut, agent) = common::web::served_agent("notify-page", USERS_ADMIN, ADMIN);
+    let port = agent.port;
+    let cookie = page_login(port);
+    let c = Some(cookie.as_str());
+    let mut bodies = Vec::new();
+    let mut keep = |r: common::http::Reply| {
+        bodies.push(format!("{r:?}"));
+        r
+    };
+
+    // The Setup page links to it; without a session it asks for one.
+    let setup = keep(get(port, "/setup", c));
+    assert!(setup.body.contains("href=\"/notify\""), "{}", setup.body);
+    let r = get(port, "/notify", None);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login?next=%2Fnotify"));
+
+    let page = keep(get(port, "/notify", c));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No channel yet"), "{}", page.body);
+    let (csrf, version) = (page.csrf().unwrap(), page.hidden("version").unwrap());
+    let hook = format!("http://127.0.0.1:{}/hook", rx.port);
+    let form = |version: &str, original: &str, secret: &str, more: &str| {
+        format!(
+            "csrf={csrf}&version={version}&original={original}&name=hook&kind=webhook&url={}&min_severity=info&secret={}{more}",
+            enc(&hook),
+            enc(secret)
+        )
+    };
+    // Without the CSRF token, nothing is saved.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "", KEY, "").replace(&format!("csrf={csrf}"), "csrf=nope"),
+    ));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(agent.settings().notify.channels.is_empty());
+    // A bad URL is said, at its field's value, nothing saved.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "", KEY, "").replace("kind=webhook", "kind=mqtt"),
+    ));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("a mqtt URL starts with mqtt://"),
+        "{}",
+        r.body
+    );
+    assert!(agent.settings().notify.channels.is_empty());
+
+    let r = keep(post(port, "/notify", c, &form(&version, "", KEY, "")));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let st = agent.settings();
+    assert_eq!(st.notify.channels.len(), 1);
+    assert_eq!(
+        st.notify.channels[0].secret.as_ref().map(|s| s.0.as_str()),
+        Some(KEY)
+    );
+
+    // The list says a secret is set, never which.
+    let page = keep(get(port, "/notify", c));
+    assert!(
+        page.body.contains("<td>set</td>") && page.body.contains(&hook),
+        "{}",
+        page.body
+    );
+    let version = page.hidden("version").unwrap();
+
+    // "Send a test" with the receiver down says so; up, it says what the receiver answered,
+    // and the receiver got a signed test event.
+    let r = keep(post(
+        port,
+        "/notify/test",
+        c,
+        &format!("csrf={csrf}&name=hook"),
+    ));
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.body
+            .contains("channel hook: not delivered: cannot reach the receiver"),
+        "{}",
+        r.body
+    );
+    rx.up();
+    let r = keep(post(
+        port,
+        "/notify/test",
+        c,
+        &format!("csrf={csrf}&name=hook"),
+    ));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("channel hook: delivered; the receiver answered: HTTP 200 OK: accepted"),
+        "{}",
+        r.body
+    );
+    assert_eq!(kinds(&webhook_events(&rx.got())), ["test"]);
+
+    // The agent took the channel from the settings by itself: a real event reaches it.
+    std::fs::write(
+        nut.dir.join("ups1.dev"),
+        "ups.status: OB\nbattery.charge: 80\n",
+    )
+    .unwrap();
+    rx.wait(Duration::from_secs(20), |g| {
+        kinds(&webhook_events(g)).contains(&"on_battery")
+    });
+
+    // A change with the secret field empty keeps the stored secret.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "hook", "", "").replace("min_severity=info", "min_severity=critical"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let ch = agent.settings().notify.channels[0].clone();
+    assert_eq!(
+        (
+            ch.min_severity.as_str(),
+            ch.secret.as_ref().map(|s| s.0.as_str())
+        ),
+        ("critical", Some(KEY))
+    );
+    // The form loaded before that change is stale: refused, nothing saved.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "hook", "", "&secret_clear=on"),
+    ));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("nothing was saved"), "{}", r.body);
+    assert!(agent.settings().notify.channels[0].secret.is_some());
+    let r = keep(post(
+        port,
+        "/notify/flap",
+        c,
+        &format!("csrf={csrf}&version={version}&flap_window=7"),
+    ));
+    assert_eq!(r.status, 409);
+    let r = keep(post(
+        port,
+        "/notify/remove",
+        c,
+        &format!("csrf={csrf}&version={version}&name=hook"),
+    ));
+    assert_eq!(r.status, 409);
+    assert_eq!(agent.settings().notify.channels.len(), 1);
+
+    // A fresh form: the checkbox clears the secret; the flapping guard; the removal.
+    let edit = keep(get(port, "/notify?channel=hook", c));
+    assert!(
+        edit.body.contains("secret_clear") && edit.body.contains("Change channel hook"),
+        "{}",
+        edit.body
+    );
+    let version = edit.hidden("version").unwrap();
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "hook", "", "&secret_clear=on"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(agent.settings().notify.channels[0].secret, None);
+    let version = keep(get(port, "/notify", c)).hidden("version").unwrap();
+    let r = keep(post(
+        port,
+        "/notify/flap",
+        c,
+        &format!("csrf={csrf}&version={version}&flap_window=3601"),
+    ));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("flap_window"), "{}", r.body);
+    let r = keep(post(
+        port,
+        "/notify/flap",
+        c,
+        &format!("csrf={csrf}&version={version}&flap_window=7"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(agent.settings().notify.flap_window, 7);
+    let version = keep(get(port, "/notify", c)).hidden("version").unwrap();
+    let r = keep(post(
+        port,
+        "/notify/remove",
+        c,
+        &format!("csrf={csrf}&version={version}&name=hook"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(agent.settings().notify.channels.is_empty());
+    let r = keep(post(
+        port,
+        "/notify/test",
+        c,
+        &format!("csrf={csrf}&name=hook"),
+    ));
+    assert_eq!(r.status, 422);
+
+    drop(keep);
+    for b in &bodies {
+        assert!(!b.contains(KEY), "a response has the secret: {b}");
+    }
+    assert!(!agent.log().contains(KEY), "the secret is never logged");
 }
