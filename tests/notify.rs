@@ -209,6 +209,11 @@ struct Agent {
 
 impl Agent {
     fn start(settings: &Path, nut_dir: &Path, socket: &Path) -> Agent {
+        Agent::start_args(settings, nut_dir, socket, &[])
+    }
+
+    /// [`Agent::start`] with more arguments to `run`.
+    fn start_args(settings: &Path, nut_dir: &Path, socket: &Path, extra: &[&str]) -> Agent {
         let mut child = Command::new(BIN)
             .args(["run", "-v", "--settings"])
             .arg(settings)
@@ -216,6 +221,7 @@ impl Agent {
             .arg(nut_dir)
             .arg("--control-socket")
             .arg(socket)
+            .args(extra)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
@@ -1325,4 +1331,143 @@ fn notify_page_adds_tests_changes_and_removes_a_channel_and_never_shows_its_secr
         assert!(!b.contains(KEY), "a response has the secret: {b}");
     }
     assert!(!agent.log().contains(KEY), "the secret is never logged");
+}
+
+/// The webhook's events as (kind, text), the HMAC checked.
+fn webhook_texts(got: &[Got]) -> Vec<(String, String)> {
+    let _ = webhook_events(got);
+    got.iter()
+        .filter(|g| g.path == "/hook")
+        .map(|g| {
+            let v: Value = serde_json::from_str(&g.body).unwrap();
+            (
+                v["kind"].as_str().unwrap().to_string(),
+                v["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn notify_a_ups_unplugged_a_new_ups_and_a_new_error_in_nuts_files_reach_the_receiver() {
+    let mut rx = Receiver::new(false);
+    rx.up();
+    let dir = std::env::temp_dir().join(format!("ps-notify-{}-hw", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let nut_dir = dir.join("nut");
+    std::fs::create_dir_all(&nut_dir).unwrap();
+    let conf = "[apc]\n\tdriver = usbhid-ups\n\tport = auto\n\tvendorid = 051d\n";
+    std::fs::write(nut_dir.join("ups.conf"), conf).unwrap();
+    std::fs::write(nut_dir.join("nut.conf"), "MODE=standalone\n").unwrap();
+    // The probe root is a link to a captured sysfs tree: pointing it at another tree is
+    // unplugging one UPS and plugging in another.
+    let root = dir.join("sys");
+    let plug = |tree: &str| {
+        let _ = std::fs::remove_file(&root);
+        std::os::unix::fs::symlink(
+            common::fixtures_dir().join(format!("usb/{tree}/sys")),
+            &root,
+        )
+        .unwrap();
+    };
+    plug("apc-hid");
+    let settings = dir.join("settings.bin");
+    let s = settings.to_str().unwrap();
+    let hook = format!("http://127.0.0.1:{}/hook", rx.port);
+    for (args, stdin) in [
+        (vec!["settings", "set", "web_listen="], None),
+        (
+            vec![
+                "notify",
+                "add",
+                "hook",
+                "webhook",
+                &hook,
+                "--password-stdin",
+            ],
+            Some("webhook-signing-key\n"),
+        ),
+        (vec!["notify", "set", "flap_window=0"], None),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--settings", s]);
+        let o = bin(&a, stdin);
+        assert!(o.status.success(), "{o:?}");
+    }
+    let socket = dir.join("control.sock");
+    let root_arg = root.to_str().unwrap().to_string();
+    let extra = ["--nut-version", "2.8.0", "--sysfs-root", &root_arg];
+    let agent = Agent::start_args(&settings, &nut_dir, &socket, &extra);
+    let udev = |action: &str| {
+        let mut a = vec!["udev-check", action];
+        a.extend(extra);
+        a.extend([
+            "--nut-dir",
+            nut_dir.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ]);
+        let o = bin(&a, None);
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(log.contains("the agent re-checked"), "{log}");
+    };
+    // The first check tells nothing (nothing changed yet).
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(webhook_texts(&rx.got()).is_empty(), "{:?}", rx.got());
+
+    // The configured APC is unplugged.
+    plug("keyboard");
+    udev("remove:1-1:051d:0002");
+    let got = rx.wait(Duration::from_secs(10), |g| !webhook_texts(g).is_empty());
+    let ev = webhook_texts(&got);
+    assert_eq!(ev[0].0, "unplugged", "{ev:?}");
+    assert!(
+        ev[0].1.contains("a configured UPS is unplugged: [apc]") && ev[0].1.contains("ups.conf:1"),
+        "{ev:?}"
+    );
+
+    // A new UPS (a CyberPower, which [apc] does not select) is plugged in.
+    let n = ev.len();
+    plug("cyberpower-hid");
+    udev("add:1-1:0764:0501");
+    let got = rx.wait(Duration::from_secs(10), |g| {
+        webhook_texts(g).iter().any(|(k, _)| k == "new_ups")
+    });
+    let ev = webhook_texts(&got);
+    let new: Vec<&(String, String)> = ev[n..].iter().filter(|(k, _)| k == "new_ups").collect();
+    assert_eq!(new.len(), 1, "{ev:?}");
+    assert!(
+        new[0].1.contains("a new UPS is connected") && new[0].1.contains("0764:0501"),
+        "{ev:?}"
+    );
+
+    // A new error in ups.conf (a section without a driver): the agent sees the edit itself.
+    let n = ev.len();
+    std::fs::write(
+        nut_dir.join("ups.conf"),
+        format!("{conf}[broken]\n\tport = auto\n"),
+    )
+    .unwrap();
+    let got = rx.wait(Duration::from_secs(10), |g| {
+        webhook_texts(g)[n..].iter().any(|(k, _)| k == "finding")
+    });
+    let ev = webhook_texts(&got);
+    let f = ev[n..].iter().find(|(k, _)| k == "finding").unwrap();
+    assert!(
+        f.1.contains("new error in NUT's files (ups.conf:"),
+        "{ev:?}"
+    );
+    assert!(f.1.contains("[broken]") || f.1.contains("driver"), "{ev:?}");
+    // Each told once: nothing comes again on the next recheck.
+    udev("add:1-1:0764:0501");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        webhook_texts(&rx.got()).len(),
+        ev.len(),
+        "{:?}",
+        webhook_texts(&rx.got())
+    );
+    agent.kill();
+    let _ = std::fs::remove_dir_all(&dir);
 }
