@@ -144,8 +144,8 @@ pub fn html(f: &Frame, v: &View) -> String {
                 b,
                 "<tr><td>{name}</td><td>{}</td><td><code>{}</code></td><td>{} and above</td><td>{}</td><td>\
 <a class=\"button small\" href=\"/notify?channel={enc}#edit\">Edit</a> \
-<form method=\"post\" action=\"/notify/test\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"name\" value=\"{name}\"><button class=\"small\">Send a test</button></form> \
-<form method=\"post\" action=\"/notify/remove\" class=\"inline\">{csrf}{version}<input type=\"hidden\" name=\"name\" value=\"{name}\"><button class=\"small danger\">Remove</button></form></td></tr>",
+<form method=\"post\" action=\"/notify/test\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"name\" value=\"{name}\"><button class=\"button small\">Send a test</button></form> \
+<form method=\"post\" action=\"/notify/remove\" class=\"inline\">{csrf}{version}<input type=\"hidden\" name=\"name\" value=\"{name}\"><button class=\"button small danger\">Remove</button></form></td></tr>",
                 c.kind.as_str(),
                 esc(&c.url),
                 c.min_severity.as_str(),
