@@ -571,7 +571,7 @@ fn notify_test_reports_what_the_receiver_answered() {
 }
 
 #[test]
-fn notify_a_bit_flipped_outbox_is_said_and_its_intact_events_delivered() {
+fn notify_a_bit_flipped_or_truncated_outbox_is_said_and_its_intact_events_delivered() {
     use power_snitch::notify::event::{Event, Kind, Severity};
     use power_snitch::notify::outbox::{decode, encode, Decoded, Queued};
     let mut rx = Receiver::new(false);
@@ -614,9 +614,28 @@ fn notify_a_bit_flipped_outbox_is_said_and_its_intact_events_delivered() {
     assert_eq!(ids, ["ps-abc-1", "ps-abc-3"]);
     agent.kill();
     // A truncated file: the whole records before the cut.
-    let d2 = decode(&encode(&d)[..encode(&d).len() - 4]);
+    let whole = encode(&d);
+    let d2 = decode(&whole[..whole.len() - 4]);
     assert_eq!(d2.events.len(), 2);
     assert!(d2.problems[0].contains("cut or damaged"));
+    // The agent on a file cut short (a power cut mid-write): said, no crash, the whole events
+    // before the cut delivered (again, with the same ids: the receiver drops duplicates).
+    std::fs::write(&outbox, &whole[..whole.len() - 4]).unwrap();
+    let n = webhook_events(&rx.got()).len();
+    let agent = setup.agent();
+    agent.wait_for(
+        |l| l.contains("outbox") && l.contains("cut or damaged"),
+        Duration::from_secs(5),
+    );
+    let got = rx.wait(Duration::from_secs(10), |g| {
+        webhook_events(g).len() >= n + 2
+    });
+    let ids: Vec<String> = webhook_events(&got)[n..]
+        .iter()
+        .map(|(i, _)| i.clone())
+        .collect();
+    assert_eq!(ids, ["ps-abc-1", "ps-abc-2"]);
+    agent.kill();
 }
 
 /// A mosquitto broker on a free port, with one user.
