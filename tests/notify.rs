@@ -823,7 +823,7 @@ fn notify_mqtt_home_assistant_discovery_state_events_and_the_last_will() {
     );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("the broker acknowledged the event on ps-test/event"));
+        .contains("CONNACK 0 (connection accepted); the broker acknowledged the event on ps-test/event (PUBACK)"));
 
     let mut events = KillOnDrop(
         broker
