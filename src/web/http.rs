@@ -278,6 +278,10 @@ mod tests {
         check("GET", "/api/test", Err(405));
         check("GET", "/metrics", Ok(Route::Metrics));
         check("GET", "/api/history", Ok(Route::ApiHistory));
+        check("GET", "/notify", Ok(Route::NotifyPage));
+        check("POST", "/notify", Ok(Route::NotifySave));
+        check("GET", "/notify/test", Err(405));
+        check("POST", "/notify/test", Ok(Route::NotifyTest));
         check("GET", "/nope", Err(404));
         check("GET", "/static/../settings.bin", Err(404));
         assert_eq!(allowed("/setup"), "GET, HEAD, POST");
