@@ -517,7 +517,63 @@ fn browser_logs_in_saves_the_poll_interval_and_tests_the_connection() {
     b.shot("setup-phone", 390);
     let page = b.source();
     assert!(!page.contains("adminpass") && !page.contains(ADMIN));
+
+    // The Notifications page, from the Setup page: a webhook added (its secret never shown
+    // again), then "Send a test" says what the receiver answered.
+    let rx = one_http_answer();
+    b.click("#notify-link a");
+    b.wait("#edit #url");
+    b.typ("#name", "hook");
+    b.typ("#url", &format!("http://127.0.0.1:{}/hook", rx.0));
+    b.typ("#secret", "browser-hook-key");
+    b.click("#edit button[type=submit]");
+    b.wait("#channels table");
+    assert!(
+        b.text("#channels").contains("set"),
+        "{}",
+        b.text("#channels")
+    );
+    b.click("#channels form[action='/notify/test'] button");
+    b.wait("#test-result");
+    let said = b.text("#test-result");
+    assert!(
+        said.contains("channel hook: delivered; the receiver answered: HTTP 200 OK"),
+        "{said}"
+    );
+    assert!(rx.1.join().unwrap().contains("\"kind\":\"test\""));
+    b.shot("notifications", 1100);
+    assert!(!b.source().contains("browser-hook-key"));
     drop(b);
     drop(driver);
     drop(agent);
+}
+
+/// An HTTP receiver on a free port that answers one POST with 200; its thread returns the
+/// request's body.
+fn one_http_answer() -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let port = free_port();
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let t = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(&s);
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    });
+    (port, t)
 }

@@ -19,6 +19,9 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_power-snitch");
 const USERS: &str = "[mon]\n\tpassword = monpass\n\tupsmon secondary\n";
+/// upsd's users for the page's agent (it monitors as `admin`).
+#[cfg(feature = "web")]
+const USERS_ADMIN: &str = "[admin]\n\tpassword = adminpass\n\tupsmon primary\n";
 const KEY: &str = "webhook-signing-key";
 
 fn bin(args: &[&str], stdin: Option<&str>) -> Output {
@@ -206,6 +209,11 @@ struct Agent {
 
 impl Agent {
     fn start(settings: &Path, nut_dir: &Path, socket: &Path) -> Agent {
+        Agent::start_args(settings, nut_dir, socket, &[])
+    }
+
+    /// [`Agent::start`] with more arguments to `run`.
+    fn start_args(settings: &Path, nut_dir: &Path, socket: &Path, extra: &[&str]) -> Agent {
         let mut child = Command::new(BIN)
             .args(["run", "-v", "--settings"])
             .arg(settings)
@@ -213,6 +221,7 @@ impl Agent {
             .arg(nut_dir)
             .arg("--control-socket")
             .arg(socket)
+            .args(extra)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
@@ -562,7 +571,7 @@ fn notify_test_reports_what_the_receiver_answered() {
 }
 
 #[test]
-fn notify_a_bit_flipped_outbox_is_said_and_its_intact_events_delivered() {
+fn notify_a_bit_flipped_or_truncated_outbox_is_said_and_its_intact_events_delivered() {
     use power_snitch::notify::event::{Event, Kind, Severity};
     use power_snitch::notify::outbox::{decode, encode, Decoded, Queued};
     let mut rx = Receiver::new(false);
@@ -605,9 +614,28 @@ fn notify_a_bit_flipped_outbox_is_said_and_its_intact_events_delivered() {
     assert_eq!(ids, ["ps-abc-1", "ps-abc-3"]);
     agent.kill();
     // A truncated file: the whole records before the cut.
-    let d2 = decode(&encode(&d)[..encode(&d).len() - 4]);
+    let whole = encode(&d);
+    let d2 = decode(&whole[..whole.len() - 4]);
     assert_eq!(d2.events.len(), 2);
     assert!(d2.problems[0].contains("cut or damaged"));
+    // The agent on a file cut short (a power cut mid-write): said, no crash, the whole events
+    // before the cut delivered (again, with the same ids: the receiver drops duplicates).
+    std::fs::write(&outbox, &whole[..whole.len() - 4]).unwrap();
+    let n = webhook_events(&rx.got()).len();
+    let agent = setup.agent();
+    agent.wait_for(
+        |l| l.contains("outbox") && l.contains("cut or damaged"),
+        Duration::from_secs(5),
+    );
+    let got = rx.wait(Duration::from_secs(10), |g| {
+        webhook_events(g).len() >= n + 2
+    });
+    let ids: Vec<String> = webhook_events(&got)[n..]
+        .iter()
+        .map(|(i, _)| i.clone())
+        .collect();
+    assert_eq!(ids, ["ps-abc-1", "ps-abc-2"]);
+    agent.kill();
 }
 
 /// A mosquitto broker on a free port, with one user.
@@ -795,7 +823,7 @@ fn notify_mqtt_home_assistant_discovery_state_events_and_the_last_will() {
     );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("the broker acknowledged the event on ps-test/event"));
+        .contains("CONNACK 0 (connection accepted); the broker acknowledged the event on ps-test/event (PUBACK)"));
 
     let mut events = KillOnDrop(
         broker
@@ -1089,5 +1117,375 @@ fn notify_email_over_starttls_with_auth_to_aiosmtpd() {
     );
     agent.kill();
     drop(smtpd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ADMIN: &str = "webadmin-pass";
+
+/// Logs in on the page; the session's cookie.
+#[cfg(feature = "web")]
+fn page_login(port: u16) -> String {
+    let r = common::http::post(
+        port,
+        "/login",
+        None,
+        &format!("password={}&next=%2Fnotify", common::http::enc(ADMIN)),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/notify"));
+    r.cookie("ps_session").unwrap()
+}
+
+#[cfg(feature = "web")]
+#[test]
+fn notify_page_adds_tests_changes_and_removes_a_channel_and_never_shows_its_secret() {
+    use common::http::{enc, get, post};
+    let mut rx = Receiver::new(false);
+    let (nut, agent) = common::web::served_agent("notify-page", USERS_ADMIN, ADMIN);
+    let port = agent.port;
+    let cookie = page_login(port);
+    let c = Some(cookie.as_str());
+    let mut bodies = Vec::new();
+    let mut keep = |r: common::http::Reply| {
+        bodies.push(format!("{r:?}"));
+        r
+    };
+
+    // The Setup page links to it; without a session it asks for one.
+    let setup = keep(get(port, "/setup", c));
+    assert!(setup.body.contains("href=\"/notify\""), "{}", setup.body);
+    let r = get(port, "/notify", None);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login?next=%2Fnotify"));
+
+    let page = keep(get(port, "/notify", c));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No channel yet"), "{}", page.body);
+    let (csrf, version) = (page.csrf().unwrap(), page.hidden("version").unwrap());
+    let hook = format!("http://127.0.0.1:{}/hook", rx.port);
+    let form = |version: &str, original: &str, secret: &str, more: &str| {
+        format!(
+            "csrf={csrf}&version={version}&original={original}&name=hook&kind=webhook&url={}&min_severity=info&secret={}{more}",
+            enc(&hook),
+            enc(secret)
+        )
+    };
+    // Without the CSRF token, nothing is saved.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "", KEY, "").replace(&format!("csrf={csrf}"), "csrf=nope"),
+    ));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(agent.settings().notify.channels.is_empty());
+    // A bad URL is said, at its field's value, nothing saved.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "", KEY, "").replace("kind=webhook", "kind=mqtt"),
+    ));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("a mqtt URL starts with mqtt://"),
+        "{}",
+        r.body
+    );
+    assert!(agent.settings().notify.channels.is_empty());
+
+    let r = keep(post(port, "/notify", c, &form(&version, "", KEY, "")));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let st = agent.settings();
+    assert_eq!(st.notify.channels.len(), 1);
+    assert_eq!(
+        st.notify.channels[0].secret.as_ref().map(|s| s.0.as_str()),
+        Some(KEY)
+    );
+
+    // The list says a secret is set, never which.
+    let page = keep(get(port, "/notify", c));
+    assert!(
+        page.body.contains("<td>set</td>") && page.body.contains(&hook),
+        "{}",
+        page.body
+    );
+    let version = page.hidden("version").unwrap();
+
+    // "Send a test" with the receiver down says so; up, it says what the receiver answered,
+    // and the receiver got a signed test event.
+    let r = keep(post(
+        port,
+        "/notify/test",
+        c,
+        &format!("csrf={csrf}&name=hook"),
+    ));
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.body
+            .contains("channel hook: not delivered: cannot reach the receiver"),
+        "{}",
+        r.body
+    );
+    rx.up();
+    let r = keep(post(
+        port,
+        "/notify/test",
+        c,
+        &format!("csrf={csrf}&name=hook"),
+    ));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("channel hook: delivered; the receiver answered: HTTP 200 OK: accepted"),
+        "{}",
+        r.body
+    );
+    assert_eq!(kinds(&webhook_events(&rx.got())), ["test"]);
+
+    // The agent took the channel from the settings by itself: a real event reaches it.
+    std::fs::write(
+        nut.dir.join("ups1.dev"),
+        "ups.status: OB\nbattery.charge: 80\n",
+    )
+    .unwrap();
+    rx.wait(Duration::from_secs(20), |g| {
+        kinds(&webhook_events(g)).contains(&"on_battery")
+    });
+
+    // A change with the secret field empty keeps the stored secret.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "hook", "", "").replace("min_severity=info", "min_severity=critical"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let ch = agent.settings().notify.channels[0].clone();
+    assert_eq!(
+        (
+            ch.min_severity.as_str(),
+            ch.secret.as_ref().map(|s| s.0.as_str())
+        ),
+        ("critical", Some(KEY))
+    );
+    // The form loaded before that change is stale: refused, nothing saved.
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "hook", "", "&secret_clear=on"),
+    ));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("nothing was saved"), "{}", r.body);
+    assert!(agent.settings().notify.channels[0].secret.is_some());
+    let r = keep(post(
+        port,
+        "/notify/flap",
+        c,
+        &format!("csrf={csrf}&version={version}&flap_window=7"),
+    ));
+    assert_eq!(r.status, 409);
+    let r = keep(post(
+        port,
+        "/notify/remove",
+        c,
+        &format!("csrf={csrf}&version={version}&name=hook"),
+    ));
+    assert_eq!(r.status, 409);
+    assert_eq!(agent.settings().notify.channels.len(), 1);
+
+    // A fresh form: the checkbox clears the secret; the flapping guard; the removal.
+    let edit = keep(get(port, "/notify?channel=hook", c));
+    assert!(
+        edit.body.contains("secret_clear") && edit.body.contains("Change channel hook"),
+        "{}",
+        edit.body
+    );
+    let version = edit.hidden("version").unwrap();
+    let r = keep(post(
+        port,
+        "/notify",
+        c,
+        &form(&version, "hook", "", "&secret_clear=on"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(agent.settings().notify.channels[0].secret, None);
+    let version = keep(get(port, "/notify", c)).hidden("version").unwrap();
+    let r = keep(post(
+        port,
+        "/notify/flap",
+        c,
+        &format!("csrf={csrf}&version={version}&flap_window=3601"),
+    ));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("flap_window"), "{}", r.body);
+    let r = keep(post(
+        port,
+        "/notify/flap",
+        c,
+        &format!("csrf={csrf}&version={version}&flap_window=7"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(agent.settings().notify.flap_window, 7);
+    let version = keep(get(port, "/notify", c)).hidden("version").unwrap();
+    let r = keep(post(
+        port,
+        "/notify/remove",
+        c,
+        &format!("csrf={csrf}&version={version}&name=hook"),
+    ));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(agent.settings().notify.channels.is_empty());
+    let r = keep(post(
+        port,
+        "/notify/test",
+        c,
+        &format!("csrf={csrf}&name=hook"),
+    ));
+    assert_eq!(r.status, 422);
+
+    for b in &bodies {
+        assert!(!b.contains(KEY), "a response has the secret: {b}");
+    }
+    assert!(!agent.log().contains(KEY), "the secret is never logged");
+}
+
+/// The webhook's events as (kind, text), the HMAC checked.
+fn webhook_texts(got: &[Got]) -> Vec<(String, String)> {
+    let _ = webhook_events(got);
+    got.iter()
+        .filter(|g| g.path == "/hook")
+        .map(|g| {
+            let v: Value = serde_json::from_str(&g.body).unwrap();
+            (
+                v["kind"].as_str().unwrap().to_string(),
+                v["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn notify_a_ups_unplugged_a_new_ups_and_a_new_error_in_nuts_files_reach_the_receiver() {
+    let mut rx = Receiver::new(false);
+    rx.up();
+    let dir = std::env::temp_dir().join(format!("ps-notify-{}-hw", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let nut_dir = dir.join("nut");
+    std::fs::create_dir_all(&nut_dir).unwrap();
+    let conf = "[apc]\n\tdriver = usbhid-ups\n\tport = auto\n\tvendorid = 051d\n";
+    std::fs::write(nut_dir.join("ups.conf"), conf).unwrap();
+    std::fs::write(nut_dir.join("nut.conf"), "MODE=standalone\n").unwrap();
+    // The probe root is a link to a captured sysfs tree: pointing it at another tree is
+    // unplugging one UPS and plugging in another.
+    let root = dir.join("sys");
+    let plug = |tree: &str| {
+        let _ = std::fs::remove_file(&root);
+        std::os::unix::fs::symlink(
+            common::fixtures_dir().join(format!("usb/{tree}/sys")),
+            &root,
+        )
+        .unwrap();
+    };
+    plug("apc-hid");
+    let settings = dir.join("settings.bin");
+    let s = settings.to_str().unwrap();
+    let hook = format!("http://127.0.0.1:{}/hook", rx.port);
+    for (args, stdin) in [
+        (vec!["settings", "set", "web_listen="], None),
+        (
+            vec![
+                "notify",
+                "add",
+                "hook",
+                "webhook",
+                &hook,
+                "--password-stdin",
+            ],
+            Some("webhook-signing-key\n"),
+        ),
+        (vec!["notify", "set", "flap_window=0"], None),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--settings", s]);
+        let o = bin(&a, stdin);
+        assert!(o.status.success(), "{o:?}");
+    }
+    let socket = dir.join("control.sock");
+    let root_arg = root.to_str().unwrap().to_string();
+    let extra = ["--nut-version", "2.8.0", "--sysfs-root", &root_arg];
+    let agent = Agent::start_args(&settings, &nut_dir, &socket, &extra);
+    let udev = |action: &str| {
+        let mut a = vec!["udev-check", action];
+        a.extend(extra);
+        a.extend([
+            "--nut-dir",
+            nut_dir.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ]);
+        let o = bin(&a, None);
+        let log = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(log.contains("the agent re-checked"), "{log}");
+    };
+    // The first check tells nothing (nothing changed yet).
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(webhook_texts(&rx.got()).is_empty(), "{:?}", rx.got());
+
+    // The configured APC is unplugged.
+    plug("keyboard");
+    udev("remove:1-1:051d:0002");
+    let got = rx.wait(Duration::from_secs(10), |g| !webhook_texts(g).is_empty());
+    let ev = webhook_texts(&got);
+    assert_eq!(ev[0].0, "unplugged", "{ev:?}");
+    assert!(
+        ev[0].1.contains("a configured UPS is unplugged: [apc]") && ev[0].1.contains("ups.conf:1"),
+        "{ev:?}"
+    );
+
+    // A new UPS (a CyberPower, which [apc] does not select) is plugged in.
+    let n = ev.len();
+    plug("cyberpower-hid");
+    udev("add:1-1:0764:0501");
+    let got = rx.wait(Duration::from_secs(10), |g| {
+        webhook_texts(g).iter().any(|(k, _)| k == "new_ups")
+    });
+    let ev = webhook_texts(&got);
+    let new: Vec<&(String, String)> = ev[n..].iter().filter(|(k, _)| k == "new_ups").collect();
+    assert_eq!(new.len(), 1, "{ev:?}");
+    assert!(
+        new[0].1.contains("a new UPS is connected") && new[0].1.contains("0764:0501"),
+        "{ev:?}"
+    );
+
+    // A new error in ups.conf (a section without a driver): the agent sees the edit itself.
+    let n = ev.len();
+    std::fs::write(
+        nut_dir.join("ups.conf"),
+        format!("{conf}[broken]\n\tport = auto\n"),
+    )
+    .unwrap();
+    let got = rx.wait(Duration::from_secs(10), |g| {
+        webhook_texts(g)[n..].iter().any(|(k, _)| k == "finding")
+    });
+    let ev = webhook_texts(&got);
+    let f = ev[n..].iter().find(|(k, _)| k == "finding").unwrap();
+    assert!(
+        f.1.contains("new error in NUT's files (ups.conf:"),
+        "{ev:?}"
+    );
+    assert!(f.1.contains("[broken]") || f.1.contains("driver"), "{ev:?}");
+    // Each told once: nothing comes again on the next recheck.
+    udev("add:1-1:0764:0501");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        webhook_texts(&rx.got()).len(),
+        ev.len(),
+        "{:?}",
+        webhook_texts(&rx.got())
+    );
+    agent.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -136,7 +136,10 @@ async fn mqtt_once(c: &Channel, q: &Queued, host: &str) -> Result<String, SendEr
     s.publish(&topic, webhook_body(q, host).as_bytes(), false)
         .await?;
     s.close().await;
-    Ok(format!("the broker acknowledged the event on {topic}"))
+    // Session::open returns only after a CONNACK of 0; publish after the PUBACK.
+    Ok(format!(
+        "CONNACK 0 (connection accepted); the broker acknowledged the event on {topic} (PUBACK)"
+    ))
 }
 
 #[cfg(not(feature = "notify-mqtt"))]

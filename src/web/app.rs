@@ -25,6 +25,7 @@ use crate::state::{view, Shared};
 use crate::upsd::client::Client;
 use crate::upsd::target::Target;
 
+mod notify;
 mod nut;
 
 const STYLE: &[u8] = include_bytes!("assets/style.css");
@@ -421,6 +422,11 @@ impl App {
             Route::Metrics => {
                 Response::new(200, http::METRICS, metrics::render(&self.shared.borrow()))
             }
+            Route::NotifyPage => self.notify_page(&settings, &form, s),
+            Route::NotifySave => self.notify_save(&settings, &form, s),
+            Route::NotifyRemove => self.notify_remove(&settings, &form, s),
+            Route::NotifyFlap => self.notify_flap(&settings, &form, s),
+            Route::NotifyTest => self.notify_test(&settings, &form, s).await,
             Route::Style | Route::Script | Route::Icon => unreachable!("answered above"),
         }
     }
@@ -966,7 +972,7 @@ pub fn setup_code_file(code: &str, urls: &[String], fingerprint: Option<&str>) -
 }
 
 /// The pages a login may go on to.
-const NEXT_PATHS: &[&str] = &["/", "/setup", "/check", "/test"];
+const NEXT_PATHS: &[&str] = &["/", "/setup", "/check", "/test", "/notify"];
 
 /// Where to go after logging in: one of [`NEXT_PATHS`], with a query of plain URL characters
 /// only (no control character, space or backslash reaches `Location`); anything else is `/`.

@@ -136,6 +136,13 @@ pub enum Route {
     ApiRemove,
     ApiToNut,
     Metrics,
+    /// `GET /notify`, `POST /notify` (a channel added or changed), `/notify/remove`,
+    /// `/notify/flap`, `/notify/test` (a test sent now): the Notifications page.
+    NotifyPage,
+    NotifySave,
+    NotifyRemove,
+    NotifyFlap,
+    NotifyTest,
     Style,
     Script,
     Icon,
@@ -160,9 +167,10 @@ impl Route {
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
             Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
-            SetupForm | Check | TestForm | ApiCheck | ApiSettings => Access::Session,
+            SetupForm | Check | TestForm | ApiCheck | ApiSettings | NotifyPage => Access::Session,
             Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
             | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
+            NotifySave | NotifyRemove | NotifyFlap | NotifyTest => Access::Write,
         }
     }
 
@@ -211,6 +219,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/api/remove" => (None, Some(ApiRemove)),
         "/api/to-nut" => (None, Some(ApiToNut)),
         "/metrics" => (Some(Metrics), None),
+        "/notify" => (Some(NotifyPage), Some(NotifySave)),
+        "/notify/remove" => (None, Some(NotifyRemove)),
+        "/notify/flap" => (None, Some(NotifyFlap)),
+        "/notify/test" => (None, Some(NotifyTest)),
         "/static/style.css" => (Some(Style), None),
         "/static/app.js" => (Some(Script), None),
         "/favicon.ico" | "/static/icon.svg" => (Some(Icon), None),
@@ -266,6 +278,10 @@ mod tests {
         check("GET", "/api/test", Err(405));
         check("GET", "/metrics", Ok(Route::Metrics));
         check("GET", "/api/history", Ok(Route::ApiHistory));
+        check("GET", "/notify", Ok(Route::NotifyPage));
+        check("POST", "/notify", Ok(Route::NotifySave));
+        check("GET", "/notify/test", Err(405));
+        check("POST", "/notify/test", Ok(Route::NotifyTest));
         check("GET", "/nope", Err(404));
         check("GET", "/static/../settings.bin", Err(404));
         assert_eq!(allowed("/setup"), "GET, HEAD, POST");
@@ -280,6 +296,10 @@ mod tests {
             ("POST", "/sync"),
             ("POST", "/test"),
             ("POST", "/api/test"),
+            ("POST", "/notify"),
+            ("POST", "/notify/remove"),
+            ("POST", "/notify/flap"),
+            ("POST", "/notify/test"),
         ] {
             assert_eq!(route(m, p).unwrap().access(), Access::Write, "{p}");
         }

@@ -757,6 +757,7 @@ pub fn setup(f: &Frame, v: &SetupView) -> String {
         datalist("drivers", &v.choices.drivers),
         datalist("ports", &v.choices.ports)
     );
+    b.push_str("<p class=\"card\" id=\"notify-link\"><a href=\"/notify\">Notifications</a>: where power cuts and problems are told (webhook, ntfy, e-mail, MQTT), and a test per channel.</p>");
     // This entry into NUT's files, or out of them and the settings: each previewed first.
     if let Some(name) = v.original {
         let _ = write!(
