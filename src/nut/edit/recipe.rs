@@ -933,9 +933,11 @@ mod client_tests {
     }
 
     /// (upsd.conf before, MODE before, the LISTEN lines after, MODE after)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, u16)], &'a str);
+
     #[test]
     fn add_listens_on_the_lan_keeps_loopback_and_remove_gives_back_every_byte() {
-        let cases: &[(&str, &str, &[(&str, u16)], &str)] = &[
+        let cases: &[Case] = &[
             // Debian's fresh upsd.conf: no LISTEN, so upsd's defaults are written out first.
             (
                 "# upsd.conf\n# LISTEN 127.0.0.1 3493\n",
