@@ -408,13 +408,21 @@ pub fn list(plan: &Plan) -> Result<Listing, ChangeError> {
                     ));
                 }
                 for w in who {
+                    // A connection to any loopback address comes from 127.0.0.1 (or ::1).
                     let account = if is_loopback(&w.address) {
-                        monitors
+                        let local: Vec<String> = monitors
                             .iter()
                             .filter(|m| m.ups == ups && edit::same_host(&m.host, "localhost"))
-                            .map(|m| format!("this machine's upsmon (`{}`)", m.user))
-                            .next()
-                            .unwrap_or_else(|| "a program on this machine".into())
+                            .map(|m| format!("`{}`", m.user))
+                            .collect();
+                        if local.is_empty() {
+                            "from this machine: not told by upsd".into()
+                        } else {
+                            format!(
+                                "from this machine: its upsmon ({}) or another program here; not told by upsd",
+                                local.join(", ")
+                            )
+                        }
                     } else if secondary.is_empty() {
                         "not told by upsd".into()
                     } else {
