@@ -135,6 +135,11 @@ pub enum Route {
     ApiAdopt,
     ApiRemove,
     ApiToNut,
+    /// `GET /clients`: the NUT clients; `POST /clients/add`, `/clients/remove`: previewed,
+    /// then made.
+    Clients,
+    ClientAdd,
+    ClientRemove,
     Metrics,
     Style,
     Script,
@@ -160,7 +165,8 @@ impl Route {
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
             Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
-            SetupForm | Check | TestForm | ApiCheck | ApiSettings => Access::Session,
+            SetupForm | Check | TestForm | ApiCheck | ApiSettings | Clients => Access::Session,
+            ClientAdd | ClientRemove => Access::Write,
             Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
             | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
         }
@@ -210,6 +216,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/api/adopt" => (None, Some(ApiAdopt)),
         "/api/remove" => (None, Some(ApiRemove)),
         "/api/to-nut" => (None, Some(ApiToNut)),
+        "/clients" => (Some(Clients), None),
+        "/clients/add" => (None, Some(ClientAdd)),
+        "/clients/remove" => (None, Some(ClientRemove)),
         "/metrics" => (Some(Metrics), None),
         "/static/style.css" => (Some(Style), None),
         "/static/app.js" => (Some(Script), None),
