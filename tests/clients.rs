@@ -463,3 +463,132 @@ fn a_real_secondary_upsmon_logs_in_with_the_account_made_and_is_refused_after_re
     let e = clients::remove(&plan, "ha", &mut make).unwrap_err();
     assert!(e.to_string().contains("no such client"), "{e}");
 }
+
+#[cfg(feature = "web")]
+#[test]
+fn the_page_previews_adds_and_removes_a_client_and_a_forged_request_changes_nothing() {
+    use common::http::{enc, get, post};
+    use common::web::{bin, Agent};
+    let users = "# upsd.users\n\n[monitor-ups]\n\tpassword = pw-of-the-monitor\n\tupsmon primary\n";
+    let mut nut = Nut::new(
+        "clients-page",
+        &[("ups", "dummy.dev", "ups.status: OL\nbattery.charge: 100\n")],
+        users,
+        "",
+    );
+    let port = nut.port;
+    let dir = nut.dir.clone();
+    fs::write(dir.join("nut.conf"), "# nut.conf\nMODE=standalone\n").unwrap();
+    let files = || -> Vec<String> {
+        ["nut.conf", "upsd.conf", "upsd.users", "ups.conf"]
+            .iter()
+            .map(|f| read(&dir, f))
+            .collect()
+    };
+    let before = files();
+    nut.start_driver("ups");
+    nut.start_upsd();
+    nut.wait_ready("ups");
+    let _started = Started(dir.clone());
+    let agent = Agent::start("clients-page", &dir, &["nut_driver=dummy-ups"], None);
+    let s = agent.settings.to_str().unwrap().to_string();
+    let out = bin(&["web-password", "--settings", &s], "page-admin-pw\n");
+    assert!(out.status.success(), "{out:?}");
+    let r = post(
+        agent.port,
+        "/login",
+        None,
+        &format!("password={}&next=%2Fclients", enc("page-admin-pw")),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let cookie = r.cookie("ps_session").unwrap();
+    let c = Some(cookie.as_str());
+    let page = get(agent.port, "/clients", c);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Add a client") && page.body.contains("No client account"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("LIST CLIENT"), "{}", page.body);
+    let csrf = page.csrf().expect("a CSRF token");
+    // Without a session: the login page; a forged write (no token): refused, nothing changes.
+    assert_eq!(get(agent.port, "/clients", None).status, 303);
+    let add = "name=diskstation&preset=synology&listen=127.0.0.2";
+    let r = post(agent.port, "/clients/add", c, &format!("{add}&confirm=yes"));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(files(), before);
+
+    // The preview: the diff, the well-known password's warning, a confirm form; nothing written.
+    let r = post(agent.port, "/clients/add", c, &format!("csrf={csrf}&{add}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains(&format!("+LISTEN 127.0.0.2 {port}")),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("known to everyone"), "{}", r.body);
+    assert!(
+        r.body.contains("name=\"confirm\" value=\"yes\""),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("secret</code>"), "{}", r.body);
+    assert_eq!(files(), before);
+
+    // Confirmed: applied, the login verified live, and what to enter on DSM, once.
+    let r = post(
+        agent.port,
+        "/clients/add",
+        c,
+        &format!("csrf={csrf}&{add}&confirm=yes"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Verified live"), "{}", r.body);
+    assert!(
+        r.body.contains("<code>monuser</code>") && r.body.contains("<code>secret</code>"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<code>127.0.0.2</code>"), "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(read(&dir, "upsd.users")
+        .contains("# power-snitch client diskstation (synology)\n[monuser]"));
+    assert_eq!(try_login("127.0.0.2", port, "monuser", "secret"), Ok(()));
+    let page = get(agent.port, "/clients", c);
+    assert!(
+        page.body.contains("diskstation") && page.body.contains("monuser"),
+        "{}",
+        page.body
+    );
+
+    // Remove: previewed, then made; NUT's files as they were.
+    let r = post(
+        agent.port,
+        "/clients/remove",
+        c,
+        &format!("csrf={csrf}&name=diskstation"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("-[monuser]"), "{}", r.body);
+    assert!(
+        read(&dir, "upsd.users").contains("[monuser]"),
+        "the preview writes nothing"
+    );
+    let r = post(
+        agent.port,
+        "/clients/remove",
+        c,
+        &format!("csrf={csrf}&name=diskstation&confirm=yes"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(files(), before);
+    assert!(try_login("127.0.0.1", port, "monuser", "secret").is_err());
+    let r = post(
+        agent.port,
+        "/clients/remove",
+        c,
+        &format!("csrf={csrf}&name=diskstation"),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+}
