@@ -592,3 +592,104 @@ fn the_page_previews_adds_and_removes_a_client_and_a_forged_request_changes_noth
     );
     assert_eq!(r.status, 422, "{}", r.body);
 }
+
+#[test]
+fn the_client_command_previews_writes_without_applying_lists_and_refuses_what_it_cannot_do() {
+    let dir = std::env::temp_dir().join(format!("ps-clients-{}-cli", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    for (f, t) in [
+        ("nut.conf", "MODE=standalone\n"),
+        (
+            "ups.conf",
+            "[ups]\n\tdriver = dummy-ups\n\tport = dummy.dev\n",
+        ),
+        ("upsd.conf", "# upsd.conf\n"),
+        (
+            "upsd.users",
+            "[monitor-ups]\n\tpassword = pw-of-the-monitor\n\tupsmon primary\n",
+        ),
+        (
+            "upsmon.conf",
+            "MONITOR ups@localhost 1 monitor-ups pw-of-the-monitor primary\n",
+        ),
+    ] {
+        fs::write(dir.join(f), t).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+            .arg("client")
+            .args(args)
+            .args(["--nut-version", "2.8.0", "--nut-dir"])
+            .arg(&dir)
+            .arg("--settings")
+            .arg(dir.join("settings.bin"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before = fs::read(dir.join("upsd.conf")).unwrap();
+    let (code, out, err) = run(&[
+        "add",
+        "pve",
+        "--preset",
+        "proxmox",
+        "--listen",
+        "192.0.2.7",
+        "--dry-run",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("+LISTEN 127.0.0.1")
+            && out.contains("+LISTEN ::1")
+            && out.contains("+LISTEN 192.0.2.7"),
+        "{out}"
+    );
+    assert!(out.contains("nothing written (--dry-run)"), "{out}");
+    assert!(out.contains("MONITOR ups@192.0.2.7 1 pve "), "{out}");
+    assert_eq!(fs::read(dir.join("upsd.conf")).unwrap(), before);
+    let (code, out, err) = run(&[
+        "add",
+        "nas",
+        "--preset",
+        "synology",
+        "--listen",
+        "192.0.2.7",
+        "--no-apply",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("warning: `monuser`/`secret`"), "{out}");
+    let (code, out, _) = run(&["list"]);
+    // No upsd runs here: the accounts are listed, and upsd's absence said.
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("client nas") && out.contains("account monuser"),
+        "{out}"
+    );
+    assert!(out.contains("was not asked"), "{out}");
+    let (code, out, err) = run(&["remove", "nas", "--no-apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        fs::read(dir.join("upsd.conf")).unwrap(),
+        before,
+        "the last client gone: upsd.conf as it was"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("nut.conf")).unwrap(),
+        "MODE=standalone\n"
+    );
+    // Usage errors: exit 3, saying what is wrong.
+    assert_eq!(run(&["add", "x"]).0, Some(3));
+    let (code, _, err) = run(&["add", "x", "--preset", "qnap"]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("--preset qnap"), "{err}");
+    assert_eq!(run(&["frobnicate"]).0, Some(3));
+    let (code, _, err) = run(&["remove", "nobody", "--dry-run"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no such client"), "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}
