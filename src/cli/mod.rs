@@ -3,6 +3,7 @@
 pub(crate) mod adopt;
 mod apply_spool;
 pub(crate) mod check;
+mod client;
 pub mod error;
 mod events;
 mod logger;
@@ -81,6 +82,9 @@ pub struct Common {
     pub to_nut: bool,
     /// run: save the history at most every this many seconds (0: only on stop).
     pub history_every: Option<u64>,
+    /// client add: the kind of client, and the LAN address upsd is to listen on.
+    pub preset: Option<String>,
+    pub listen: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +108,7 @@ pub enum Command {
     ApplySpool,
     Adopt,
     Remove,
+    Client,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -128,7 +133,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 19] = [
+    pub const ALL: [Command; 20] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -148,6 +153,7 @@ impl Command {
         Command::ApplySpool,
         Command::Adopt,
         Command::Remove,
+        Command::Client,
     ];
 
     /// The name the user types.
@@ -172,6 +178,7 @@ impl Command {
             Command::ApplySpool => "apply-spool",
             Command::Adopt => "adopt",
             Command::Remove => "remove",
+            Command::Client => "client",
         }
     }
 
@@ -228,6 +235,11 @@ impl Command {
             ]
             .concat(),
             Command::Remove => [&nut[..], &["--dry-run", "--no-apply"]].concat(),
+            Command::Client => [
+                &nut[..],
+                &["--preset", "--ups", "--listen", "--dry-run", "--no-apply"],
+            ]
+            .concat(),
         };
         o.extend_from_slice(GLOBAL_OPTIONS);
         o
@@ -271,6 +283,14 @@ Commands:
                            settings entry
   remove UPS [--dry-run | --no-apply]
                            the reverse: its section, MONITOR line, account and settings entry
+  client add NAME --preset synology|truenas|proxmox|homeassistant|upsmon [--ups UPS]
+         [--listen ADDRESS] [--dry-run | --no-apply]
+                           this machine as the NUT server of the LAN: a secondary account (its own
+                           password; Synology's fixed monuser/secret), LISTEN on the LAN address,
+                           MODE=netserver, applied and verified; then what to enter on the client
+  client list              the client accounts, and who upsd says is logged in (LIST CLIENT)
+  client remove NAME [--dry-run | --no-apply]
+                           its account; the last one gone, LISTEN and MODE back as they were
   run [--control-socket PATH]
                            the agent: monitor each UPS of the settings, log every change, watch
                            NUT's files and the settings; for systemd (Type=notify) or a terminal
@@ -322,7 +342,7 @@ Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the 
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 Exit codes (run): 0 stopped by SIGTERM or SIGINT, 3 could not start.
 Exit codes (events, status --agent): 0 success, 2 the agent did not answer, 3 bad arguments.
-Exit codes (undo, adopt, remove, sync --to-nut): 0 done, 2 refused or failed (then rolled
+Exit codes (undo, adopt, remove, sync --to-nut, client): 0 done, 2 refused or failed (then rolled
 back), 3 bad arguments or no backup.
 ";
 
@@ -359,6 +379,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         no_apply: false,
         to_nut: false,
         history_every: None,
+        preset: None,
+        listen: None,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -441,6 +463,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     format!("--history-every takes whole seconds (0: only on stop), not `{v}`")
                 })?)
             }
+            "--preset" => common.preset = Some(value("a preset")?),
+            "--listen" => common.listen = Some(value("an IP address")?),
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -478,6 +502,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "apply-spool" => Command::ApplySpool,
                     "adopt" => Command::Adopt,
                     "remove" => Command::Remove,
+                    "client" => Command::Client,
                     other => return Err(format!("unknown command `{other}`")),
                 })
             }
@@ -559,6 +584,8 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--to-nut",
         "--from-nut",
         "--history-every",
+        "--preset",
+        "--listen",
     ];
     match name {
         "-n" => Some("--count"),
@@ -599,6 +626,7 @@ pub fn main() -> ExitCode {
         Command::ApplySpool => apply_spool::run(&args),
         Command::Adopt => adopt::adopt(&args),
         Command::Remove => adopt::remove(&args),
+        Command::Client => client::run(&args),
         Command::Notify => notify::run(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),

@@ -186,9 +186,9 @@ pub fn pick<'a>(found: &'a [Candidate], device: Option<&str>) -> Result<&'a Cand
 }
 
 /// The five files' bytes as they are now (a missing file is absent), and what each hashed to.
-type Read = (edit::Files, BTreeMap<String, Option<u64>>);
+pub(super) type Read = (edit::Files, BTreeMap<String, Option<u64>>);
 
-fn read_files(dir: &Path) -> Result<Read, ChangeError> {
+pub(super) fn read_files(dir: &Path) -> Result<Read, ChangeError> {
     let mut files = edit::Files::new();
     let mut base = BTreeMap::new();
     for name in [NUT_CONF, UPS_CONF, UPSD_CONF, UPSD_USERS, UPSMON_CONF] {
@@ -213,7 +213,7 @@ fn read_files(dir: &Path) -> Result<Read, ChangeError> {
 }
 
 /// A password for a new monitoring account, from the kernel's random source.
-fn new_password() -> Result<String, ChangeError> {
+pub(super) fn new_password() -> Result<String, ChangeError> {
     use std::io::Read;
     let mut random = [0u8; 24];
     std::fs::File::open("/dev/urandom")
@@ -222,7 +222,11 @@ fn new_password() -> Result<String, ChangeError> {
     Ok(edit::password_from(&random))
 }
 
-fn proposal(changes: edit::Changes, base: BTreeMap<String, Option<u64>>, why: String) -> Proposal {
+pub(super) fn proposal(
+    changes: edit::Changes,
+    base: BTreeMap<String, Option<u64>>,
+    why: String,
+) -> Proposal {
     let mut p = Proposal::new(
         changes
             .into_iter()

@@ -7,6 +7,7 @@
 //! agent call [`check`] with their own plan, not a command line.
 
 pub mod adopt;
+pub mod clients;
 pub mod plan;
 pub mod render;
 pub mod settings;

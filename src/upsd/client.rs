@@ -558,6 +558,34 @@ impl Client {
         }
     }
 
+    /// `LIST CLIENT UPS`: the addresses upsd counts as logged in to `ups` (upsmon and the
+    /// clients that LOGIN; not those that only read).
+    pub async fn list_clients(
+        &mut self,
+        ups: &str,
+    ) -> Result<Vec<super::proto::LoggedIn>, NutError> {
+        match self.request(&Request::ListClient(ups.into())).await? {
+            Reply::List(items) => Ok(super::proto::logged_in(ups, &items)),
+            _ => Err(NutError::transport(
+                TransportFailure::BadReply,
+                "LIST CLIENT: not a list",
+            )),
+        }
+    }
+
+    /// `GET NUMLOGINS UPS`: how many logins upsd counts on `ups`.
+    pub async fn num_logins(&mut self, ups: &str) -> Result<u32, NutError> {
+        match self.request(&Request::GetNumLogins(ups.into())).await? {
+            Reply::Line(w) => w.get(2).and_then(|n| n.parse().ok()).ok_or_else(|| {
+                NutError::transport(TransportFailure::BadReply, "NUMLOGINS: not a number")
+            }),
+            _ => Err(NutError::transport(
+                TransportFailure::BadReply,
+                "GET NUMLOGINS: not a line",
+            )),
+        }
+    }
+
     /// `LIST UPS`, as (name, description) pairs.
     pub async fn list_ups(&mut self) -> Result<Vec<(String, String)>, NutError> {
         match self.request(&Request::ListUps).await? {

@@ -317,6 +317,34 @@ impl ListReader {
     }
 }
 
+/// A client upsd counts as logged in to a UPS (`LIST CLIENT`): the address it connects from.
+/// upsd does not say which account it logged in with (`CLIENT <ups> <address>`, in every
+/// release from 2.8.0 on; NUT's server/netlist.c).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedIn {
+    pub ups: String,
+    pub address: String,
+}
+
+/// The most clients kept from one `LIST CLIENT` reply.
+pub const MAX_CLIENTS: usize = 256;
+
+/// `LIST CLIENT ups`'s items (the words after `CLIENT ups`, as [`ListReader`] keeps them) as
+/// clients: an item without an address is left out; at most [`MAX_CLIENTS`].
+pub fn logged_in(ups: &str, items: &[Vec<String>]) -> Vec<LoggedIn> {
+    items
+        .iter()
+        .filter_map(|i| match i.as_slice() {
+            [address, ..] if !address.is_empty() => Some(LoggedIn {
+                ups: ups.to_string(),
+                address: address.clone(),
+            }),
+            _ => None,
+        })
+        .take(MAX_CLIENTS)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +422,47 @@ mod tests {
                 .unwrap_err()
                 .kind(),
             ErrorKind::Protocol
+        );
+    }
+
+    #[test]
+    fn reads_list_client_as_addresses() {
+        let r = Request::ListClient("ups".into());
+        let Shape::List(what) = r.shape() else {
+            panic!()
+        };
+        let mut l = ListReader::new(what);
+        for line in [
+            &b"BEGIN LIST CLIENT ups"[..],
+            b"CLIENT ups 127.0.0.1",
+            b"CLIENT ups ::1",
+            b"CLIENT ups",
+        ] {
+            assert!(!l.feed(&r, line).unwrap());
+        }
+        assert!(l.feed(&r, b"END LIST CLIENT ups").unwrap());
+        let got = logged_in("ups", &l.items);
+        assert_eq!(
+            got,
+            [
+                LoggedIn {
+                    ups: "ups".into(),
+                    address: "127.0.0.1".into()
+                },
+                LoggedIn {
+                    ups: "ups".into(),
+                    address: "::1".into()
+                }
+            ]
+        );
+        let many: Vec<Vec<String>> = (0..MAX_CLIENTS + 5)
+            .map(|i| vec![format!("10.0.0.{i}")])
+            .collect();
+        assert_eq!(logged_in("ups", &many).len(), MAX_CLIENTS);
+        let mut l = ListReader::new(vec!["CLIENT".into(), "ups".into()]);
+        assert_eq!(
+            l.feed(&r, b"ERR UNKNOWN-UPS").unwrap_err().code(),
+            "UNKNOWN-UPS"
         );
     }
 

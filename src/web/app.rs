@@ -25,6 +25,7 @@ use crate::state::{view, Shared};
 use crate::upsd::client::Client;
 use crate::upsd::target::Target;
 
+mod clients;
 mod notify;
 mod nut;
 
@@ -374,6 +375,9 @@ impl App {
             Route::ApiAdopt => self.nut_change_api(nut::Ask::Adopt, route, &form, s).await,
             Route::ApiRemove => self.nut_change_api(nut::Ask::Remove, route, &form, s).await,
             Route::ApiToNut => self.nut_change_api(nut::Ask::ToNut, route, &form, s).await,
+            Route::Clients => self.clients_page(s).await,
+            Route::ClientAdd => self.clients_change(true, &form, s).await,
+            Route::ClientRemove => self.clients_change(false, &form, s).await,
             Route::ApiStatus => {
                 // Without a session: UPS state only (no process, files or check counts).
                 let sh = self.shared.borrow();

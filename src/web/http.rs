@@ -135,6 +135,11 @@ pub enum Route {
     ApiAdopt,
     ApiRemove,
     ApiToNut,
+    /// `GET /clients`: the NUT clients; `POST /clients/add`, `/clients/remove`: previewed,
+    /// then made.
+    Clients,
+    ClientAdd,
+    ClientRemove,
     Metrics,
     /// `GET /notify`, `POST /notify` (a channel added or changed), `/notify/remove`,
     /// `/notify/flap`, `/notify/test` (a test sent now): the Notifications page.
@@ -167,7 +172,10 @@ impl Route {
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
             Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
-            SetupForm | Check | TestForm | ApiCheck | ApiSettings | NotifyPage => Access::Session,
+            SetupForm | Check | TestForm | ApiCheck | ApiSettings | NotifyPage | Clients => {
+                Access::Session
+            }
+            ClientAdd | ClientRemove => Access::Write,
             Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
             | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
             NotifySave | NotifyRemove | NotifyFlap | NotifyTest => Access::Write,
@@ -218,6 +226,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/api/adopt" => (None, Some(ApiAdopt)),
         "/api/remove" => (None, Some(ApiRemove)),
         "/api/to-nut" => (None, Some(ApiToNut)),
+        "/clients" => (Some(Clients), None),
+        "/clients/add" => (None, Some(ClientAdd)),
+        "/clients/remove" => (None, Some(ClientRemove)),
         "/metrics" => (Some(Metrics), None),
         "/notify" => (Some(NotifyPage), Some(NotifySave)),
         "/notify/remove" => (None, Some(NotifyRemove)),

@@ -61,6 +61,7 @@ const NAV: &[(&str, &str)] = &[
     ("/setup", "Setup"),
     ("/check", "Check"),
     ("/test", "Test connection"),
+    ("/clients", "NUT clients"),
 ];
 
 /// The hidden field every changing form carries.

@@ -69,6 +69,10 @@ pub use recipe::{
     adopt, monitor_account, password_from, remove, to_nut, AdoptRequest, Changes, Files,
     SyncRequest,
 };
+pub use recipe::{
+    client_accounts, client_add, client_remove, fixed_login_warning, ClientAccount, ClientAdded,
+    ClientRequest, Preset,
+};
 
 use std::fmt;
 

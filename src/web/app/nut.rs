@@ -119,7 +119,7 @@ fn outcome_json(o: &mut Object, out: &Outcome) {
 }
 
 /// The status a failed change answers with.
-fn status_of(e: &ChangeError) -> u16 {
+pub(super) fn status_of(e: &ChangeError) -> u16 {
     match e {
         ChangeError::Usage(_) | ChangeError::Edit(_) => 422,
         ChangeError::Manage(ManageError::Refused { .. }) => 422,
@@ -129,7 +129,7 @@ fn status_of(e: &ChangeError) -> u16 {
     }
 }
 
-fn outcome_html(b: &mut String, out: &Outcome) {
+pub(super) fn outcome_html(b: &mut String, out: &Outcome) {
     if out.unchanged() {
         b.push_str("<p>Nothing changes.</p>");
     }
