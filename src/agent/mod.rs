@@ -17,6 +17,7 @@ pub mod check;
 pub mod control;
 pub mod decide;
 pub mod files;
+pub mod heal;
 pub mod notify;
 pub mod watch;
 
