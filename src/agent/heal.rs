@@ -85,12 +85,16 @@ pub enum Reason {
 impl Reason {
     pub const ALL: [Reason; 3] = [Reason::Stale, Reason::Disconnected, Reason::Replugged];
 
-    /// The word in /metrics' `reason` label.
+    /// The word in /metrics' `reason` label ([`crate::state::HEAL_REASONS`]).
     pub fn as_str(self) -> &'static str {
+        crate::state::HEAL_REASONS[self.index()]
+    }
+
+    pub fn index(self) -> usize {
         match self {
-            Reason::Stale => "stale",
-            Reason::Disconnected => "disconnected",
-            Reason::Replugged => "replugged",
+            Reason::Stale => 0,
+            Reason::Disconnected => 1,
+            Reason::Replugged => 2,
         }
     }
 
@@ -111,11 +115,18 @@ impl Reason {
 pub enum Decision {
     Nothing,
     /// Restart the driver; its data has been missing `bad_for` seconds.
-    Restart { reason: Reason, bad_for: u64 },
+    Restart {
+        reason: Reason,
+        bad_for: u64,
+    },
     /// The cap is reached: stop restarting (said once).
-    GiveUp { restarts: usize },
+    GiveUp {
+        restarts: usize,
+    },
     /// Data is back after restarts (said once per episode).
-    Healed { restarts: u32 },
+    Healed {
+        restarts: u32,
+    },
 }
 
 /// One driver's self-healing state: fixed size (the restart times are at most `per_hour`).
@@ -199,9 +210,7 @@ impl Driver {
                 self.backoff = wait.saturating_mul(2).min(p.backoff_cap);
                 self.in_flight = true;
                 self.episode += 1;
-                if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
-                    self.restarts[i] += 1;
-                }
+                self.restarts[reason.index()] += 1;
                 Decision::Restart { reason, bad_for }
             }
         }
@@ -288,7 +297,13 @@ mod tests {
         let times: Vec<u64> = got.iter().map(|(t, _)| *t).collect();
         // 30 s to count, then waits of 30, 60, 120, 240, 480, 960 s; the seventh is refused.
         assert_eq!(times, vec![30, 60, 120, 240, 480, 960, 1920]);
-        assert!(matches!(got[0].1, Decision::Restart { reason: Reason::Disconnected, .. }));
+        assert!(matches!(
+            got[0].1,
+            Decision::Restart {
+                reason: Reason::Disconnected,
+                ..
+            }
+        ));
         assert_eq!(got[6].1, Decision::GiveUp { restarts: 6 });
         assert!(d.given_up);
         assert_eq!(d.restarts, [0, 6, 0]);
@@ -339,7 +354,10 @@ mod tests {
         assert_eq!(d.observe(&p, Stale, 500), Decision::Nothing);
         assert_eq!(d.observe(&p, Healthy, 501), Decision::Nothing);
         d.done(502);
-        assert_eq!(d.observe(&p, Healthy, 503), Decision::Healed { restarts: 1 });
+        assert_eq!(
+            d.observe(&p, Healthy, 503),
+            Decision::Healed { restarts: 1 }
+        );
         assert_eq!(d.observe(&p, Healthy, 508), Decision::Nothing);
     }
 
