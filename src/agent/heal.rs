@@ -40,6 +40,8 @@ impl Default for Policy {
 pub const ENV_AFTER: &str = "POWER_SNITCH_HEAL_AFTER";
 pub const ENV_BACKOFF: &str = "POWER_SNITCH_HEAL_BACKOFF";
 pub const ENV_RESET: &str = "POWER_SNITCH_HEAL_RESET";
+/// The most restarts an hour (tests: fewer, so giving up comes soon).
+pub const ENV_PER_HOUR: &str = "POWER_SNITCH_HEAL_PER_HOUR";
 
 impl Policy {
     /// The default policy with the times `var` gives (an unset or unreadable value keeps the
@@ -55,6 +57,7 @@ impl Policy {
         p.backoff = get(ENV_BACKOFF, p.backoff);
         p.backoff_cap = p.backoff_cap.max(p.backoff);
         p.reset_after = get(ENV_RESET, p.reset_after);
+        p.per_hour = get(ENV_PER_HOUR, p.per_hour as u64).min(60) as usize;
         p
     }
 }
@@ -380,9 +383,13 @@ mod tests {
             ENV_AFTER => Some("2".into()),
             ENV_BACKOFF => Some("0".into()),
             ENV_RESET => Some("x".into()),
+            ENV_PER_HOUR => Some("3".into()),
             _ => None,
         });
-        assert_eq!((p.after, p.backoff, p.reset_after), (2, 1, 600));
+        assert_eq!(
+            (p.after, p.backoff, p.reset_after, p.per_hour),
+            (2, 1, 600, 3)
+        );
         assert_eq!(Policy::from_vars(|_| None), Policy::default());
     }
 }

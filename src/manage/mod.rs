@@ -276,6 +276,11 @@ pub fn change(
         return change(nut, &undo_proposal(&nut.dir)?, mode, apply);
     }
     if let Some(name) = &proposal.restart {
+        if !proposal.files.is_empty() || !proposal.remove.is_empty() {
+            return Err(ManageError::Spool(
+                "a driver's restart carries no file: refused".into(),
+            ));
+        }
         return restart_here(nut, name, mode, apply);
     }
     let mut changes: Change = Vec::new();
