@@ -183,7 +183,13 @@ impl Auto {
                 None => continue,
             };
             let d = &mut self.drivers[i].1;
-            match d.observe(&self.policy, h, now) {
+            let given_up = d.given_up;
+            let decision = d.observe(&self.policy, h, now);
+            if d.given_up != given_up {
+                // Healthy for a while after giving up: the gauge goes back to 0.
+                self.count(cx, &name);
+            }
+            match decision {
                 Decision::Nothing => {}
                 Decision::Restart { reason, bad_for } => {
                     self.count(cx, &name);
