@@ -23,6 +23,11 @@ pub struct Recheck<'a> {
 /// dialogues: a configured port belongs to its NUT driver, which may be starting right now;
 /// the agent watches upsd itself, so without the live view).
 pub fn recheck(r: &Recheck) -> Vec<Finding> {
+    recheck_sections(r).0
+}
+
+/// [`recheck`], and the sections ups.conf has (for self-healing and auto-adopt).
+pub fn recheck_sections(r: &Recheck) -> (Vec<Finding>, Vec<String>) {
     let plan = Plan {
         face: Face::Recheck,
         nut_dir: r.nut_dir.to_path_buf(),
@@ -37,7 +42,13 @@ pub fn recheck(r: &Recheck) -> Vec<Finding> {
         talk: Face::Recheck.talk(None),
         serial_ports: Vec::new(),
     };
-    inspect::check(&plan, &|_| {}).findings
+    let report = inspect::check(&plan, &|_| {});
+    let sections = report
+        .parsed
+        .ups
+        .map(|u| u.sections.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default();
+    (report.findings, sections)
 }
 
 /// A finding's identity across checks: the same code, file, line and message.

@@ -13,10 +13,12 @@
 //! UPS to poll and when, which connections a settings change restarts, when a recheck runs) is
 //! a pure function in [`decide`] with `now` passed in; the loops only wait and dispatch.
 
+pub mod auto;
 pub mod check;
 pub mod control;
 pub mod decide;
 pub mod files;
+pub mod heal;
 pub mod notify;
 pub mod watch;
 
@@ -74,6 +76,8 @@ pub struct Config {
     pub set_log_level: Box<dyn Fn(LogLevel)>,
     /// What runs beside the agent and follows its settings (the setup page, made by `run`).
     pub companions: Vec<Box<dyn Companion>>,
+    /// Serial ports auto-adopt may ask too (`--serial-port`; USB-serial adapters always).
+    pub serial_ports: Vec<String>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT; returns the exit code.
@@ -114,6 +118,8 @@ struct Agent {
     groups: Vec<Group>,
     /// Where events worth telling go (never waits).
     hub: notifications::Hub,
+    /// Restarting stale drivers and adopting the one UPS found.
+    auto: auto::Auto,
 }
 
 impl Agent {
@@ -191,13 +197,14 @@ impl Agent {
             driver_dir: None,
             drivers: self.installed.clone(),
         };
-        let new = check::recheck(&check::Recheck {
+        let (new, sections) = check::recheck_sections(&check::Recheck {
             nut_dir: &self.nut_dir,
             installed: &installed,
             settings: &self.settings,
             settings_path: &self.config.settings_path,
             root: &self.config.root,
         });
+        self.auto.checked(sections, &new, unix_now());
         let summary = check::summary(&new);
         let (appeared, gone): (Vec<String>, Vec<String>) = if first {
             for f in &new {
@@ -293,6 +300,27 @@ impl Agent {
             }
         }
         self.recheck(false, asked)
+    }
+
+    /// What self-healing and auto-adopt need of the agent.
+    fn auto_do(&mut self, f: impl FnOnce(&mut auto::Auto, &auto::Ctx)) {
+        let installed = crate::inspect::Installed {
+            version: self.version,
+            source: String::new(),
+            driver_dir: None,
+            drivers: self.installed.clone(),
+        };
+        let cx = auto::Ctx {
+            shared: &self.shared,
+            settings: &self.settings,
+            settings_path: &self.config.settings_path,
+            nut_dir: &self.nut_dir,
+            installed: &installed,
+            root: &self.config.root,
+            serial_ports: &self.config.serial_ports,
+            hub: &self.hub,
+        };
+        f(&mut self.auto, &cx);
     }
 
     fn watch(&self, w: &mut watch::Watcher) {
@@ -678,6 +706,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         settings_path: config.settings_path.display().to_string(),
         nut_dir: String::new(),
         history: Default::default(),
+        heal: Vec::new(),
     }));
     {
         let path = crate::state::history::path(&config.settings_path);
@@ -690,6 +719,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         }
     }
     let config_settings_path = config.settings_path.clone();
+    let (auto_tx, auto_rx) = mpsc::channel::<auto::Done>(16);
     let mut agent = Agent {
         config,
         shared: shared.clone(),
@@ -701,6 +731,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         prints: Vec::new(),
         groups: Vec::new(),
         hub: notifications::start(&notifications::outbox_path(&config_settings_path)),
+        auto: auto::Auto::new(auto_tx),
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);
@@ -761,6 +792,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         agent.watch(w);
     }
     agent.apply_settings();
+    agent.auto_do(|a, cx| a.maybe_adopt(cx));
 
     let last_status = status_line(&shared.borrow());
     notifier.send(&format!(
@@ -780,6 +812,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         int,
         hup,
         asked: asked_rx,
+        auto: auto_rx,
         tick,
         watchdog: tokio::time::interval(watchdog_every),
         watchdog_on: notifier.watchdog.is_some(),
@@ -821,6 +854,7 @@ struct Sources {
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     asked: mpsc::Receiver<control::Asked>,
+    auto: mpsc::Receiver<auto::Done>,
     tick: tokio::time::Interval,
     watchdog: tokio::time::Interval,
     watchdog_on: bool,
@@ -848,6 +882,7 @@ enum Event {
     Files(std::io::Result<()>),
     Settled,
     Asked(control::Asked),
+    Auto(auto::Done),
     RecheckDue,
     Tick,
     Watchdog,
@@ -874,6 +909,7 @@ async fn next_event(src: &mut Sources, st: &mut LoopState) -> Event {
         }, if watching => Event::Files(r),
         _ = sleep_until(st.settle.unwrap_or_else(Instant::now)), if st.settle.is_some() => Event::Settled,
         Some(a) = src.asked.recv() => Event::Asked(a),
+        Some(d) = src.auto.recv() => Event::Auto(d),
         _ = sleep_until(st.recheck_at.unwrap_or_else(Instant::now)), if st.recheck_at.is_some() => Event::RecheckDue,
         _ = src.tick.tick() => Event::Tick,
         _ = src.watchdog.tick(), if src.watchdog_on => Event::Watchdog,
@@ -900,6 +936,7 @@ fn handle_event(
                 "SIGHUP: reading the settings and NUT's files again",
             );
             agent.refresh(true, false, st.watcher.as_mut());
+            agent.auto_do(|a, cx| a.maybe_adopt(cx));
         }
         Event::Files(Ok(())) => {
             watch::classify(
@@ -923,6 +960,7 @@ fn handle_event(
             let p = std::mem::take(&mut st.pending);
             agent.refresh(p.settings, false, st.watcher.as_mut());
         }
+        Event::Auto(done) => agent.auto_do(|a, cx| a.done(cx, done, unix_now())),
         Event::Asked((asked, reply)) => {
             st.waiting.push((asked.text, reply));
             st.recheck_at = Some(decide::recheck_at(st.last_recheck, st.recheck_at, now));
@@ -933,12 +971,14 @@ fn handle_event(
             let n = st.waiting.len();
             log::debug!("recheck asked on the control socket ({n} request(s) share this run)");
             let (appeared, gone) = agent.refresh(false, true, st.watcher.as_mut());
+            agent.auto_do(|a, cx| a.maybe_adopt(cx));
             let sh = agent.shared.borrow();
             for (text, reply) in st.waiting.drain(..) {
                 let _ = reply.send(recheck_reply(&sh, &appeared, &gone, text));
             }
         }
         Event::Tick => {
+            agent.auto_do(|a, cx| a.tick(cx, unix_now()));
             let due = agent
                 .shared
                 .borrow()

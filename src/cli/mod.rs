@@ -218,7 +218,12 @@ impl Command {
             .concat(),
             Command::Run => [
                 &nut[..],
-                &["--sysfs-root", "--control-socket", "--history-every"],
+                &[
+                    "--sysfs-root",
+                    "--control-socket",
+                    "--history-every",
+                    "--serial-port",
+                ],
                 &UPSD,
             ]
             .concat(),

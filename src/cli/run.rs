@@ -30,6 +30,7 @@ pub fn run(args: &Args) -> Result<Output, CommandError> {
         client,
         set_log_level: Box::new(super::logger::set_base),
         companions,
+        serial_ports: args.common.serial_ports.clone(),
     };
     Ok(Output {
         code: agent::run(config),

@@ -50,6 +50,9 @@ pub struct Proposal {
     /// Restore the newest backup instead (read by the side that applies: the backups hold the
     /// secret files, readable by root only).
     pub undo: bool,
+    /// Restart the driver of this ups.conf section instead (the agent's self-healing): no
+    /// file is written; the name must be a section ups.conf has.
+    pub restart: Option<String>,
 }
 
 impl Proposal {
@@ -271,6 +274,14 @@ pub fn change(
 ) -> Result<Outcome, ManageError> {
     if proposal.undo {
         return change(nut, &undo_proposal(&nut.dir)?, mode, apply);
+    }
+    if let Some(name) = &proposal.restart {
+        if !proposal.files.is_empty() || !proposal.remove.is_empty() {
+            return Err(ManageError::Spool(
+                "a driver's restart carries no file: refused".into(),
+            ));
+        }
+        return restart_here(nut, name, mode, apply);
     }
     let mut changes: Change = Vec::new();
     for (name, text) in &proposal.files {
@@ -637,7 +648,7 @@ pub fn propose(
         return change(nut, &proposal, mode, Some(apply));
     }
     let mut proposal = proposal;
-    if proposal.base.is_empty() && !proposal.undo {
+    if proposal.base.is_empty() && !proposal.undo && proposal.restart.is_none() {
         proposal.base = spool::base_of(&nut.dir);
     }
     spool::submit_and_wait(spool_dir, &proposal, mode, spool::WAIT)
@@ -658,6 +669,94 @@ pub fn native_runner(nut_dir: &Path, driver_dir: Option<&Path>) -> Box<dyn Runne
         .ok()
         .filter(|u| !u.is_empty());
     Box::new(run::Direct::new(nut_dir, &state, drivers, user.as_deref()))
+}
+
+/// The sections ups.conf has now, read through the same handle and parser as a change.
+fn sections(nut: &Nut) -> Result<Vec<String>, ManageError> {
+    let dir = Dir::open(&nut.dir)?;
+    let old = read_all(&dir)?;
+    let cx = Context {
+        version: nut.version,
+        drivers: DriverDb::builtin(),
+        host_drivers: nut.host_drivers.as_deref(),
+    };
+    let (parsed, _) = validate(&snapshot(&old, nut.daemon.clone()), &cx);
+    Ok(parsed
+        .ups
+        .map(|u| u.sections.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default())
+}
+
+/// Restarts the driver of the section `name` with `apply`'s runner (the one restart of one
+/// driver the apply path has), after checking that ups.conf has that section and that its
+/// name is safe for NUT's units. Nothing is written.
+fn restart_here(
+    nut: &Nut,
+    name: &str,
+    mode: Mode,
+    apply: Option<Apply>,
+) -> Result<Outcome, ManageError> {
+    if !safe_name(name) {
+        return Err(ManageError::Unsafe {
+            file: UPS_CONF.into(),
+            name: name.to_string(),
+        });
+    }
+    if !sections(nut)?.iter().any(|s| s == name) {
+        return Err(ManageError::Spool(format!(
+            "ups.conf has no section [{name}]: no driver restarted"
+        )));
+    }
+    let action = Action {
+        op: plan::Op::Restart,
+        unit: Unit::Driver(name.to_string()),
+    };
+    let mut outcome = Outcome {
+        actions: vec![action.to_string()],
+        ..Outcome::default()
+    };
+    let Some(apply) = apply.filter(|_| mode == Mode::Apply) else {
+        return Ok(outcome);
+    };
+    match apply.runner.run(&action) {
+        Ok(()) => {
+            outcome.ran.push(action.to_string());
+            Ok(outcome)
+        }
+        Err(what) => Err(ManageError::Failed(Box::new(Failure {
+            what,
+            logs: apply.runner.logs(&action.unit),
+            restored: Ok(Vec::new()),
+            outcome,
+        }))),
+    }
+}
+
+/// The proposal that asks for the restart of the driver of the section `name`.
+pub fn restart_request(name: &str) -> Proposal {
+    Proposal {
+        why: format!("restart the driver of [{name}]"),
+        restart: Some(name.to_string()),
+        ..Proposal::default()
+    }
+}
+
+/// Restarts the driver of the section `name`: here with [`native_runner`] when this process
+/// may write NUT's directory (it runs NUT as the tests do, or is root), else through the root
+/// side ([`spool`]), which checks the name against its own ups.conf.
+pub fn restart_driver(
+    nut: &Nut,
+    driver_dir: Option<&Path>,
+    name: &str,
+    spool_dir: &Path,
+) -> Result<Outcome, ManageError> {
+    propose(
+        nut,
+        driver_dir,
+        restart_request(name),
+        Mode::Apply,
+        spool_dir,
+    )
 }
 
 /// A finding's code from its name (for results read back from the spool).

@@ -172,6 +172,43 @@ impl Direct {
         }
     }
 
+    /// The driver of the section `name` as ups.conf names it now (for its PID file).
+    fn driver_of(&self, name: &str) -> Option<String> {
+        use crate::nut::diag::Sink;
+        let bytes = std::fs::read(self.conf_dir.join(crate::nut::UPS_CONF)).ok()?;
+        let mut sink = Sink::new(crate::nut::UPS_CONF);
+        let lines = crate::nut::conf::read_lines(
+            &bytes,
+            crate::nut::lexer::Dialect::HashInQuotesIsError,
+            &mut sink,
+        );
+        let conf = crate::nut::ups_conf::parse(&lines, &mut sink);
+        conf.section(name)?.value("driver").map(str::to_string)
+    }
+
+    /// Stops the driver of `name` as systemd stops a unit: `upsdrvctl stop` (SIGTERM), a
+    /// SIGCONT so that a stopped driver handles it, and SIGKILL when it has not gone within
+    /// 10 s (a hung driver must not keep its socket, or upsd would keep reading it).
+    fn stop_driver(&mut self, unit: &Unit, name: &str) -> Result<(), String> {
+        let pid_file = self
+            .driver_of(name)
+            .map(|d| self.state_dir.join(format!("{d}-{name}.pid")));
+        let pid = pid_file.as_deref().and_then(pid_of);
+        self.program(unit, "upsdrvctl", &["stop", name], false)?;
+        if let Some(pid) = pid {
+            use nix::sys::signal::{kill, Signal};
+            let _ = kill(pid, Signal::SIGCONT);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while kill(pid, None).is_ok() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if kill(pid, None).is_ok() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until the process whose PID file is `path` has gone.
     fn wait_gone(&self, path: &Path) {
         let Some(pid) = std::fs::read_to_string(path)
@@ -193,9 +230,9 @@ impl Runner for Direct {
     fn run(&mut self, a: &Action) -> Result<(), String> {
         match (&a.unit, a.op) {
             (Unit::Driver(n), Op::Start) => self.program(&a.unit, "upsdrvctl", &["start", n], true),
-            (Unit::Driver(n), Op::Stop) => self.program(&a.unit, "upsdrvctl", &["stop", n], false),
+            (Unit::Driver(n), Op::Stop) => self.stop_driver(&a.unit, n),
             (Unit::Driver(n), Op::Restart | Op::Reload) => {
-                self.program(&a.unit, "upsdrvctl", &["stop", n], false)?;
+                self.stop_driver(&a.unit, n)?;
                 self.program(&a.unit, "upsdrvctl", &["start", n], true)
             }
             (Unit::Upsd, Op::Start) => self.program(&a.unit, "upsd", &[], true),
@@ -235,6 +272,16 @@ impl Runner for Direct {
             .map(|(_, t)| last_lines(t))
             .unwrap_or_default()
     }
+}
+
+/// The process whose PID file is `path`, when it runs.
+fn pid_of(path: &Path) -> Option<nix::unistd::Pid> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+        .map(nix::unistd::Pid::from_raw)
+        .filter(|p| nix::sys::signal::kill(*p, None).is_ok())
 }
 
 /// Whether the process whose PID file is `path` runs.

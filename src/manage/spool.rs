@@ -110,6 +110,9 @@ pub fn encode_proposal(p: &Proposal, mode: Mode) -> Vec<u8> {
     if p.undo {
         put(&mut out, "undo", "-", b"");
     }
+    if let Some(name) = &p.restart {
+        put(&mut out, "restart", name, b"");
+    }
     for (name, text) in &p.files {
         put(&mut out, "file", name, text);
     }
@@ -138,6 +141,12 @@ pub fn decode_proposal(bytes: &[u8]) -> Result<(Proposal, Mode), String> {
             }
             "remove" => p.remove.push(name),
             "undo" => p.undo = true,
+            // The name is checked by `change` against the root side's own ups.conf.
+            "restart" => {
+                if p.restart.replace(name).is_some() {
+                    return Err("two restarts in one request".into());
+                }
+            }
             "base" => {
                 let t = text()?;
                 let h = if t == "absent" {
@@ -597,6 +606,11 @@ mod tests {
             decode_proposal(&encode_proposal(&u, Mode::Apply)),
             Ok((u, Mode::Apply))
         );
+        let r = super::super::restart_request("rack-ups");
+        assert_eq!(
+            decode_proposal(&encode_proposal(&r, Mode::Apply)),
+            Ok((r, Mode::Apply))
+        );
     }
 
     #[test]
@@ -624,6 +638,10 @@ mod tests {
                 "unknown record",
             ),
             (b"power-snitch-proposal 1\nwhy - 0\n\n", "no mode"),
+            (
+                b"power-snitch-proposal 1\nmode - 5\napply\nrestart a 0\n\nrestart b 0\n\n",
+                "two restarts",
+            ),
         ];
         for (bytes, want) in cases {
             let e = decode_proposal(bytes).unwrap_err();

@@ -36,10 +36,14 @@ pub enum Kind {
     Dropped,
     /// Sent by "send a test".
     Test,
+    /// The agent restarted a driver and its data is back.
+    DriverHealed,
+    /// The agent stopped restarting a driver that keeps failing.
+    DriverGivenUp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::OnBattery,
         Kind::LowBattery,
         Kind::OnLine,
@@ -54,6 +58,8 @@ impl Kind {
         Kind::Flapping,
         Kind::Dropped,
         Kind::Test,
+        Kind::DriverHealed,
+        Kind::DriverGivenUp,
     ];
 
     /// The name receivers see (JSON `kind`, ntfy tags, MQTT).
@@ -73,6 +79,8 @@ impl Kind {
             Kind::Flapping => "flapping",
             Kind::Dropped => "dropped",
             Kind::Test => "test",
+            Kind::DriverHealed => "driver_healed",
+            Kind::DriverGivenUp => "driver_given_up",
         }
     }
 

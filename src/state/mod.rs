@@ -83,6 +83,21 @@ pub struct Shared {
     pub nut_dir: String,
     /// Each UPS's charts and events over the last 24 hours and 7 days (bounded).
     pub history: history::History,
+    /// The drivers the agent restarted (self-healing), one per UPS, bounded by the UPSes.
+    pub heal: Vec<HealCount>,
+}
+
+/// The `reason` labels of driver restarts, in [`HealCount::restarts`]' order.
+pub const HEAL_REASONS: [&str; 3] = ["stale", "disconnected", "replugged"];
+
+/// What the agent's self-healing did for one UPS's driver since the agent started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealCount {
+    pub ups: String,
+    /// Restarts per [`HEAL_REASONS`].
+    pub restarts: [u64; 3],
+    /// It stopped restarting it (the hourly cap was reached).
+    pub given_up: bool,
 }
 
 impl Shared {

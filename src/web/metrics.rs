@@ -196,6 +196,7 @@ pub fn render(s: &Shared) -> String {
     );
     let last = s.ring.last(1).next().map_or(0, |e| e.seq);
     let _ = writeln!(out, "power_snitch_events_total {last}");
+    heal(&mut out, s);
     family(
         &mut out,
         "power_snitch_start_time_seconds",
@@ -204,6 +205,39 @@ pub fn render(s: &Shared) -> String {
     );
     let _ = writeln!(out, "power_snitch_start_time_seconds {}", s.started);
     out
+}
+
+/// The self-healing's counters: restarts per UPS and reason, and the drivers given up.
+fn heal(out: &mut String, s: &Shared) {
+    family(
+        out,
+        "power_snitch_driver_restarts_total",
+        "counter",
+        "Driver restarts by the agent's self-healing since it started, by reason.",
+    );
+    for h in &s.heal {
+        for (reason, n) in crate::state::HEAL_REASONS.iter().zip(h.restarts) {
+            let _ = writeln!(
+                out,
+                "power_snitch_driver_restarts_total{{ups=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&h.ups)
+            );
+        }
+    }
+    family(
+        out,
+        "power_snitch_driver_given_up",
+        "gauge",
+        "1 when the agent stopped restarting the UPS's driver (too many restarts in an hour).",
+    );
+    for h in &s.heal {
+        let _ = writeln!(
+            out,
+            "power_snitch_driver_given_up{{ups=\"{}\"}} {}",
+            label(&h.ups),
+            u8::from(h.given_up)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +279,11 @@ pub(crate) mod tests {
             settings_path: "/var/lib/power-snitch/settings.bin".into(),
             nut_dir: "/etc/nut".into(),
             history: Default::default(),
+            heal: vec![crate::state::HealCount {
+                ups: "rack \"A\"".into(),
+                restarts: [2, 1, 0],
+                given_up: true,
+            }],
         }
     }
 
@@ -266,6 +305,11 @@ pub(crate) mod tests {
             "power_snitch_findings{severity=\"warning\"} 2",
             "power_snitch_events_total 1",
             "power_snitch_start_time_seconds 50",
+            "# TYPE power_snitch_driver_restarts_total counter",
+            "power_snitch_driver_restarts_total{ups=\"rack \\\"A\\\"\",reason=\"stale\"} 2",
+            "power_snitch_driver_restarts_total{ups=\"rack \\\"A\\\"\",reason=\"disconnected\"} 1",
+            "power_snitch_driver_restarts_total{ups=\"rack \\\"A\\\"\",reason=\"replugged\"} 0",
+            "power_snitch_driver_given_up{ups=\"rack \\\"A\\\"\"} 1",
         ] {
             assert!(m.contains(want), "no {want} in\n{m}");
         }
