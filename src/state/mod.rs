@@ -9,6 +9,7 @@
 //! **Architecture invariant:** this module knows nothing of the agent's runtime, the control
 //! socket or the page: the agent (`agent`) and the page (`web`) import it, it imports neither.
 
+pub mod battery;
 pub mod history;
 pub mod monitor;
 pub mod ring;
