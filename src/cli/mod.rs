@@ -3,6 +3,7 @@
 pub(crate) mod adopt;
 mod apply_spool;
 pub(crate) mod check;
+mod command;
 pub mod error;
 mod events;
 mod logger;
@@ -81,6 +82,9 @@ pub struct Common {
     pub to_nut: bool,
     /// run: save the history at most every this many seconds (0: only on stop).
     pub history_every: Option<u64>,
+    /// command: the second confirmation of a command that cuts the power; the tests kept.
+    pub yes_cut_power: bool,
+    pub results: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +108,7 @@ pub enum Command {
     ApplySpool,
     Adopt,
     Remove,
+    InstantCommand,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -128,7 +133,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 19] = [
+    pub const ALL: [Command; 20] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -148,6 +153,7 @@ impl Command {
         Command::ApplySpool,
         Command::Adopt,
         Command::Remove,
+        Command::InstantCommand,
     ];
 
     /// The name the user types.
@@ -172,6 +178,7 @@ impl Command {
             Command::ApplySpool => "apply-spool",
             Command::Adopt => "adopt",
             Command::Remove => "remove",
+            Command::InstantCommand => "command",
         }
     }
 
@@ -228,6 +235,17 @@ impl Command {
             ]
             .concat(),
             Command::Remove => [&nut[..], &["--dry-run", "--no-apply"]].concat(),
+            Command::InstantCommand => [
+                &[
+                    "--settings",
+                    "--user",
+                    "--password-stdin",
+                    "--yes-cut-power",
+                    "--results",
+                ][..],
+                &UPSD,
+            ]
+            .concat(),
         };
         o.extend_from_slice(GLOBAL_OPTIONS);
         o
@@ -286,6 +304,11 @@ Commands:
                            notification channels: add NAME webhook|ntfy|smtp|mqtt URL
                            [min_severity=S user=U ca_file=F from=A to=A] [--password-stdin];
                            remove NAME; set flap_window=SECS; test NAME sends a test now
+  command UPS[@HOST[:PORT]] [CMD] [--yes-cut-power] [--results]
+                           the instant commands the UPS offers; with CMD, run it (NUT's
+                           TRACKING says how it went; a battery test is followed to its end and
+                           kept); a command that cuts the power needs --yes-cut-power;
+                           --results: the battery tests kept and the replace-battery finding
   help                     print this text
 
 Options (before or after the command; each command takes those it uses, any other is refused):
@@ -322,6 +345,8 @@ Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the 
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 Exit codes (run): 0 stopped by SIGTERM or SIGINT, 3 could not start.
 Exit codes (events, status --agent): 0 success, 2 the agent did not answer, 3 bad arguments.
+Exit codes (command): 0 done (TRACKING said SUCCESS, or upsd does not track), 2 refused, failed
+or no answer in time, 3 bad arguments.
 Exit codes (undo, adopt, remove, sync --to-nut): 0 done, 2 refused or failed (then rolled
 back), 3 bad arguments or no backup.
 ";
@@ -359,6 +384,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         no_apply: false,
         to_nut: false,
         history_every: None,
+        yes_cut_power: false,
+        results: false,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -441,6 +468,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     format!("--history-every takes whole seconds (0: only on stop), not `{v}`")
                 })?)
             }
+            "--yes-cut-power" => common.yes_cut_power = true,
+            "--results" => common.results = true,
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -478,6 +507,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "apply-spool" => Command::ApplySpool,
                     "adopt" => Command::Adopt,
                     "remove" => Command::Remove,
+                    "command" => Command::InstantCommand,
                     other => return Err(format!("unknown command `{other}`")),
                 })
             }
@@ -559,6 +589,8 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--to-nut",
         "--from-nut",
         "--history-every",
+        "--yes-cut-power",
+        "--results",
     ];
     match name {
         "-n" => Some("--count"),
@@ -599,6 +631,7 @@ pub fn main() -> ExitCode {
         Command::ApplySpool => apply_spool::run(&args),
         Command::Adopt => adopt::adopt(&args),
         Command::Remove => adopt::remove(&args),
+        Command::InstantCommand => Ok(command::run(&args).into()),
         Command::Notify => notify::run(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),

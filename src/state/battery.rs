@@ -154,6 +154,43 @@ impl Results {
     }
 }
 
+/// The record of a test that ran (or, with its error's code, one that could not be sent).
+pub fn record_of(
+    at: u64,
+    cmd: &str,
+    origin: Origin,
+    run: Result<&crate::upsd::command::TestRun, &crate::upsd::error::NutError>,
+) -> TestRecord {
+    use crate::upsd::command::Snapshot;
+    let values = |s: &Snapshot| Values {
+        charge: s.charge,
+        runtime: s.runtime,
+        load: s.load,
+    };
+    match run {
+        Ok(r) => TestRecord {
+            at,
+            cmd: cmd.to_string(),
+            origin,
+            tracking: r.outcome.word(),
+            test_result: r.after.test_result.clone(),
+            before: values(&r.before),
+            after: values(&r.after),
+            lowest_charge: r.lowest_charge,
+        },
+        Err(e) => TestRecord {
+            at,
+            cmd: cmd.to_string(),
+            origin,
+            tracking: format!("NOT RUN {}", e.code()),
+            test_result: None,
+            before: Values::default(),
+            after: Values::default(),
+            lowest_charge: None,
+        },
+    }
+}
+
 /// The "replace battery" finding for a UPS, with its reason: the UPS says `RB`; its newest test
 /// failed; or the newest test's runtime is below [`RUNTIME_FLOOR`] of the median of the earlier
 /// tests at a load within [`SIMILAR_LOAD`] (at least [`RUNTIME_BASE`] of them).

@@ -1,0 +1,242 @@
+//! Instant commands against a real NUT: a simulated Megatec UPS on a pseudo-terminal (it runs a
+//! battery test as a real one does: the "test in progress" bit, a sagging battery, then back)
+//! behind NUT's `nutdrv_qx` and upsd, driven by `power-snitch command`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::nut::Nut;
+use common::sim::{Megatec, PtySim};
+
+const USERS: &str = "\
+[tester]
+\tpassword = testpw
+\tinstcmds = test.battery.start.quick test.battery.start.deep beeper.toggle load.off shutdown.return
+[viewer]
+\tpassword = viewpw
+";
+
+/// A Megatec UPS whose tests take four status polls and sag the battery by 10 %, behind
+/// nutdrv_qx and upsd.
+fn start(name: &str) -> (PtySim<Megatec>, Nut, PathBuf) {
+    let mut m = Megatec::default();
+    m.test_length = Some(4);
+    m.test_dip = 10.0;
+    let sim = PtySim::start(m).unwrap();
+    let conf = format!(
+        "[qx]\n\tdriver = nutdrv_qx\n\tport = {}\n\tpollinterval = 1\n\tprotocol = megatec\n\tpollfreq = 1\n",
+        sim.link().display()
+    );
+    let mut nut = Nut::with_ups_conf(name, &conf, USERS, "");
+    nut.start_driver_program("qx", "nutdrv_qx");
+    nut.start_upsd();
+    nut.wait_ready("qx");
+    let settings = nut.dir.join("state").join("settings.bin");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    (sim, nut, settings)
+}
+
+/// `power-snitch command ARGS… --settings S`, the password (if any) on standard input.
+fn command(settings: &Path, args: &[&str], password: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_power-snitch"));
+    c.arg("command")
+        .args(args)
+        .arg("--settings")
+        .arg(settings)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if password.is_some() {
+        c.args(["--user", "tester", "--password-stdin"]);
+    }
+    let mut child = c.spawn().unwrap();
+    if let Some(p) = password {
+        writeln!(child.stdin.take().unwrap(), "{p}").unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn commands_lists_what_the_ups_offers_with_descriptions() {
+    let (_sim, nut, settings) = start("cmd-list");
+    let target = nut.target("qx");
+    let out = command(&settings, &[&target, "--format", "json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        r#"{"name":"test.battery.start.quick","description":"Start a quick battery test","cuts_power":false}"#,
+        r#""name":"beeper.toggle""#,
+        r#"{"name":"load.off","description":"Turn off the load immediately","cuts_power":true}"#,
+        r#""name":"shutdown.return""#,
+    ] {
+        assert!(json.contains(want), "{want} not in {json}");
+    }
+    let human = command(&settings, &[&target], None);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("load.off") && l.contains("needs --yes-cut-power")),
+        "{human}"
+    );
+}
+
+#[test]
+fn battery_test_runs_with_tracking_and_is_kept_with_before_and_after() {
+    let (sim, nut, settings) = start("cmd-test");
+    let target = nut.target("qx");
+    let out = command(
+        &settings,
+        &[&target, "test.battery.start.quick", "--format", "json"],
+        Some("testpw"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(json.contains(r#""tracking":"SUCCESS""#), "{json}");
+    assert!(json.contains(r#""before":{"charge":100,"#), "{json}");
+    assert!(json.contains(r#""after":{"charge":100,"#), "{json}");
+    // The sag while the test ran was seen.
+    let lowest: f64 = json
+        .split(r#""lowest_charge":"#)
+        .nth(1)
+        .and_then(|s| s.split(['}', ',']).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no lowest charge in {json}"));
+    assert!(lowest < 100.0, "{json}");
+    assert!(
+        sim.with(|m| m.received_any(b"T")),
+        "the UPS got its test command"
+    );
+    assert!(!sim.with(|m| m.testing), "the test ended by itself");
+
+    let kept = command(&settings, &[&target, "--results", "--format", "json"], None);
+    assert_eq!(kept.status.code(), Some(0), "{}", text(&kept));
+    let kept = String::from_utf8_lossy(&kept.stdout);
+    assert!(
+        kept.contains(r#""cmd":"test.battery.start.quick","origin":"user","tracking":"SUCCESS""#),
+        "{kept}"
+    );
+    assert!(kept.contains(r#""replace":null"#), "{kept}");
+    assert!(settings
+        .parent()
+        .unwrap()
+        .join("battery-tests.bin")
+        .exists());
+}
+
+#[test]
+fn a_command_the_ups_does_not_offer_is_refused_with_what_it_offers() {
+    let (_sim, nut, settings) = start("cmd-unknown");
+    let out = command(
+        &settings,
+        &[&nut.target("qx"), "outlet.1.load.on"],
+        Some("testpw"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[command-not-offered]"), "{err}");
+    assert!(
+        err.contains("it offers: beeper.toggle, load.off, load.on, shutdown.return"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_power_cut_needs_the_second_confirmation_and_nothing_is_sent_without_it() {
+    let (sim, nut, settings) = start("cmd-cut");
+    let target = nut.target("qx");
+    for cmd in ["load.off", "shutdown.return"] {
+        let out = command(&settings, &[&target, cmd], Some("testpw"));
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("[cuts-power]") && err.contains("nothing was sent"),
+            "{err}"
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        !sim.with(|m| m.received_any(b"S") || m.shutdown_pending),
+        "the UPS got a shutdown command"
+    );
+    // Confirmed, it goes through.
+    let out = command(
+        &settings,
+        &[&target, "load.off", "--yes-cut-power"],
+        Some("testpw"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("load.off: SUCCESS"));
+    assert!(
+        sim.with(|m| m.received_any(b"S")),
+        "the confirmed command reached the UPS"
+    );
+}
+
+#[test]
+fn a_failed_test_is_kept_and_makes_the_replace_battery_finding() {
+    let (sim, nut, settings) = start("cmd-fail");
+    sim.with(|m| m.refuse_tests = true);
+    let target = nut.target("qx");
+    let out = command(
+        &settings,
+        &[&target, "test.battery.start.quick"],
+        Some("testpw"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAILED"),
+        "{}",
+        text(&out)
+    );
+    let kept = command(&settings, &[&target, "--results"], None);
+    let kept = String::from_utf8_lossy(&kept.stdout);
+    assert!(
+        kept.contains("replace the battery [battery-replace]"),
+        "{kept}"
+    );
+    assert!(kept.contains("TRACKING said FAILED"), "{kept}");
+}
+
+#[test]
+fn an_account_without_instcmds_is_refused_by_upsd() {
+    let (sim, nut, settings) = start("cmd-denied");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_power-snitch"));
+    let mut child = c
+        .args([
+            "command",
+            &nut.target("qx"),
+            "beeper.toggle",
+            "--user",
+            "viewer",
+            "--password-stdin",
+            "--settings",
+        ])
+        .arg(&settings)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "viewpw").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ACCESS-DENIED"),
+        "{}",
+        text(&out)
+    );
+    assert!(!sim.with(|m| m.received_any(b"Q\0") || m.received.iter().any(|c| c == b"Q")));
+}
