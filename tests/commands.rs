@@ -240,3 +240,172 @@ fn an_account_without_instcmds_is_refused_by_upsd() {
     );
     assert!(!sim.with(|m| m.received_any(b"Q\0") || m.received.iter().any(|c| c == b"Q")));
 }
+
+/// `power-snitch ARGS…` with `stdin` on standard input.
+fn bin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `run -v` until `until` shows in its log (or `within` passes); the log.
+fn agent_until(
+    settings: &Path,
+    nut_dir: &Path,
+    until: &str,
+    within: std::time::Duration,
+) -> String {
+    use std::io::{BufRead, BufReader};
+    let socket = settings.with_file_name("control.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_power-snitch"))
+        .args(["run", "-v", "--settings"])
+        .arg(settings)
+        .arg("--nut-dir")
+        .arg(nut_dir)
+        .arg("--control-socket")
+        .arg(&socket)
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + within;
+    let mut log = String::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                log.push_str(&l);
+                log.push('\n');
+                if l.contains(until) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log
+}
+
+#[test]
+fn the_agent_runs_the_due_battery_test_once_and_keeps_it() {
+    use power_snitch::state::battery::{self, Origin, TestRecord, Values};
+    let (sim, nut, settings) = start("cmd-agent");
+    let s = settings.to_str().unwrap();
+    let port = format!("upsd_port={}", nut.port);
+    for (args, stdin) in [
+        (
+            vec![
+                "settings",
+                "set",
+                "--settings",
+                s,
+                "--ups",
+                "qx",
+                "upsd_host=127.0.0.1",
+                &port,
+                "poll_interval=1",
+                "nut_username=tester",
+                "--password-stdin",
+            ],
+            "testpw\n",
+        ),
+        (
+            vec![
+                "settings",
+                "set",
+                "--settings",
+                s,
+                "web_listen=",
+                "battery_test_every=30",
+            ],
+            "",
+        ),
+    ] {
+        let out = bin(&args, stdin);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // The last test, as the results file says, was 31 days ago: the next is due.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let results = battery::path(&settings);
+    let mut kept = battery::Results::default();
+    kept.push(
+        "qx",
+        TestRecord {
+            at: now - 31 * 24 * 3600,
+            cmd: "test.battery.start.quick".into(),
+            origin: Origin::Schedule,
+            tracking: "SUCCESS".into(),
+            test_result: None,
+            before: Values::default(),
+            after: Values::default(),
+            lowest_charge: None,
+        },
+    );
+    battery::save(&results, &kept).unwrap();
+
+    let log = agent_until(
+        &settings,
+        &nut.dir,
+        "the scheduled battery test ended",
+        std::time::Duration::from_secs(60),
+    );
+    assert!(
+        log.contains("qx: the scheduled battery test ended: SUCCESS"),
+        "{log}"
+    );
+    assert!(sim.with(|m| m.received_any(b"T")), "the UPS got the test");
+    let (after, problem) = battery::load(&results);
+    assert_eq!(problem, None);
+    let tests = after.tests("qx");
+    assert_eq!(tests.len(), 2, "{tests:?}");
+    let t = tests[1];
+    assert_eq!(
+        (t.origin, t.tracking.as_str()),
+        (Origin::Schedule, "SUCCESS")
+    );
+    assert!(t.at >= now && t.before.charge == Some(100.0), "{t:?}");
+    assert!(t.lowest_charge.is_some_and(|c| c < 100.0), "{t:?}");
+
+    // Restarted, the agent finds the test it just ran: no second one.
+    let sent = sim.with(|m| m.received.iter().filter(|c| c.as_slice() == b"T").count());
+    let log = agent_until(
+        &settings,
+        &nut.dir,
+        "battery test starts",
+        std::time::Duration::from_secs(8),
+    );
+    assert!(!log.contains("battery test starts"), "{log}");
+    assert!(log.contains("ready;"), "{log}");
+    assert_eq!(
+        sim.with(|m| m.received.iter().filter(|c| c.as_slice() == b"T").count()),
+        sent
+    );
+    assert_eq!(battery::load(&results).0.tests("qx").len(), 2);
+}

@@ -18,6 +18,7 @@ pub mod control;
 pub mod decide;
 pub mod files;
 pub mod notify;
+pub mod selftest;
 pub mod watch;
 
 use crate::state::{monitor, ring};
@@ -114,6 +115,8 @@ struct Agent {
     groups: Vec<Group>,
     /// Where events worth telling go (never waits).
     hub: notifications::Hub,
+    /// The scheduled battery self-tests.
+    selftest: selftest::Scheduler,
 }
 
 impl Agent {
@@ -690,6 +693,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         }
     }
     let config_settings_path = config.settings_path.clone();
+    let client_options = config.client.clone();
     let mut agent = Agent {
         config,
         shared: shared.clone(),
@@ -701,6 +705,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         prints: Vec::new(),
         groups: Vec::new(),
         hub: notifications::start(&notifications::outbox_path(&config_settings_path)),
+        selftest: selftest::Scheduler::new(&config_settings_path, client_options),
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);
@@ -947,6 +952,9 @@ fn handle_event(
             if due {
                 agent.save_history();
             }
+            agent
+                .selftest
+                .tick(unix_now(), &agent.settings, &agent.shared);
             let now = status_line(&agent.shared.borrow());
             if now != st.last_status {
                 notifier.send(&notify::status_message(&now));
