@@ -265,6 +265,7 @@ fn agent_until(
     nut_dir: &Path,
     until: &str,
     within: std::time::Duration,
+    then: impl FnOnce(&Path),
 ) -> String {
     use std::io::{BufRead, BufReader};
     let socket = settings.with_file_name("control.sock");
@@ -305,6 +306,7 @@ fn agent_until(
             Err(_) => break,
         }
     }
+    then(&socket);
     let _ = child.kill();
     let _ = child.wait();
     log
@@ -375,6 +377,7 @@ fn the_agent_runs_the_due_battery_test_once_and_keeps_it() {
         &nut.dir,
         "the scheduled battery test ended",
         std::time::Duration::from_secs(60),
+        |_| {},
     );
     assert!(
         log.contains("qx: the scheduled battery test ended: SUCCESS"),
@@ -393,6 +396,7 @@ fn the_agent_runs_the_due_battery_test_once_and_keeps_it() {
     assert!(t.at >= now && t.before.charge == Some(100.0), "{t:?}");
     assert!(t.lowest_charge.is_some_and(|c| c < 100.0), "{t:?}");
 
+    let t_at = t.at;
     // Restarted, the agent finds the test it just ran: no second one.
     let sent = sim.with(|m| m.received.iter().filter(|c| c.as_slice() == b"T").count());
     let log = agent_until(
@@ -400,6 +404,27 @@ fn the_agent_runs_the_due_battery_test_once_and_keeps_it() {
         &nut.dir,
         "battery test starts",
         std::time::Duration::from_secs(8),
+        |socket| {
+            // The status shows the tests kept, newest first.
+            let out = bin(
+                &[
+                    "status",
+                    "--agent",
+                    "--format",
+                    "json",
+                    "--control-socket",
+                    socket.to_str().unwrap(),
+                ],
+                "",
+            );
+            let json = String::from_utf8_lossy(&out.stdout);
+            let tests = json.split(r#""battery":{"tests":["#).nth(1).unwrap_or("");
+            assert!(
+                tests.starts_with(&format!(r#"{{"at":{}"#, t_at))
+                    && tests.contains(r#""origin":"schedule","tracking":"SUCCESS""#),
+                "{json}"
+            );
+        },
     );
     assert!(!log.contains("battery test starts"), "{log}");
     assert!(log.contains("ready;"), "{log}");

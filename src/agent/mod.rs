@@ -681,6 +681,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         settings_path: config.settings_path.display().to_string(),
         nut_dir: String::new(),
         history: Default::default(),
+        battery: Default::default(),
     }));
     {
         let path = crate::state::history::path(&config.settings_path);
@@ -694,6 +695,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     let config_settings_path = config.settings_path.clone();
     let client_options = config.client.clone();
+    let hub = notifications::start(&notifications::outbox_path(&config_settings_path));
     let mut agent = Agent {
         config,
         shared: shared.clone(),
@@ -704,8 +706,8 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         findings: Vec::new(),
         prints: Vec::new(),
         groups: Vec::new(),
-        hub: notifications::start(&notifications::outbox_path(&config_settings_path)),
-        selftest: selftest::Scheduler::new(&config_settings_path, client_options),
+        hub: hub.clone(),
+        selftest: selftest::Scheduler::new(&config_settings_path, client_options, hub),
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);

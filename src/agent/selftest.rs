@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use log::Level;
 
+use crate::notify::event::{Event, Kind, Severity};
+use crate::notify::Hub;
 use crate::settings::model::{BatteryTest, Settings};
 use crate::state::battery::{self, Origin, TestRecord};
 use crate::state::Shared;
@@ -92,15 +94,18 @@ pub struct Scheduler {
     /// The UPSes whose test runs now.
     running: Rc<RefCell<Vec<String>>>,
     next_look: u64,
+    /// Where "replace the battery" is told.
+    hub: Hub,
 }
 
 impl Scheduler {
-    pub fn new(settings_path: &std::path::Path, client: Options) -> Scheduler {
+    pub fn new(settings_path: &std::path::Path, client: Options, hub: Hub) -> Scheduler {
         Scheduler {
             results: battery::path(settings_path),
             client,
             running: Rc::default(),
             next_look: 0,
+            hub,
         }
     }
 
@@ -110,12 +115,14 @@ impl Scheduler {
             return;
         }
         self.next_look = now + LOOK_EVERY;
-        if settings.battery_test_every == 0 {
-            return;
-        }
+        // The tests kept (run from the command line or the page too), for the status.
         let (results, problem) = battery::load(&self.results);
         if let Some(p) = problem {
             shared.borrow_mut().emit(Level::Warn, "battery", &p);
+        }
+        shared.borrow_mut().battery = results.clone();
+        if settings.battery_test_every == 0 {
+            return;
         }
         let cmd = command_of(settings.battery_test_kind);
         for u in &settings.ups {
@@ -167,6 +174,7 @@ impl Scheduler {
                 results: self.results.clone(),
                 running: Rc::clone(&self.running),
                 shared: Rc::clone(shared),
+                hub: self.hub.clone(),
                 at: now,
             };
             tokio::task::spawn_local(job.run());
@@ -184,6 +192,7 @@ struct Job {
     results: PathBuf,
     running: Rc<RefCell<Vec<String>>>,
     shared: Rc<RefCell<Shared>>,
+    hub: Hub,
     at: u64,
 }
 
@@ -231,6 +240,26 @@ impl Job {
         };
         // Kept first, then told: whoever reads the line finds the record.
         let kept = battery::append(&self.results, &ups, record);
+        // What the tests say of the battery (the UPS's own RB is told from its status).
+        let (results, _) = battery::load(&self.results);
+        self.shared.borrow_mut().battery = results.clone();
+        if let Some(why) = battery::replace_battery("", &results.tests(&ups)) {
+            self.shared.borrow_mut().emit(
+                Level::Warn,
+                "battery",
+                &format!(
+                    "{ups}: replace the battery [{}]: {why}",
+                    battery::REPLACE_CODE
+                ),
+            );
+            self.hub.event(Event::new(
+                Kind::ReplaceBattery,
+                Severity::Warning,
+                &format!("{ups}@{}", self.target.address()),
+                format!("{ups}: the battery needs replacing: {why}"),
+                self.at,
+            ));
+        }
         self.running.borrow_mut().retain(|r| *r != ups);
         let mut sh = self.shared.borrow_mut();
         if let Err(e) = kept {

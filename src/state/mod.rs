@@ -84,6 +84,8 @@ pub struct Shared {
     pub nut_dir: String,
     /// Each UPS's charts and events over the last 24 hours and 7 days (bounded).
     pub history: history::History,
+    /// The battery tests kept per UPS, as the results file last said.
+    pub battery: battery::Results,
 }
 
 impl Shared {

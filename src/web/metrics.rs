@@ -245,6 +245,7 @@ pub(crate) mod tests {
             settings_path: "/var/lib/power-snitch/settings.bin".into(),
             nut_dir: "/etc/nut".into(),
             history: Default::default(),
+            battery: Default::default(),
         }
     }
 
