@@ -19,21 +19,25 @@ const USERS: &str = "\
 \tpassword = viewpw
 ";
 
-/// A Megatec UPS whose tests take four status polls and sag the battery by 10 %, behind
+/// A Megatec UPS named `ups` whose tests take four status polls and sag the battery by 10 %, behind
 /// nutdrv_qx and upsd.
 fn start(name: &str) -> (PtySim<Megatec>, Nut, PathBuf) {
+    start_as(name, "qx")
+}
+
+fn start_as(name: &str, ups: &str) -> (PtySim<Megatec>, Nut, PathBuf) {
     let mut m = Megatec::default();
     m.test_length = Some(4);
     m.test_dip = 10.0;
     let sim = PtySim::start(m).unwrap();
     let conf = format!(
-        "[qx]\n\tdriver = nutdrv_qx\n\tport = {}\n\tpollinterval = 1\n\tprotocol = megatec\n\tpollfreq = 1\n",
+        "[{ups}]\n\tdriver = nutdrv_qx\n\tport = {}\n\tpollinterval = 1\n\tprotocol = megatec\n\tpollfreq = 1\n",
         sim.link().display()
     );
     let mut nut = Nut::with_ups_conf(name, &conf, USERS, "");
-    nut.start_driver_program("qx", "nutdrv_qx");
+    nut.start_driver_program(ups, "nutdrv_qx");
     nut.start_upsd();
-    nut.wait_ready("qx");
+    nut.wait_ready(ups);
     let settings = nut.dir.join("state").join("settings.bin");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     (sim, nut, settings)
@@ -433,4 +437,105 @@ fn the_agent_runs_the_due_battery_test_once_and_keeps_it() {
         sent
     );
     assert_eq!(battery::load(&results).0.tests("qx").len(), 2);
+}
+
+#[test]
+fn the_page_runs_commands_asks_again_before_a_power_cut_and_shows_the_tests() {
+    use common::http::{enc, get, post};
+    let (sim, nut, _) = start_as("cmd-page", "ups1");
+    let upsd_port = format!("upsd_port={}", nut.port);
+    let agent = common::web::Agent::start(
+        "cmd-page",
+        &nut.dir,
+        &[
+            "upsd_host=127.0.0.1",
+            &upsd_port,
+            "poll_interval=1",
+            "nut_username=tester",
+        ],
+        Some("testpw"),
+    );
+    let s = agent.settings.to_str().unwrap().to_string();
+    let out = bin(&["web-password", "--settings", &s], "page-admin-pw\n");
+    assert!(out.status.success(), "{}", text(&out));
+    let r = post(
+        agent.port,
+        "/login",
+        None,
+        &format!("password={}&next=%2F", enc("page-admin-pw")),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let cookie = r.cookie("ps_session").unwrap();
+    let c = Some(cookie.as_str());
+
+    let page = get(agent.port, "/commands?ups=ups1", c);
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.body.contains("data-cmd=\"test.battery.start.quick\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Start a quick battery test"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf().expect("a CSRF token");
+
+    // Without the token: refused.
+    let r = post(agent.port, "/commands", c, "ups=ups1&cmd=beeper.toggle");
+    assert_eq!(r.status, 403, "{r:?}");
+
+    // A power cut: the second form, nothing sent.
+    let r = post(
+        agent.port,
+        "/commands",
+        c,
+        &format!("csrf={csrf}&ups=ups1&cmd=load.off"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.body.contains("id=\"cut-power\"") && r.body.contains("Nothing was sent"),
+        "{}",
+        r.body
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        !sim.with(|m| m.received_any(b"S")),
+        "the UPS got a shutdown command"
+    );
+
+    // A battery test: TRACKING's word and the test kept.
+    let r = post(
+        agent.port,
+        "/commands",
+        c,
+        &format!("csrf={csrf}&ups=ups1&cmd=test.battery.start.quick"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.body.contains("<p id=\"tracking\">SUCCESS</p>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("test.battery.start.quick</td><td>user</td><td>SUCCESS"),
+        "{}",
+        r.body
+    );
+    assert!(sim.with(|m| m.received_any(b"T")));
+
+    // Confirmed, the power cut goes through.
+    let r = post(
+        agent.port,
+        "/commands",
+        c,
+        &format!("csrf={csrf}&ups=ups1&cmd=load.off&confirm=cut-power"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        sim.with(|m| m.received_any(b"S")),
+        "the confirmed command reached the UPS"
+    );
 }

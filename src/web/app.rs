@@ -25,6 +25,7 @@ use crate::state::{view, Shared};
 use crate::upsd::client::Client;
 use crate::upsd::target::Target;
 
+mod commands;
 mod nut;
 
 const STYLE: &[u8] = include_bytes!("assets/style.css");
@@ -373,6 +374,8 @@ impl App {
             Route::ApiAdopt => self.nut_change_api(nut::Ask::Adopt, route, &form, s).await,
             Route::ApiRemove => self.nut_change_api(nut::Ask::Remove, route, &form, s).await,
             Route::ApiToNut => self.nut_change_api(nut::Ask::ToNut, route, &form, s).await,
+            Route::Commands => self.commands_page(&settings, &form, s).await,
+            Route::CommandRun => self.commands_run(&settings, &form, s).await,
             Route::ApiStatus => {
                 // Without a session: UPS state only (no process, files or check counts).
                 let sh = self.shared.borrow();

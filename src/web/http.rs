@@ -135,6 +135,9 @@ pub enum Route {
     ApiAdopt,
     ApiRemove,
     ApiToNut,
+    /// `GET /commands?ups=NAME`: the UPS's instant commands and battery tests; `POST`: run one.
+    Commands,
+    CommandRun,
     Metrics,
     Style,
     Script,
@@ -160,9 +163,9 @@ impl Route {
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
             Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
-            SetupForm | Check | TestForm | ApiCheck | ApiSettings => Access::Session,
+            SetupForm | Check | TestForm | ApiCheck | ApiSettings | Commands => Access::Session,
             Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
-            | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
+            | NutToNut | ApiAdopt | ApiRemove | ApiToNut | CommandRun => Access::Write,
         }
     }
 
@@ -210,6 +213,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/api/adopt" => (None, Some(ApiAdopt)),
         "/api/remove" => (None, Some(ApiRemove)),
         "/api/to-nut" => (None, Some(ApiToNut)),
+        "/commands" => (Some(Commands), Some(CommandRun)),
         "/metrics" => (Some(Metrics), None),
         "/static/style.css" => (Some(Style), None),
         "/static/app.js" => (Some(Script), None),

@@ -61,6 +61,7 @@ const NAV: &[(&str, &str)] = &[
     ("/setup", "Setup"),
     ("/check", "Check"),
     ("/test", "Test connection"),
+    ("/commands", "Commands"),
 ];
 
 /// The hidden field every changing form carries.
