@@ -228,7 +228,7 @@ fn outcome_text(o: &Outcome) -> &'static str {
         Outcome::Success => "the UPS ran it",
         Outcome::Failed(_) => "the UPS refused or failed it",
         Outcome::Pending => "no answer from the driver in time",
-        Outcome::Untracked => "sent; this upsd does not track commands",
+        Outcome::Untracked => "sent; upsd did not track it, so the result is not known",
     }
 }
 

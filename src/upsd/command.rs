@@ -137,7 +137,8 @@ pub async fn run(
             Tracking::Pending => return Ok(Outcome::Pending),
             Tracking::Success => return Ok(Outcome::Success),
             Tracking::Failed(w) => return Ok(Outcome::Failed(w)),
-            // upsd forgets ids after a while: we asked too late, not a failure of the UPS.
+            // upsd does not know the id (it forgot it, or never tracked it for this driver):
+            // sent, the result not known.
             Tracking::Unknown => return Ok(Outcome::Untracked),
         }
     }

@@ -318,7 +318,9 @@ pub fn cuts_power(cmd: &str) -> bool {
         .windows(2)
         .any(|w| w[0] == "load" && (w[1] == "off" || w[1] == "cycle"));
     let shutdown = parts.contains(&"shutdown") && !parts.ends_with(&["shutdown", "stop"]);
-    load_cut || shutdown
+    // NUT 2.8.1's drivers offer their own shutdown of the UPS.
+    let killpower = parts.ends_with(&["killpower"]);
+    load_cut || shutdown || killpower
 }
 
 /// Assembles a `BEGIN LIST` ... `END LIST` reply, line by line, within [`MAX_LIST`] items.
@@ -548,6 +550,7 @@ mod tests {
             "outlet.1.load.off",
             "outlet.2.load.cycle",
             "outlet.1.shutdown.return",
+            "driver.killpower",
         ] {
             assert!(cuts_power(cut), "{cut}");
         }
@@ -561,6 +564,7 @@ mod tests {
             "shutdown.stop",
             "calibrate.start",
             "offload",
+            "driver.reload",
         ] {
             assert!(!cuts_power(safe), "{safe}");
         }
