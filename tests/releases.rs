@@ -689,3 +689,73 @@ fn the_agent_follows_each_upsd() {
         assert_eq!(status.code(), Some(0), "NUT {v}: the agent's exit");
     }
 }
+
+/// Each release's upsd speaks NUT's TRACKING as `power-snitch command` uses it: `SET TRACKING
+/// ON` after the account, an `INSTCMD` refused with its word, an unknown id answered `ERR
+/// UNKNOWN`; and `command` lists what the UPS offers (dummy-ups: none) and refuses the rest
+/// before sending.
+#[test]
+fn each_upsd_tracks_instant_commands() {
+    use std::io::{BufRead, BufReader, Write};
+    for (i, release) in common::nut::releases().into_iter().enumerate() {
+        let v = release.version;
+        let served = serve(&release, "track", 13560 + i as u16, |_, _| String::new());
+        let s = std::net::TcpStream::connect(("127.0.0.1", served.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut say = |line: &str| {
+            w.write_all(format!("{line}\n").as_bytes()).unwrap();
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            l.trim_end().to_string()
+        };
+        assert_eq!(say("USERNAME admin"), "OK", "NUT {v}");
+        assert_eq!(say("PASSWORD adminpw"), "OK", "NUT {v}");
+        assert_eq!(say("SET TRACKING ON"), "OK", "NUT {v}");
+        assert_eq!(
+            say("INSTCMD ups1 beeper.toggle"),
+            "ERR CMD-NOT-SUPPORTED",
+            "NUT {v}"
+        );
+        assert_eq!(
+            say("GET TRACKING 00000000-0000-0000-0000-000000000000"),
+            "ERR UNKNOWN",
+            "NUT {v}"
+        );
+        let (code, out, err) = ours(&["command", &served.target(), "--tls", "off"], "");
+        assert_eq!(code, 0, "NUT {v}: {out}{err}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("load.off") && l.contains("needs --yes-cut-power")),
+            "NUT {v}: {out}"
+        );
+        let run = |args: &[&str]| {
+            let mut all = vec![
+                "command",
+                "--tls",
+                "off",
+                "--user",
+                "admin",
+                "--password-stdin",
+            ];
+            let t = served.target();
+            all.push(&t);
+            all.extend_from_slice(args);
+            ours(&all, "adminpw\n")
+        };
+        let (code, out, err) = run(&["beeper.toggle"]);
+        assert_eq!(code, 2, "NUT {v}: {out}{err}");
+        assert!(
+            err.contains("it offers: ") && err.contains("load.off"),
+            "NUT {v}: {err}"
+        );
+        let (code, out, err) = run(&["load.off"]);
+        assert_eq!(code, 2, "NUT {v}: {out}{err}");
+        assert!(err.contains("[cuts-power]"), "NUT {v}: {err}");
+        // Confirmed, it goes to dummy-ups, and TRACKING tells how it went.
+        let (code, out, err) = run(&["load.off", "--yes-cut-power"]);
+        eprintln!("NUT {v}: load.off: exit {code}: {out}{err}");
+        assert!(out.contains("ups1: load.off: "), "NUT {v}: {out}{err}");
+    }
+}

@@ -20,6 +20,7 @@ pub mod decide;
 pub mod files;
 pub mod heal;
 pub mod notify;
+pub mod selftest;
 pub mod watch;
 
 use crate::state::{monitor, ring};
@@ -120,6 +121,8 @@ struct Agent {
     hub: notifications::Hub,
     /// Restarting stale drivers and adopting the one UPS found.
     auto: auto::Auto,
+    /// The scheduled battery self-tests.
+    selftest: selftest::Scheduler,
 }
 
 impl Agent {
@@ -707,6 +710,7 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         nut_dir: String::new(),
         history: Default::default(),
         heal: Vec::new(),
+        battery: Default::default(),
     }));
     {
         let path = crate::state::history::path(&config.settings_path);
@@ -720,6 +724,8 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
     }
     let config_settings_path = config.settings_path.clone();
     let (auto_tx, auto_rx) = mpsc::channel::<auto::Done>(16);
+    let client_options = config.client.clone();
+    let hub = notifications::start(&notifications::outbox_path(&config_settings_path));
     let mut agent = Agent {
         config,
         shared: shared.clone(),
@@ -730,8 +736,9 @@ async fn main_loop(config: Config, notifier: notify::Notifier) -> u8 {
         findings: Vec::new(),
         prints: Vec::new(),
         groups: Vec::new(),
-        hub: notifications::start(&notifications::outbox_path(&config_settings_path)),
+        hub: hub.clone(),
         auto: auto::Auto::new(auto_tx),
+        selftest: selftest::Scheduler::new(&config_settings_path, client_options, hub),
     };
     agent.settings = agent.load_settings();
     (agent.config.set_log_level)(agent.settings.log_level);
@@ -987,6 +994,9 @@ fn handle_event(
             if due {
                 agent.save_history();
             }
+            agent
+                .selftest
+                .tick(unix_now(), &agent.settings, &agent.shared);
             let now = status_line(&agent.shared.borrow());
             if now != st.last_status {
                 notifier.send(&notify::status_message(&now));

@@ -4,6 +4,7 @@ pub(crate) mod adopt;
 mod apply_spool;
 pub(crate) mod check;
 mod client;
+mod command;
 pub mod error;
 mod events;
 mod logger;
@@ -85,6 +86,9 @@ pub struct Common {
     /// client add: the kind of client, and the LAN address upsd is to listen on.
     pub preset: Option<String>,
     pub listen: Option<String>,
+    /// command: the second confirmation of a command that cuts the power; the tests kept.
+    pub yes_cut_power: bool,
+    pub results: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +113,7 @@ pub enum Command {
     Adopt,
     Remove,
     Client,
+    InstantCommand,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -133,7 +138,7 @@ const UPSD: [&str; 7] = [
 ];
 
 impl Command {
-    pub const ALL: [Command; 20] = [
+    pub const ALL: [Command; 21] = [
         Command::Validate,
         Command::Status,
         Command::TestConnection,
@@ -154,6 +159,7 @@ impl Command {
         Command::Adopt,
         Command::Remove,
         Command::Client,
+        Command::InstantCommand,
     ];
 
     /// The name the user types.
@@ -179,6 +185,7 @@ impl Command {
             Command::Adopt => "adopt",
             Command::Remove => "remove",
             Command::Client => "client",
+            Command::InstantCommand => "command",
         }
     }
 
@@ -243,6 +250,17 @@ impl Command {
             Command::Client => [
                 &nut[..],
                 &["--preset", "--ups", "--listen", "--dry-run", "--no-apply"],
+            ]
+            .concat(),
+            Command::InstantCommand => [
+                &[
+                    "--settings",
+                    "--user",
+                    "--password-stdin",
+                    "--yes-cut-power",
+                    "--results",
+                ][..],
+                &UPSD,
             ]
             .concat(),
         };
@@ -311,6 +329,11 @@ Commands:
                            notification channels: add NAME webhook|ntfy|smtp|mqtt URL
                            [min_severity=S user=U ca_file=F from=A to=A] [--password-stdin];
                            remove NAME; set flap_window=SECS; test NAME sends a test now
+  command UPS[@HOST[:PORT]] [CMD] [--yes-cut-power] [--results]
+                           the instant commands the UPS offers; with CMD, run it (NUT's
+                           TRACKING says how it went; a battery test is followed to its end and
+                           kept); a command that cuts the power needs --yes-cut-power;
+                           --results: the battery tests kept and the replace-battery finding
   help                     print this text
 
 Options (before or after the command; each command takes those it uses, any other is refused):
@@ -347,6 +370,8 @@ Exit codes (validate, check): 0 nothing above info, 1 warnings, 2 errors, 3 the 
 Exit codes (status, test-connection): 0 success, 2 failure, 3 bad arguments.
 Exit codes (run): 0 stopped by SIGTERM or SIGINT, 3 could not start.
 Exit codes (events, status --agent): 0 success, 2 the agent did not answer, 3 bad arguments.
+Exit codes (command): 0 done (TRACKING said SUCCESS, or upsd does not track), 2 refused, failed
+or no answer in time, 3 bad arguments.
 Exit codes (undo, adopt, remove, sync --to-nut, client): 0 done, 2 refused or failed (then rolled
 back), 3 bad arguments or no backup.
 ";
@@ -386,6 +411,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
         history_every: None,
         preset: None,
         listen: None,
+        yes_cut_power: false,
+        results: false,
     };
     let mut positional = Vec::new();
     // Each option given: its canonical name and what the user typed.
@@ -470,6 +497,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
             }
             "--preset" => common.preset = Some(value("a preset")?),
             "--listen" => common.listen = Some(value("an IP address")?),
+            "--yes-cut-power" => common.yes_cut_power = true,
+            "--results" => common.results = true,
             "--password" => {
                 return Err("a password is never taken from the command line (other users can read it): use --password-stdin".into())
             }
@@ -508,6 +537,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Str
                     "adopt" => Command::Adopt,
                     "remove" => Command::Remove,
                     "client" => Command::Client,
+                    "command" => Command::InstantCommand,
                     other => return Err(format!("unknown command `{other}`")),
                 })
             }
@@ -591,6 +621,8 @@ fn canonical(name: &str) -> Option<&'static str> {
         "--history-every",
         "--preset",
         "--listen",
+        "--yes-cut-power",
+        "--results",
     ];
     match name {
         "-n" => Some("--count"),
@@ -632,6 +664,7 @@ pub fn main() -> ExitCode {
         Command::Adopt => adopt::adopt(&args),
         Command::Remove => adopt::remove(&args),
         Command::Client => client::run(&args),
+        Command::InstantCommand => Ok(command::run(&args).into()),
         Command::Notify => notify::run(&args),
         #[cfg(feature = "web")]
         Command::WebPassword => web_password::run(&args),

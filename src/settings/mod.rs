@@ -2,6 +2,7 @@
 //! with NUT's files.
 
 pub mod fingerprint;
+pub mod frame;
 pub mod model;
 pub mod store;
 pub mod stored;

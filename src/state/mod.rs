@@ -9,6 +9,7 @@
 //! **Architecture invariant:** this module knows nothing of the agent's runtime, the control
 //! socket or the page: the agent (`agent`) and the page (`web`) import it, it imports neither.
 
+pub mod battery;
 pub mod history;
 pub mod monitor;
 pub mod ring;
@@ -85,6 +86,8 @@ pub struct Shared {
     pub history: history::History,
     /// The drivers the agent restarted (self-healing), one per UPS, bounded by the UPSes.
     pub heal: Vec<HealCount>,
+    /// The battery tests kept per UPS, as the results file last said.
+    pub battery: battery::Results,
 }
 
 /// The `reason` labels of driver restarts, in [`HealCount::restarts`]' order.

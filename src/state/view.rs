@@ -63,7 +63,7 @@ fn status_json_as(s: &Shared, full: bool) -> String {
         if i > 0 {
             ups.push(',');
         }
-        ups_json(&mut ups, u);
+        ups_json(&mut ups, u, &s.battery);
     }
     ups.push(']');
     let (e, w, n) = s.findings;
@@ -90,7 +90,7 @@ fn status_json_as(s: &Shared, full: bool) -> String {
     out
 }
 
-fn ups_json(out: &mut String, u: &UpsSlot) {
+fn ups_json(out: &mut String, u: &UpsSlot, battery: &super::battery::Results) {
     let st = &u.state;
     let mut flags = String::from("[");
     for (i, w) in st.flags.words().enumerate() {
@@ -122,15 +122,19 @@ fn ups_json(out: &mut String, u: &UpsSlot) {
         }
     }
     r.end();
-    o.raw("readings", &readings)
-        .opt_str(
-            "mfr",
-            (!u.readings.mfr.is_empty()).then_some(u.readings.mfr.as_str()),
-        )
-        .opt_str(
-            "model",
-            (!u.readings.model.is_empty()).then_some(u.readings.model.as_str()),
-        );
+    o.raw(
+        "battery",
+        &super::battery::ups_json(battery, &u.name, &st.status_text()),
+    )
+    .raw("readings", &readings)
+    .opt_str(
+        "mfr",
+        (!u.readings.mfr.is_empty()).then_some(u.readings.mfr.as_str()),
+    )
+    .opt_str(
+        "model",
+        (!u.readings.model.is_empty()).then_some(u.readings.model.as_str()),
+    );
     o.end();
 }
 

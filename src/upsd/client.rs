@@ -14,12 +14,16 @@ use tokio::time::{sleep, timeout_at, Instant};
 
 #[cfg(feature = "tls")]
 use super::error::ErrCode;
+use super::error::ErrCode as ErrCodeName;
 use super::error::{ErrorKind, NutError, TransportFailure};
-use super::proto::{line_reply, ListReader, Request, Shape, MAX_LINE};
+use super::proto::{line_reply, tracking_id, ListReader, Request, Shape, Tracking, MAX_LINE};
 use super::target::Target;
 #[cfg(feature = "tls")]
 use super::tls::handshake;
 use super::tls::{Stream, TlsMode, TlsOptions, Trust};
+
+/// Most instant commands listed for one UPS (NUT's drivers offer a few dozen at most).
+pub const MAX_COMMANDS: usize = 128;
 
 /// Timeouts, the retry policy (the settings' `nut_retry_count`, `nut_retry_delay`) and TLS.
 #[derive(Clone, Debug)]
@@ -584,6 +588,77 @@ impl Client {
                 "GET NUMLOGINS: not a line",
             )),
         }
+    }
+
+    /// `LIST CMD` with each command's `GET CMDDESC`, in upsd's order, at most
+    /// [`MAX_COMMANDS`].
+    pub async fn commands(&mut self, ups: &str) -> Result<Vec<(String, String)>, NutError> {
+        let Reply::List(items) = self.request(&Request::ListCmd(ups.into())).await? else {
+            return Err(NutError::transport(
+                TransportFailure::BadReply,
+                "LIST CMD: not a list",
+            ));
+        };
+        let mut out = Vec::new();
+        for name in items.into_iter().filter_map(|i| i.into_iter().next()) {
+            if out.len() >= MAX_COMMANDS {
+                break;
+            }
+            let desc = match self
+                .request(&Request::GetCmdDesc(ups.into(), name.clone()))
+                .await?
+            {
+                Reply::Line(w) => w.get(3).cloned().unwrap_or_default(),
+                _ => String::new(),
+            };
+            out.push((name, desc));
+        }
+        Ok(out)
+    }
+
+    /// `USERNAME`, `PASSWORD`, `SET TRACKING ON` (when `track`), then `INSTCMD`: the tracking
+    /// id, or `None` when upsd has no TRACKING (older than 2.8) or answered a bare `OK`.
+    /// Sent once, never retried.
+    pub async fn instcmd(
+        &mut self,
+        ups: &str,
+        cmd: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<String>, NutError> {
+        // A fresh session: USERNAME and PASSWORD can be given once per connection.
+        self.disconnect();
+        self.request(&Request::Username(user.into())).await?;
+        self.request(&Request::Password(password.into())).await?;
+        let tracking = match self.request(&Request::SetTracking(true)).await {
+            Ok(_) => true,
+            Err(e)
+                if matches!(
+                    e.refusal(),
+                    Some(ErrCodeName::UnknownCommand | ErrCodeName::InvalidArgument)
+                ) =>
+            {
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let reply = self
+            .request(&Request::InstCmd(ups.into(), cmd.into(), None))
+            .await?;
+        Ok(match reply {
+            Reply::Line(w) if tracking => tracking_id(&w).map(String::from),
+            _ => None,
+        })
+    }
+
+    /// `GET TRACKING ID`.
+    pub async fn tracking(&mut self, id: &str) -> Result<Tracking, NutError> {
+        let reply = match self.request(&Request::GetTracking(id.into())).await {
+            Ok(Reply::Line(w)) => Ok(w),
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        Tracking::of(reply)
     }
 
     /// `LIST UPS`, as (name, description) pairs.

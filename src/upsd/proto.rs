@@ -254,6 +254,75 @@ pub fn line_reply(request: &Request, line: &[u8]) -> Result<Vec<String>, NutErro
     }
 }
 
+/// What `GET TRACKING ID` says of an instant command (NUT 2.8's TRACKING).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tracking {
+    /// upsd handed it to the driver, which has not answered yet.
+    Pending,
+    /// The driver ran it.
+    Success,
+    /// The driver refused or failed it, with upsd's word (`INSTCMD-FAILED`, `INVALID-ARGUMENT`,
+    /// …).
+    Failed(String),
+    /// upsd does not know this id (`ERR UNKNOWN`): too old, or never ours.
+    Unknown,
+}
+
+impl Tracking {
+    /// Reads `GET TRACKING`'s answer: a `PENDING` or `SUCCESS` line, or upsd's `ERR` word.
+    pub fn of(reply: Result<Vec<String>, NutError>) -> Result<Tracking, NutError> {
+        match reply {
+            Ok(w) => match w.first().map(String::as_str) {
+                Some("PENDING") => Ok(Tracking::Pending),
+                Some("SUCCESS") => Ok(Tracking::Success),
+                _ => Err(NutError::transport(
+                    TransportFailure::BadReply,
+                    "GET TRACKING: expected PENDING, SUCCESS or ERR",
+                )),
+            },
+            Err(e) => match e.refusal() {
+                Some(code) if code.as_str() == "UNKNOWN" => Ok(Tracking::Unknown),
+                Some(code) => Ok(Tracking::Failed(code.as_str().to_string())),
+                None => Err(e),
+            },
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Tracking::Pending => "PENDING",
+            Tracking::Success => "SUCCESS",
+            Tracking::Failed(_) => "FAILED",
+            Tracking::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The tracking id in `INSTCMD`'s answer: `OK TRACKING <id>` after `SET TRACKING ON`; `None`
+/// for a bare `OK` (tracking off, or a upsd without it).
+pub fn tracking_id(reply: &[String]) -> Option<&str> {
+    match reply {
+        [ok, t, id] if ok == "OK" && t == "TRACKING" && !id.is_empty() => Some(id),
+        _ => None,
+    }
+}
+
+/// Does this instant command cut the power to the load (now, after a delay, or for a while)?
+/// NUT names them `load.off`, `load.off.delay`, `load.cycle`, `shutdown.return`,
+/// `shutdown.stayoff`, `shutdown.reboot` … and the same per outlet (`outlet.1.load.off`);
+/// `shutdown.stop` cancels a shutdown and cuts nothing. Such a command needs a second
+/// confirmation and is never scheduled.
+pub fn cuts_power(cmd: &str) -> bool {
+    let parts: Vec<&str> = cmd.split('.').collect();
+    let load_cut = parts
+        .windows(2)
+        .any(|w| w[0] == "load" && (w[1] == "off" || w[1] == "cycle"));
+    let shutdown = parts.contains(&"shutdown") && !parts.ends_with(&["shutdown", "stop"]);
+    // NUT 2.8.1's drivers offer their own shutdown of the UPS.
+    let killpower = parts.ends_with(&["killpower"]);
+    load_cut || shutdown || killpower
+}
+
 /// Assembles a `BEGIN LIST` ... `END LIST` reply, line by line, within [`MAX_LIST`] items.
 #[derive(Debug)]
 pub struct ListReader {
@@ -514,5 +583,59 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("longer than"));
+    }
+
+    #[test]
+    fn tracking_answers() {
+        let r = Request::GetTracking("id".into());
+        let of = |line: &[u8]| Tracking::of(line_reply(&r, line));
+        assert_eq!(of(b"PENDING").unwrap(), Tracking::Pending);
+        assert_eq!(of(b"SUCCESS").unwrap(), Tracking::Success);
+        assert_eq!(
+            of(b"ERR INSTCMD-FAILED").unwrap(),
+            Tracking::Failed("INSTCMD-FAILED".into())
+        );
+        assert_eq!(of(b"ERR UNKNOWN").unwrap(), Tracking::Unknown);
+        assert_eq!(of(b"OK").unwrap_err().kind(), ErrorKind::Protocol);
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            tracking_id(&w("OK TRACKING 98C489FD-821C-4132-9D93-4F6590B55E63")),
+            Some("98C489FD-821C-4132-9D93-4F6590B55E63")
+        );
+        assert_eq!(tracking_id(&w("OK")), None);
+        assert_eq!(tracking_id(&w("OK TRACKING")), None);
+    }
+
+    #[test]
+    fn which_commands_cut_power() {
+        for cut in [
+            "load.off",
+            "load.off.delay",
+            "load.cycle",
+            "shutdown.return",
+            "shutdown.stayoff",
+            "shutdown.reboot",
+            "shutdown.reboot.graceful",
+            "outlet.1.load.off",
+            "outlet.2.load.cycle",
+            "outlet.1.shutdown.return",
+            "driver.killpower",
+        ] {
+            assert!(cuts_power(cut), "{cut}");
+        }
+        for safe in [
+            "test.battery.start.quick",
+            "test.battery.start.deep",
+            "test.battery.stop",
+            "beeper.toggle",
+            "load.on",
+            "load.on.delay",
+            "shutdown.stop",
+            "calibrate.start",
+            "offload",
+            "driver.reload",
+        ] {
+            assert!(!cuts_power(safe), "{safe}");
+        }
     }
 }

@@ -26,6 +26,7 @@ use crate::upsd::client::Client;
 use crate::upsd::target::Target;
 
 mod clients;
+mod commands;
 mod notify;
 mod nut;
 
@@ -378,6 +379,8 @@ impl App {
             Route::Clients => self.clients_page(s).await,
             Route::ClientAdd => self.clients_change(true, &form, s).await,
             Route::ClientRemove => self.clients_change(false, &form, s).await,
+            Route::Commands => self.commands_page(&settings, &form, s).await,
+            Route::CommandRun => self.commands_run(&settings, &form, s).await,
             Route::ApiStatus => {
                 // Without a session: UPS state only (no process, files or check counts).
                 let sh = self.shared.borrow();

@@ -140,6 +140,9 @@ pub enum Route {
     Clients,
     ClientAdd,
     ClientRemove,
+    /// `GET /commands?ups=NAME`: the UPS's instant commands and battery tests; `POST`: run one.
+    Commands,
+    CommandRun,
     Metrics,
     /// `GET /notify`, `POST /notify` (a channel added or changed), `/notify/remove`,
     /// `/notify/flap`, `/notify/test` (a test sent now): the Notifications page.
@@ -172,10 +175,9 @@ impl Route {
         match self {
             LoginForm | Login | FirstPassword | Style | Script | Icon => Access::Anyone,
             Status | StatusLive | ApiStatus | ApiEvents | ApiHistory | Metrics => Access::Status,
-            SetupForm | Check | TestForm | ApiCheck | ApiSettings | NotifyPage | Clients => {
-                Access::Session
-            }
-            ClientAdd | ClientRemove => Access::Write,
+            SetupForm | Check | TestForm | ApiCheck | ApiSettings | NotifyPage | Clients
+            | Commands => Access::Session,
+            ClientAdd | ClientRemove | CommandRun => Access::Write,
             Logout | SetupSave | SyncApply | TestRun | ApiTest | NutAdopt | NutRemove
             | NutToNut | ApiAdopt | ApiRemove | ApiToNut => Access::Write,
             NotifySave | NotifyRemove | NotifyFlap | NotifyTest => Access::Write,
@@ -229,6 +231,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, u16> {
         "/clients" => (Some(Clients), None),
         "/clients/add" => (None, Some(ClientAdd)),
         "/clients/remove" => (None, Some(ClientRemove)),
+        "/commands" => (Some(Commands), Some(CommandRun)),
         "/metrics" => (Some(Metrics), None),
         "/notify" => (Some(NotifyPage), Some(NotifySave)),
         "/notify/remove" => (None, Some(NotifyRemove)),

@@ -284,6 +284,7 @@ pub(crate) mod tests {
                 restarts: [2, 1, 0],
                 given_up: true,
             }],
+            battery: Default::default(),
         }
     }
 

@@ -62,6 +62,7 @@ const NAV: &[(&str, &str)] = &[
     ("/check", "Check"),
     ("/test", "Test connection"),
     ("/clients", "NUT clients"),
+    ("/commands", "Commands"),
 ];
 
 /// The hidden field every changing form carries.

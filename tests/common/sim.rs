@@ -172,6 +172,8 @@ impl Protocol {
 
 /// Longest command line kept; a longer one is dropped whole, up to its CR.
 const MEGATEC_LINE_MAX: usize = 64;
+/// Most command lines [`Megatec::received`] keeps.
+pub const MEGATEC_LOG_MAX: usize = 4096;
 
 /// A Megatec (Q1) UPS. Commands end with CR; answers too. Known commands:
 ///
@@ -181,7 +183,7 @@ const MEGATEC_LINE_MAX: usize = 64;
 /// | `F` | `#MMM.M QQQ SS.SS RR.R` (rated voltage, current, battery voltage, frequency) |
 /// | `I` | `#` manufacturer (15) model (10) version (10) |
 /// | `Q` | (nothing) toggles the beeper |
-/// | `T`, `TL`, `Tnn` | (nothing) battery test starts |
+/// | `T`, `TL`, `Tnn` | (nothing) battery test starts (and ends by itself after [`Megatec::test_length`] `Q1`s, the battery sagging by [`Megatec::test_dip`] meanwhile); echoed back when [`Megatec::refuse_tests`] |
 /// | `CT` | (nothing) battery test stops |
 /// | `Sn`, `SnRmmmm` | (nothing) shutdown pending |
 /// | `C` | (nothing) shutdown cancelled |
@@ -195,6 +197,17 @@ pub struct Megatec {
     pub beeper: bool,
     pub testing: bool,
     pub shutdown_pending: bool,
+    /// A battery test as a real UPS runs it: `Some(n)` ends it by itself after `n` status
+    /// answers (`Q1`); `None` (the default) runs it until `CT`.
+    pub test_length: Option<u32>,
+    /// Percent of charge the battery shows less while a test runs (its voltage sags under the
+    /// load), back when the test ends.
+    pub test_dip: f64,
+    /// The UPS refuses battery tests (echoes `T`, `TL`, `Tnn`), as one with a failed battery.
+    pub refuse_tests: bool,
+    /// Every command line the host sent, oldest first, at most [`MEGATEC_LOG_MAX`].
+    pub received: Vec<Vec<u8>>,
+    test_left: u32,
     line: Vec<u8>,
     overflow: bool,
 }
@@ -217,25 +230,56 @@ impl Megatec {
             beeper: true,
             testing: false,
             shutdown_pending: false,
+            test_length: None,
+            test_dip: 0.0,
+            refuse_tests: false,
+            received: Vec::new(),
+            test_left: 0,
             line: Vec::with_capacity(MEGATEC_LINE_MAX),
             overflow: false,
         }
     }
 
+    /// Whether the host ever sent a command line starting with `prefix`.
+    pub fn received_any(&self, prefix: &[u8]) -> bool {
+        self.received.iter().any(|c| c.starts_with(prefix))
+    }
+
+    fn start_test(&mut self, cmd: &[u8]) -> Vec<u8> {
+        if self.refuse_tests {
+            let mut echo = cmd.to_vec();
+            echo.push(b'\r');
+            return echo;
+        }
+        self.testing = true;
+        self.test_left = self.test_length.unwrap_or(0);
+        Vec::new()
+    }
+
     /// The answer to one command (without its CR).
     fn answer(&mut self, cmd: &[u8]) -> Vec<u8> {
+        if self.received.len() == MEGATEC_LOG_MAX {
+            self.received.remove(0);
+        }
+        self.received.push(cmd.to_vec());
         match cmd {
-            b"Q1" => self.status().into_bytes(),
+            b"Q1" => {
+                let status = self.status().into_bytes();
+                if self.testing && self.test_length.is_some() {
+                    self.test_left = self.test_left.saturating_sub(1);
+                    if self.test_left == 0 {
+                        self.testing = false;
+                    }
+                }
+                status
+            }
             b"F" => self.ratings().into_bytes(),
             b"I" => self.info().into_bytes(),
             b"Q" => {
                 self.beeper = !self.beeper;
                 Vec::new()
             }
-            b"T" | b"TL" => {
-                self.testing = true;
-                Vec::new()
-            }
+            b"T" | b"TL" => self.start_test(cmd),
             b"CT" => {
                 self.testing = false;
                 Vec::new()
@@ -244,10 +288,7 @@ impl Megatec {
                 self.shutdown_pending = false;
                 Vec::new()
             }
-            [b'T', a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
-                self.testing = true;
-                Vec::new()
-            }
+            [b'T', a, b] if a.is_ascii_digit() && b.is_ascii_digit() => self.start_test(cmd),
             [b'S', rest @ ..] if is_shutdown_args(rest) => {
                 self.shutdown_pending = true;
                 Vec::new()
@@ -274,7 +315,15 @@ impl Megatec {
             self.beeper,               // b0 beeper on
         ];
         let bits: String = bits.iter().map(|&b| if b { '1' } else { '0' }).collect();
-        let battery = s.battery_voltage();
+        let battery = if self.testing && self.test_dip > 0.0 {
+            UpsState {
+                charge: s.charge - self.test_dip,
+                ..s.clone()
+            }
+            .battery_voltage()
+        } else {
+            s.battery_voltage()
+        };
         // The battery field is S.SS (per cell) or SS.S (whole battery), four characters.
         let battery = if battery < 10.0 {
             fixed(battery, 4, 2)
