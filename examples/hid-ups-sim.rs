@@ -385,6 +385,8 @@ fn main() -> ExitCode {
         },
         None => (Box::new(BufReader::new(std::io::stdin())), false),
     };
+    // What the host sends before this is lost: it waits for this line.
+    println!("hid-ups-sim: ready for control lines");
     let mut units: Vec<Arc<Unit>> = Vec::new();
     let mut pending: Vec<String> = first.map(|n| format!("plug {n}")).into_iter().collect();
     let mut buf = Vec::new();
