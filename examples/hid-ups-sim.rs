@@ -11,8 +11,9 @@
 //! standard input): `plug NAME` (cyberpower; makes the gadget once and binds it to a free
 //! UDC), `unplug` / `replug` (unbind and bind the last plugged gadget: a USB drop-out),
 //! `status OL|OB [LB]`, `charge N`, `runtime MIN`, `input V`, `load N`, `battery`, `line`,
-//! `low`, `not-low`, `show`; and `sh COMMAND` (the test's checks in the guest, e.g. the
-//! capture of the sysfs trees; output on standard output). Each answer is one line on standard
+//! `low`, `not-low`, `show`; `sh COMMAND` (the test's checks in the guest; output on standard
+//! output) and `send PATH` (a file back to the host on the control port, e.g. the captured
+//! sysfs trees). Each answer is one line on standard
 //! output.
 //!
 //! The descriptors and reports are `tests/common/hid_sim.rs` (sans-I/O, tested on the host);
@@ -375,9 +376,13 @@ fn main() -> ExitCode {
     }
     // A virtio port reads as ended while the host is not connected: wait and read again. Standard
     // input ends for good.
+    let mut port: Option<File> = None;
     let (mut input, follow): (Box<dyn BufRead>, bool) = match &control_path {
         Some(p) => match OpenOptions::new().read(true).write(true).open(p) {
-            Ok(f) => (Box::new(BufReader::new(f)), true),
+            Ok(f) => {
+                port = f.try_clone().ok();
+                (Box::new(BufReader::new(f)), true)
+            }
             Err(e) => {
                 eprintln!("hid-ups-sim: cannot open {}: {e}", p.display());
                 return ExitCode::from(1);
@@ -414,7 +419,7 @@ fn main() -> ExitCode {
         if line.is_empty() {
             continue;
         }
-        match handle(&line, &mut units) {
+        match handle(&line, &mut units, port.as_mut()) {
             Ok(s) => println!("hid-ups-sim: {line}: {s}"),
             Err(e) => println!("hid-ups-sim: {line}: error: {e}"),
         }
@@ -422,7 +427,24 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn handle(line: &str, units: &mut Vec<Arc<Unit>>) -> Result<String, String> {
+fn handle(
+    line: &str,
+    units: &mut Vec<Arc<Unit>>,
+    port: Option<&mut File>,
+) -> Result<String, String> {
+    // A file back to the host on the control port (the captured trees): bulk data the journal
+    // would not carry whole.
+    if let Some(path) = line.strip_prefix("send ") {
+        let port = port.ok_or("no control port to send on")?;
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|f| f.take(16 << 20).read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        port.write_all(&bytes)
+            .and_then(|()| port.flush())
+            .map_err(|e| format!("cannot send {path}: {e}"))?;
+        return Ok(format!("sent {} bytes", bytes.len()));
+    }
     // The test's own commands in the guest (the capture of the sysfs trees, checks): a shell
     // line, its output on standard output (the journal, which the host reads).
     if let Some(command) = line.strip_prefix("sh ") {
