@@ -11,8 +11,8 @@
 
 # step          after        timeout  pattern (grep -E on the journal; @NAME@ is the personality)
 HID_EXPECTATIONS='
-hid-ready       hid-start    600      hid-ups-sim\[[0-9]+\]: hid-ups-sim: ready for control lines
-hid-gadget      hid-plug     60       hid-ups-sim\[[0-9]+\]: hid-ups-sim: plug @NAME@: @NAME@ @ID@ on dummy_udc
+hid-ready       hid-start    600      power-snitch-test-hid\[[0-9]+\]: hid-ups-sim: ready for control lines
+hid-gadget      hid-plug     60       power-snitch-test-hid\[[0-9]+\]: hid-ups-sim: plug @NAME@: @NAME@ @ID@ on dummy_udc
 hid-usb         hid-plug     60       kernel: usb [0-9]+-[0-9.]+: New USB device found, idVendor=@VID@, idProduct=@PID@
 hid-usbhid      hid-plug     60       kernel: hid-generic [0-9A-F:.]+: hiddev[0-9]+,hidraw[0-9]+: USB HID v1.10 Device \[@MFR@ @MODEL@\]
 hid-check       hid-plug     90       systemd\[1\]: Start(ing|ed) power-snitch-check@add:[0-9]+-[0-9.]+:@VID@:@PID@
@@ -136,7 +136,10 @@ hid_walk() {
   from=$(hid_mark); hid_adopt_started=$(now)
   adopted=$(api --data "mode=apply" "https://127.0.0.1:$page_port/api/adopt" 2>&1 || true)
   printf '%s\n' "$adopted" > "$logs/hid-adopt.json"
-  section=$(sed -n 's/.*"ups":"\([^"]*\)".*/\1/p' <<< "$adopted")
+  # The section: the preview names it (the change's answer may come too late on a loaded
+  # machine, while the change itself still goes through).
+  section=$(sed -n 's/^{"mode":"[a-z-]*","ups":"\([^"]*\)".*/\1/p' <<< "$adopted")
+  [ -n "$section" ] || section=$(sed -n 's/^{"mode":"[a-z-]*","ups":"\([^"]*\)".*/\1/p' <<< "$preview")
   if grep -q '"ok":true' <<< "$adopted" && grep -q '"verified":\["' <<< "$adopted" && [ -n "$section" ]; then
     host_step hid-adopt yes "adopted [$section] in $(seconds "$hid_adopt_started" "$(now)") s, verified live"
   else
