@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::plan::{Action, Op, Unit};
 
 /// How long one program may take (`upsdrvctl start` waits for the driver's first poll).
-pub const PROGRAM_TIMEOUT: Duration = Duration::from_secs(45);
+pub const PROGRAM_TIMEOUT: Duration = Duration::from_secs(90);
 /// Most bytes of a program's output kept.
 const MAX_OUTPUT: usize = 16 * 1024;
 /// Most log lines a failure report carries per unit.

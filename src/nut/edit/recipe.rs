@@ -166,7 +166,15 @@ fn local_upsd(files: &Files, version: NutVersion) -> (String, Option<u16>) {
     }
 }
 
-/// Adopts a detected UPS: its section, a monitoring account, the MONITOR line, MODE.
+/// The instant commands the monitoring account [`adopt`] makes may run.
+pub const BATTERY_TEST_COMMANDS: [&str; 3] = [
+    "test.battery.start.quick",
+    "test.battery.start.deep",
+    "test.battery.stop",
+];
+
+/// Adopts a detected UPS: its section, a monitoring account (that may also run the battery
+/// tests), the MONITOR line, MODE.
 pub fn adopt(files: &Files, req: &AdoptRequest) -> Result<Changes, EditError> {
     let mut set = Set::open(files, req.version);
     let name = &req.section.name;
@@ -223,7 +231,9 @@ pub fn adopt(files: &Files, req: &AdoptRequest) -> Result<Changes, EditError> {
         password: req.password.clone(),
         upsmon: Some(Role::Primary),
         actions: Vec::new(),
-        instcmds: Vec::new(),
+        // The battery tests the agent runs (and a person from the page): never a command
+        // that cuts the power.
+        instcmds: BATTERY_TEST_COMMANDS.iter().map(|c| c.to_string()).collect(),
     })?;
     if !matches!(set.nut.mode(), Some(Mode::Standalone | Mode::NetServer)) {
         set.nut.set_mode(Mode::Standalone)?;
