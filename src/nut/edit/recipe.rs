@@ -233,7 +233,10 @@ pub fn adopt(files: &Files, req: &AdoptRequest) -> Result<Changes, EditError> {
         actions: Vec::new(),
         // The battery tests the agent runs (and a person from the page): never a command
         // that cuts the power.
-        instcmds: BATTERY_TEST_COMMANDS.iter().map(|c| c.to_string()).collect(),
+        instcmds: BATTERY_TEST_COMMANDS
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
     })?;
     if !matches!(set.nut.mode(), Some(Mode::Standalone | Mode::NetServer)) {
         set.nut.set_mode(Mode::Standalone)?;
