@@ -302,6 +302,8 @@ fn adopting_from_a_fresh_debian_directory_writes_what_the_probe_suggests() {
         let u = users.user(&m.user).unwrap();
         assert_eq!(u.password.as_ref().unwrap().0, m.password);
         assert_eq!(u.role, Some(power_snitch::nut::upsd_users::Role::Primary));
+        // It may run the battery tests, and no command that cuts the power.
+        assert_eq!(u.instcmds, edit::BATTERY_TEST_COMMANDS);
     }
     assert_eq!(
         parsed.nut.unwrap().mode.map(|m| m.0),
@@ -311,7 +313,7 @@ fn adopting_from_a_fresh_debian_directory_writes_what_the_probe_suggests() {
     for n in [UPS_CONF, UPSD_USERS, UPSMON_CONF] {
         let added = only_added(&fresh[n], &files[n]);
         let want = if n == UPSMON_CONF { 2 } else { 2 * 7 + 2 };
-        let want = if n == UPSD_USERS { 2 * 4 } else { want };
+        let want = if n == UPSD_USERS { 2 * 5 } else { want };
         assert_eq!(added.len(), want, "{n}: {added:?}");
     }
     // Remove undoes both adopts, byte for byte, but for MODE.

@@ -67,7 +67,7 @@ pub use files::{
 };
 pub use recipe::{
     adopt, monitor_account, password_from, remove, to_nut, AdoptRequest, Changes, Files,
-    SyncRequest,
+    SyncRequest, BATTERY_TEST_COMMANDS,
 };
 pub use recipe::{
     client_accounts, client_add, client_remove, fixed_login_warning, ClientAccount, ClientAdded,
