@@ -313,8 +313,9 @@ impl Auto {
                         ) {
                             log::warn!("auto-adopt: cannot remember the adoption: {e}");
                         }
+                        // The agent changed NUT's files by itself: said at the default level.
                         (
-                            Level::Info,
+                            Level::Warn,
                             format!("auto-adopt: adopted [{ups}] ({describe}), the only UPS found; NUT serves it now"),
                         )
                     }
