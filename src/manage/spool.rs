@@ -38,8 +38,10 @@ pub const MAX_PENDING: usize = 4;
 pub const MAX_BATCH: usize = 4;
 /// Most directory entries looked at per run.
 const MAX_SCAN: usize = 1024;
-/// How long a proposer waits for the root side's result.
-pub const WAIT: Duration = Duration::from_secs(150);
+/// How long a proposer waits for the root side's result: longer than the root side takes on a
+/// slow board (a driver's start, `systemctl enable` running Debian's sysv-install, the live
+/// verification of 45 s).
+pub const WAIT: Duration = Duration::from_secs(300);
 
 const PROPOSAL: &str = "power-snitch-proposal 1\n";
 const RESULT: &str = "power-snitch-result 1\n";
