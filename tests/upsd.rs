@@ -475,6 +475,38 @@ fn test_connection_tells_each_step() {
     );
 }
 
+/// The credentials of a UPS whose driver is not connected are still proven by LOGIN (upsd
+/// answers a SET on such a UPS with DRIVER-NOT-CONNECTED before it looks at the user), so a
+/// change that verifies every MONITOR account is not undone because another UPS is unplugged.
+#[test]
+fn credentials_of_a_ups_without_its_driver_are_proven_by_login() {
+    use power_snitch::upsd::diagnose::{credentials, Credentials, Proof};
+    let nut = shared();
+    rt().block_on(async {
+        let mut c = client(nut);
+        assert_eq!(
+            credentials(&mut c, "ghost", "mon", "monpass", true)
+                .await
+                .unwrap(),
+            Credentials::Valid(Proof::Login)
+        );
+        let e = credentials(&mut c, "ghost", "mon", "wrong", true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "ACCESS-DENIED", "{e:?}");
+        // Without LOGIN nothing can be proven: upsd's own word stays the answer.
+        let e = credentials(&mut c, "ghost", "admin", "adm pw", false)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "DRIVER-NOT-CONNECTED", "{e:?}");
+        // A UPS upsd does not know is still an error, whatever the password.
+        let e = credentials(&mut c, "nope", "mon", "monpass", true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "UNKNOWN-UPS", "{e:?}");
+    });
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }

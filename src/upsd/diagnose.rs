@@ -136,6 +136,14 @@ async fn probe_credentials(
             return Ok(Credentials::Valid(Proof::SetProbe))
         }
         Err(e) if e.refusal() == Some(&ErrCode::AccessDenied) => {}
+        // upsd refuses a SET on a UPS whose driver is away before it looks at the user; LOGIN
+        // does not ask for the driver, so it still tells.
+        Err(e)
+            if login
+                && matches!(
+                    e.refusal(),
+                    Some(ErrCode::DriverNotConnected | ErrCode::DataStale)
+                ) => {}
         Err(e) => return Err(e),
         Ok(w) => {
             return Err(NutError::new(
