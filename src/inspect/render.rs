@@ -95,9 +95,33 @@ pub fn device_json(inv: &Inventory, u: &Detected, section: Option<&str>) -> Stri
             o.raw("node", "null");
         }
     }
+    match usb.and_then(|d| d.hid()) {
+        Some(h) => {
+            let mut inner = String::new();
+            let mut ro = Object::new(&mut inner);
+            ro.num("bytes", h.length as u64)
+                .str("crc32", &format!("{:08x}", h.crc32))
+                .str("read_from", descriptor_source(h));
+            ro.end();
+            o.raw("report_descriptor", &inner);
+        }
+        None => {
+            o.raw("report_descriptor", "null");
+        }
+    }
     o.opt_str("ups_conf", section);
     o.end();
     out
+}
+
+/// Where a HID report descriptor was read: sysfs (a kernel driver holds the interface) or the
+/// device itself (through libusb).
+fn descriptor_source(h: &crate::probe::hid::Summary) -> &'static str {
+    if h.from_device {
+        "device"
+    } else {
+        "sysfs"
+    }
 }
 
 /// `probe` for people: each UPS, each other device and why it is not one, the serial ports.
@@ -119,6 +143,18 @@ pub fn probe_human(inv: &Inventory) -> String {
             u.port,
             u.identified_by.describe()
         ));
+        if let Some(h) = u
+            .usb
+            .filter(|_| u.bus == Bus::Usb)
+            .and_then(|i| inv.usb[i].hid())
+        {
+            out.push_str(&format!(
+                "    report descriptor: {} bytes, CRC-32 {:08x}, read from {}\n",
+                h.length,
+                h.crc32,
+                descriptor_source(h)
+            ));
+        }
         if let Some(node) = u
             .usb
             .filter(|_| u.bus == Bus::Usb)

@@ -17,6 +17,12 @@ pub struct Summary {
     pub applications: Vec<(u16, u16)>,
     /// Where the bytes stopped making sense, if they did.
     pub error: Option<String>,
+    /// The descriptor's length in bytes and its CRC-32 (IEEE 802.3, as zlib's `crc32`): the
+    /// same bytes read by another way, or on another machine, give the same pair.
+    pub length: usize,
+    pub crc32: u32,
+    /// Read from the device itself (libusb), not from sysfs (a kernel driver held it).
+    pub from_device: bool,
 }
 
 impl Summary {
@@ -52,7 +58,11 @@ const MAX_APPLICATIONS: usize = 16;
 
 /// Reads a report descriptor item by item (HID 1.11, section 6.2.2).
 pub fn parse(bytes: &[u8]) -> Summary {
-    let mut s = Summary::default();
+    let mut s = Summary {
+        length: bytes.len(),
+        crc32: crc32(bytes),
+        ..Summary::default()
+    };
     let mut page: u16 = 0;
     // The last local usage seen, as (page, id), for the collection that follows it.
     let mut usage: Option<(u16, u16)> = None;
@@ -127,6 +137,23 @@ pub fn parse(bytes: &[u8]) -> Summary {
     s
 }
 
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), bit by bit: descriptors are at most
+/// 4 KiB.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 fn note_page(s: &mut Summary, page: u16) {
     if !s.pages.contains(&page) && s.pages.len() < MAX_PAGES {
         s.pages.push(page);
@@ -156,6 +183,17 @@ mod tests {
         assert!(s.is_power_device());
         assert_eq!(s.kind(), "HID UPS");
         assert_eq!(s.error, None);
+    }
+
+    #[test]
+    fn the_summary_names_length_and_crc32_of_the_bytes() {
+        let s = parse(UPS);
+        assert_eq!((s.length, s.from_device), (13, false));
+        // zlib.crc32 of the same bytes; and the standard check value of "123456789".
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(&[]), 0);
+        assert_eq!(s.crc32, 0x7af4_1827);
+        assert_ne!(parse(&UPS[..12]).crc32, s.crc32);
     }
 
     #[test]

@@ -81,7 +81,10 @@ pub fn fill(inv_usb: &mut [UsbDevice], reader: &dyn DeviceReader, problems: &mut
             match reader.report_descriptor(d.busnum, d.devnum, i.number) {
                 Ok(bytes) => {
                     let bytes = &bytes[..bytes.len().min(MAX_REPORT_DESCRIPTOR)];
-                    i.hid = Some(hid::parse(bytes));
+                    i.hid = Some(hid::Summary {
+                        from_device: true,
+                        ..hid::parse(bytes)
+                    });
                 }
                 Err(ReadError::Device(e)) => problems.push(format!(
                     "{what}: HID report descriptor of interface {} is not in sysfs and could \
@@ -429,6 +432,8 @@ mod tests {
         );
         let h = after[0].interfaces[0].hid.as_ref().unwrap();
         assert!(h.is_power_device());
+        assert!(h.from_device, "said to be read from the device");
+        assert_eq!((h.length, h.crc32), (UPS.len(), super::hid::crc32(UPS)));
         assert_eq!(after[0].interfaces[1].hid, None);
     }
 
