@@ -1,6 +1,6 @@
 //! A file as lines that keep their bytes, and the groups NUT's lexer reads them as.
 
-use crate::nut::lexer::{lex, Dialect};
+use crate::nut::lexer::{lex, Dialect, Mangling};
 
 /// How a physical line ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,8 +112,14 @@ impl Doc {
             starts.insert(0, (0, Vec::new()));
         }
         // The last line without a newline that NUT never reads is a group of its own.
-        let last_lost =
-            self.lines[n - 1].end == Ending::None && starts.last().is_some_and(|s| s.0 != n - 1);
+        // (A quote never closed takes every line after it, that one too.)
+        let unterminated = lexed
+            .events
+            .iter()
+            .any(|e| matches!(e.what, Mangling::UnterminatedQuote));
+        let last_lost = !unterminated
+            && self.lines[n - 1].end == Ending::None
+            && starts.last().is_some_and(|s| s.0 != n - 1);
         if last_lost {
             starts.push((n - 1, Vec::new()));
         }

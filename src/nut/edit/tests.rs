@@ -718,3 +718,24 @@ fn a_last_line_nut_never_reads_stays_unread() {
     );
     assert_eq!(d.entries("a").len(), 2);
 }
+
+/// A quote never closed takes every line after it, the last one without a newline too: an
+/// edit of that directive keeps them together, and leaves no last line NUT would drop.
+#[test]
+fn a_quote_never_closed_keeps_the_last_line_with_its_directive() {
+    use crate::nut::lexer::{lex, Mangling};
+    let v = NutVersion::new(2, 8, 0);
+    let text = b"MAXAGE 15\nLISTEN 12MODE=\"s7.0 127.0.0.1 13402\nLISTEN ::1 1\nx.y";
+    let mut d = UpsdDoc::parse(text, v);
+    d.set_listen(&[("127.0.0.1".into(), None)]).unwrap();
+    let out = d.to_bytes();
+    assert_eq!(out, b"MAXAGE 15\nLISTEN 127.0.0.1\n");
+    assert!(!lex(&out, v.dialect())
+        .events
+        .iter()
+        .any(|e| matches!(e.what, Mangling::LastLineLost)));
+    // A last line without a newline after a closed quote is still a group of its own.
+    let mut d = UpsdDoc::parse(b"LISTEN \"::1\"\nx.y", v);
+    d.set_listen(&[("127.0.0.1".into(), None)]).unwrap();
+    assert_eq!(d.to_bytes(), b"LISTEN \"127.0.0.1\"\nx.y");
+}
