@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Control lines (from PATH, e.g. the virtio port /dev/virtio-ports/powersnitch.hid, else
-//! standard input): `plug NAME` (cyberpower; makes the gadget once and binds it to a free
+//! standard input): `plug NAME` (cyberpower, apc, eaton, cyberpower-cst135; makes the gadget once and binds it to a free
 //! UDC), `unplug` / `replug` (unbind and bind the last plugged gadget: a USB drop-out),
 //! `status OL|OB [LB]`, `charge N`, `runtime MIN`, `input V`, `load N`, `battery`, `line`,
 //! `low`, `not-low`, `show`; `sh COMMAND` (the test's checks in the guest; output on standard
