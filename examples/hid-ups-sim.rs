@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Control lines (from PATH, e.g. the virtio port /dev/virtio-ports/powersnitch.hid, else
-//! standard input): `plug NAME` (cyberpower; makes the gadget once and binds it to a free
+//! standard input): `plug NAME` (a personality of tests/common/hid_sim.rs: `cyberpower`, a
+//! CP1500AVRLCDa 0764:0501; `apc`, a Back-UPS ES 850G2 051d:0002; `eaton`, a 5SC 0463:ffff;
+//! `cyberpower-cst135`, a CST135UC2 0764:0601; makes the gadget once and binds it to a free
 //! UDC), `unplug` / `replug` (unbind and bind the last plugged gadget: a USB drop-out),
 //! `status OL|OB [LB]`, `charge N`, `runtime MIN`, `input V`, `load N`, `battery`, `line`,
 //! `low`, `not-low`, `show`; `sh COMMAND` (the test's checks in the guest; output on standard
@@ -365,7 +367,8 @@ fn main() -> ExitCode {
             ("--control", Some(v)) => control_path = Some(PathBuf::from(v)),
             ("--plug", Some(v)) => first = Some(v),
             _ => {
-                eprintln!("{USAGE}");
+                let names: Vec<&str> = hid_sim::PERSONALITIES.iter().map(|p| p.name).collect();
+                eprintln!("{USAGE}\nNAME: {}", names.join(", "));
                 return ExitCode::from(2);
             }
         }
