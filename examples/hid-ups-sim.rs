@@ -10,8 +10,10 @@
 //! Control lines (from PATH, e.g. the virtio port /dev/virtio-ports/powersnitch.hid, else
 //! standard input): `plug NAME` (a personality of tests/common/hid_sim.rs: `cyberpower`, a
 //! CP1500AVRLCDa 0764:0501; `apc`, a Back-UPS ES 850G2 051d:0002; `eaton`, a 5SC 0463:ffff;
-//! `cyberpower-cst135`, a CST135UC2 0764:0601; makes the gadget once and binds it to a free
-//! UDC), `unplug` / `replug` (unbind and bind the last plugged gadget: a USB drop-out),
+//! `cyberpower-cst135`, a CST135UC2 0764:0601; makes a gadget and binds it to a free UDC;
+//! `plug NAME no-serial` leaves the serial number out, and a personality plugged again is
+//! another unit, `NAME-2`: two of them are identical twins), `unplug` / `replug` (unbind and
+//! bind the last plugged gadget: a USB drop-out),
 //! `status OL|OB [LB]`, `charge N`, `runtime MIN`, `input V`, `load N`, `battery`, `line`,
 //! `low`, `not-low`, `show`; `sh COMMAND` (the test's checks in the guest; output on standard
 //! output) and `send PATH` (a file back to the host on the control port, e.g. the captured
@@ -45,6 +47,8 @@ const GADGETS: &str = "/sys/kernel/config/usb_gadget";
 
 /// One plugged unit: its device model, shared by the ep0 and interrupt threads.
 struct Unit {
+    /// The personality's name, and this unit's (`NAME`, then `NAME-2`... for more of it).
+    personality: String,
     name: String,
     gadget: PathBuf,
     udc: String,
@@ -152,10 +156,10 @@ fn ffs_strings() -> Vec<u8> {
 }
 
 /// Makes the gadget (configfs), mounts its FunctionFS, writes the descriptors, binds it.
-fn plug(name: &str) -> Result<Arc<Unit>, String> {
+fn plug(name: &str, label: &str, serial: bool) -> Result<Arc<Unit>, String> {
     let personality = hid_sim::personality(name).ok_or(format!("unknown personality {name}"))?;
     let device = Device::new(personality).map_err(|e| format!("{name}: {e}"))?;
-    let id = format!("ps-{name}");
+    let id = format!("ps-{label}");
     let g = Path::new(GADGETS).join(&id);
     mkdir(&g)?;
     write(g.join("idVendor"), &format!("0x{:04x}", personality.vendor))?;
@@ -174,7 +178,9 @@ fn plug(name: &str) -> Result<Arc<Unit>, String> {
         personality.manufacturer,
     )?;
     write(g.join("strings/0x409/product"), personality.product_name)?;
-    write(g.join("strings/0x409/serialnumber"), personality.serial)?;
+    if serial {
+        write(g.join("strings/0x409/serialnumber"), personality.serial)?;
+    }
     mkdir(g.join("configs/c.1"))?;
     write(g.join("configs/c.1/MaxPower"), "100")?;
     write(g.join("configs/c.1/bmAttributes"), "0xa0")?;
@@ -198,7 +204,8 @@ fn plug(name: &str) -> Result<Arc<Unit>, String> {
         .map_err(|e| format!("FunctionFS refused the strings: {e}"))?;
     let udc = free_udc()?;
     let unit = Arc::new(Unit {
-        name: name.into(),
+        personality: name.into(),
+        name: label.into(),
         gadget: g.clone(),
         udc: udc.clone(),
         device: Mutex::new(device),
@@ -469,17 +476,24 @@ fn handle(
         .map(|u| lock(u).state.clone())
         .unwrap_or_default();
     match hid_sim::control(line, &mut scratch)? {
-        Command::Plug(name) => {
-            if let Some(u) = units.iter().find(|u| u.name == name) {
-                return Err(format!("{name} is plugged already ({})", u.udc));
-            }
-            let unit = plug(&name)?;
+        Command::Plug { name, serial } => {
+            // Another unit of a personality already plugged is a gadget of its own.
+            let label = match units.iter().filter(|u| u.personality == name).count() {
+                0 => name.clone(),
+                n => format!("{name}-{}", n + 1),
+            };
+            let unit = plug(&name, &label, serial)?;
             let msg = {
                 let d = lock(&unit);
                 format!(
-                    "{name} {:04x}:{:04x} on {}: {}",
+                    "{label} {:04x}:{:04x}{} on {}: {}",
                     d.personality.vendor,
                     d.personality.product,
+                    if serial {
+                        ""
+                    } else {
+                        " without a serial number"
+                    },
                     unit.udc,
                     hid_sim::describe(&d.state)
                 )

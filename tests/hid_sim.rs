@@ -221,9 +221,22 @@ fn control_lines_are_checked() {
     for p in PERSONALITIES {
         assert_eq!(
             control(&format!("plug {}", p.name), &mut state),
-            Ok(Command::Plug(p.name.into()))
+            Ok(Command::Plug {
+                name: p.name.into(),
+                serial: true
+            })
         );
     }
+    assert_eq!(
+        control("plug apc no-serial", &mut state),
+        Ok(Command::Plug {
+            name: "apc".into(),
+            serial: false
+        })
+    );
+    assert!(control("plug apc twice", &mut state)
+        .unwrap_err()
+        .contains("no-serial"));
     assert!(control("plug nosuch", &mut state)
         .unwrap_err()
         .contains("unknown personality"));

@@ -1128,8 +1128,12 @@ impl Device {
 /// serial simulator; `status` takes NUT's words.
 #[derive(Debug, PartialEq)]
 pub enum Command {
-    /// Make (once) and bind the gadget of a personality.
-    Plug(String),
+    /// Make and bind a gadget of a personality; `serial: false` leaves its serial number out
+    /// (two such units of one personality are identical twins, told apart only by their port).
+    Plug {
+        name: String,
+        serial: bool,
+    },
     /// Unbind the gadget from the UDC: the device leaves the bus.
     Unplug,
     /// Bind it again.
@@ -1156,6 +1160,11 @@ pub fn control(line: &str, state: &mut UpsState) -> Result<Command, String> {
     match words.first().copied() {
         Some("plug") => {
             let name = words.get(1).ok_or("plug needs a personality")?;
+            let serial = match words.get(2).copied() {
+                None => true,
+                Some("no-serial") => false,
+                Some(w) => return Err(format!("plug NAME [no-serial], not `{w}`")),
+            };
             personality(name).ok_or(format!(
                 "unknown personality `{name}` ({})",
                 PERSONALITIES
@@ -1164,7 +1173,10 @@ pub fn control(line: &str, state: &mut UpsState) -> Result<Command, String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ))?;
-            return Ok(Command::Plug((*name).into()));
+            return Ok(Command::Plug {
+                name: (*name).into(),
+                serial,
+            });
         }
         Some("unplug") => return Ok(Command::Unplug),
         Some("replug") => return Ok(Command::Replug),
