@@ -108,45 +108,47 @@ fn cyberpower_cst135_layout_is_the_captured_one() {
 /// Control lines, then what NUT must read: on line, low battery, charge, runtime (s), input V.
 type Step = (&'static [&'static str], bool, bool, f64, f64, f64);
 
+/// The image test's walk: OL, OB, OB LB, OL.
+const OL_OB_LB_OL: &[Step] = &[
+    (
+        &["status OL", "charge 100", "runtime 45", "input 121"],
+        true,
+        false,
+        100.0,
+        2700.0,
+        121.0,
+    ),
+    (
+        &["status OB", "charge 60", "runtime 20", "input 0"],
+        false,
+        false,
+        60.0,
+        1200.0,
+        0.0,
+    ),
+    (
+        &["status OB LB", "charge 8", "runtime 2"],
+        false,
+        true,
+        8.0,
+        120.0,
+        0.0,
+    ),
+    (
+        &["status OL", "charge 30", "runtime 10", "input 119"],
+        true,
+        false,
+        30.0,
+        600.0,
+        119.0,
+    ),
+];
+
 #[test]
 fn reports_follow_the_state_through_ol_ob_lb_ol() {
     for p in PERSONALITIES {
         let mut d = Device::new(p).unwrap();
-        let walk: &[Step] = &[
-            (
-                &["status OL", "charge 100", "runtime 45", "input 121"],
-                true,
-                false,
-                100.0,
-                2700.0,
-                121.0,
-            ),
-            (
-                &["status OB", "charge 60", "runtime 20", "input 0"],
-                false,
-                false,
-                60.0,
-                1200.0,
-                0.0,
-            ),
-            (
-                &["status OB LB", "charge 8", "runtime 2"],
-                false,
-                true,
-                8.0,
-                120.0,
-                0.0,
-            ),
-            (
-                &["status OL", "charge 30", "runtime 10", "input 119"],
-                true,
-                false,
-                30.0,
-                600.0,
-                119.0,
-            ),
-        ];
-        for (lines, line, low, charge, runtime, input) in walk {
+        for (lines, line, low, charge, runtime, input) in OL_OB_LB_OL {
             for l in *lines {
                 assert_eq!(control(l, &mut d.state), Ok(Command::Changed), "{l}");
             }
@@ -534,49 +536,15 @@ const SUBDRIVER_PATHS: &[(&str, &[(&str, Want)])] = &[
 
 #[test]
 fn every_subdriver_path_follows_the_state_through_ol_ob_lb_ol() {
-    // Control lines, then: on line, low battery, charge, runtime (s), input V.
-    let walk: &[Step] = &[
-        (
-            &["status OL", "charge 100", "runtime 45", "input 121"],
-            true,
-            false,
-            100.0,
-            2700.0,
-            121.0,
-        ),
-        (
-            &["status OB", "charge 60", "runtime 20", "input 0"],
-            false,
-            false,
-            60.0,
-            1200.0,
-            0.0,
-        ),
-        (
-            &["status OB LB", "charge 8", "runtime 2"],
-            false,
-            true,
-            8.0,
-            120.0,
-            0.0,
-        ),
-        (
-            &["status OL", "charge 30", "runtime 10", "input 119"],
-            true,
-            false,
-            30.0,
-            600.0,
-            119.0,
-        ),
-        (
-            &["charge 100", "input 230"],
-            true,
-            false,
-            100.0,
-            600.0,
-            230.0,
-        ),
-    ];
+    // The walk, then back to full charge at 230 V.
+    let more: &[Step] = &[(
+        &["charge 100", "input 230"],
+        true,
+        false,
+        100.0,
+        600.0,
+        230.0,
+    )];
     for p in PERSONALITIES {
         let paths = SUBDRIVER_PATHS
             .iter()
@@ -584,7 +552,7 @@ fn every_subdriver_path_follows_the_state_through_ol_ob_lb_ol() {
             .unwrap_or_else(|| panic!("{}: its subdriver's paths are listed", p.name))
             .1;
         let mut d = Device::new(p).unwrap();
-        for (lines, line, low, charge, runtime, input) in walk {
+        for (lines, line, low, charge, runtime, input) in OL_OB_LB_OL.iter().chain(more) {
             for l in *lines {
                 assert_eq!(control(l, &mut d.state), Ok(Command::Changed), "{l}");
             }
