@@ -69,6 +69,13 @@ pub struct Interface {
     pub ttys: Vec<String>,
 }
 
+impl Interface {
+    /// A program holds it through usbfs (a running NUT driver such as usbhid-ups).
+    pub fn held_by_program(&self) -> bool {
+        self.driver.as_deref() == Some("usbfs")
+    }
+}
+
 /// A USB device as sysfs shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsbDevice {
@@ -284,6 +291,15 @@ pub fn identify(inv: &mut Inventory, know: &table::Knowledge) {
             (None, h) => {
                 let why = match h {
                     Some(h) => format!("{}, not a power device", h.kind()),
+                    None if d
+                        .interfaces
+                        .iter()
+                        .any(|i| i.class == 0x03 && i.held_by_program()) =>
+                    {
+                        "HID device held by a program through usbfs (a running NUT driver?): \
+                         its report descriptor is not read"
+                            .to_string()
+                    }
                     None if d.has_hid_interface() => {
                         "HID device whose report descriptor is not readable".to_string()
                     }

@@ -71,7 +71,9 @@ pub fn fill(inv_usb: &mut [UsbDevice], reader: &dyn DeviceReader, problems: &mut
             }
         }
         for i in d.interfaces.iter_mut() {
-            if i.class != 0x03 || i.hid.is_some() {
+            // An interface a program holds through usbfs (a running NUT driver) is lent to it
+            // alone: asking would only disturb it.
+            if i.class != 0x03 || i.hid.is_some() || i.held_by_program() {
                 continue;
             }
             if down.is_some() {
@@ -284,10 +286,14 @@ mod libusb {
                 })?;
             let mut buf = vec![0u8; usize::from(length).min(MAX_REPORT_DESCRIPTOR)];
             let handle = device.open().map_err(device_error)?;
+            // A request to an interface is for whoever holds it: claimed for the read (no kernel
+            // driver is bound, or sysfs would have had the descriptor), released after.
+            handle.claim_interface(interface).map_err(device_error)?;
             // GET_DESCRIPTOR (0x06) of the interface (bmRequestType 0x81), Report (0x22), index 0.
-            let n = handle
-                .read_control(0x81, 0x06, 0x2200, u16::from(interface), &mut buf, TIMEOUT)
-                .map_err(device_error)?;
+            let read =
+                handle.read_control(0x81, 0x06, 0x2200, u16::from(interface), &mut buf, TIMEOUT);
+            let _ = handle.release_interface(interface);
+            let n = read.map_err(device_error)?;
             buf.truncate(n);
             Ok(buf)
         }
@@ -435,6 +441,15 @@ mod tests {
         assert!(h.from_device, "said to be read from the device");
         assert_eq!((h.length, h.crc32), (UPS.len(), super::hid::crc32(UPS)));
         assert_eq!(after[0].interfaces[1].hid, None);
+    }
+
+    #[test]
+    fn an_interface_a_program_holds_is_not_asked_for() {
+        // usbhid-ups claimed it through usbfs: the kernel lends it to that program alone.
+        let mut held = device("1-1.4", 6, &[(0, 0x03)]);
+        held.interfaces[0].driver = Some("usbfs".to_string());
+        let after = check(vec![held], Fake::default(), &[], &[]);
+        assert_eq!(after[0].interfaces[0].hid, None);
     }
 
     #[test]
