@@ -25,9 +25,9 @@ descriptor  desc      120      hid-descriptor [0-9]+-[0-9.]+: sysfs and the devi
 driver      adopt     180      Connected to UPS \[@SECTION@\]
 ol          adopt     180      upsc @SECTION@@localhost: ups.status=OL( CHRG)? battery.charge=100 battery.runtime=2700 input.voltage=121(\.0)?$
 ob          ob        90       upsc @SECTION@@localhost: ups.status=OB( DISCHRG)? battery.charge=60 battery.runtime=1200 input.voltage=0(\.0)?$
-ob-agent    ob        90       power-snitch\[[0-9]+\]: .*@SECTION@@[^ ]+: on battery: utility power is gone
+ob-agent    ob        90       power-snitch\[[0-9]+\]: (.* )?@SECTION@(@[^ ]+)?: on battery: utility power is gone
 lb          lb        90       upsc @SECTION@@localhost: ups.status=OB( DISCHRG)? LB battery.charge=8 battery.runtime=120 input.voltage=0(\.0)?$
-lb-agent    lb        90       power-snitch\[[0-9]+\]: .*@SECTION@@[^ ]+: low battery: shutdown is near
+lb-agent    lb        90       power-snitch\[[0-9]+\]: (.* )?@SECTION@(@[^ ]+)?: low battery: shutdown is near
 ol-again    ol        90       upsc @SECTION@@localhost: ups.status=OL( CHRG)? battery.charge=30 battery.runtime=600 input.voltage=119(\.0)?$
 dropped     drop      30       kernel: usb [0-9]+-[0-9.]+: USB disconnect
 fresh       drop      180      upsc @SECTION@@localhost: ups.status=OL( CHRG)? battery.charge=55 battery.runtime=900 input.voltage=118(\.0)?$
@@ -244,7 +244,9 @@ hid_one() {
     host_step "$name-adopt" no "$(head -c 600 <<< "$adopted")"
     section=${section:-none}
   fi
-  for step in "${hid_steps[@]}"; do PATTERN[$step]=${PATTERN[$step]//@SECTION@/$section}; done
+  for step in "${hid_steps[@]}"; do
+    [[ "$step" == "$name-"* ]] && PATTERN[$step]=${PATTERN[$step]//@SECTION@/$section}
+  done
   # What upsd says of it, each change a journal line.
   hid "sh systemd-run --unit=power-snitch-test-upsc-$section -p SyslogIdentifier=power-snitch-test-upsc /usr/lib/power-snitch/test-upsc-vars $section@localhost ups.status battery.charge battery.runtime input.voltage"
   hid_run_steps "$name:adopt" "${HID_T[$name:adopt]}" "$from"

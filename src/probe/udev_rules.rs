@@ -45,11 +45,22 @@ pub fn generate(know: &Knowledge) -> String {
          GOTO=\"power_snitch_check\"\n\n\
          LABEL=\"power_snitch_check\"\n\
          ACTION==\"add\", TAG+=\"systemd\", ENV{SYSTEMD_WANTS}+=\"power-snitch-check@add:$kernel:$env{ID_VENDOR_ID}:$env{ID_MODEL_ID}.service\"\n\
-         ACTION==\"remove\", RUN+=\"/bin/systemctl --no-block start power-snitch-check@remove:$kernel:$env{ID_VENDOR_ID}:$env{ID_MODEL_ID}.service\"\n\n\
+         ACTION==\"remove\", ENV{ID_VENDOR_ID}==\"?*\", RUN+=\"/bin/systemctl --no-block start power-snitch-check@remove:$kernel:$env{ID_VENDOR_ID}:$env{ID_MODEL_ID}.service\"\n\
+         # No ids from udev's database (seen on Debian 13's udev for a USB device pulled out):\n\
+         # the kernel's PRODUCT (vid/pid/bcdDevice in hex), which every USB remove carries.\n\
+         ACTION==\"remove\", ENV{ID_VENDOR_ID}!=\"?*\", ENV{PRODUCT}==\"?*\", RUN+=\"{REMOVE_BY_PRODUCT}\"\n\
+         ACTION==\"remove\", ENV{ID_VENDOR_ID}!=\"?*\", ENV{PRODUCT}!=\"?*\", RUN+=\"/bin/systemctl --no-block start power-snitch-check@remove:$kernel::.service\"\n\n\
          LABEL=\"power_snitch_end\"\n",
     );
-    out
+    out.replace("{REMOVE_BY_PRODUCT}", REMOVE_BY_PRODUCT)
 }
+
+/// The remove command when udev has no ids: PRODUCT split at `/` by the shell, each part
+/// printed as four hex digits. (`$$` and `%%` are udev's escapes of `$` and `%`.)
+pub const REMOVE_BY_PRODUCT: &str =
+    "/bin/sh -c 'IFS=/; p=$env{PRODUCT}; set -- $$p; exec /bin/systemctl \
+     --no-block start power-snitch-check@remove:$kernel:$$(printf %%04x 0x$$1):$$(printf %%04x \
+     0x$$2).service'";
 
 #[cfg(test)]
 mod tests {
@@ -65,7 +76,47 @@ mod tests {
         assert!(!rules.contains("ENV{PRODUCT}==\"403/6001/*\""));
         assert_eq!(
             rules.matches("ENV{PRODUCT}==\"").count(),
-            know.table_ups_ids().len()
+            know.table_ups_ids().len() + 1
         );
+        assert!(rules.contains(REMOVE_BY_PRODUCT));
+    }
+
+    /// The shell line udev runs when a removed device has no ids in its database, with udev's
+    /// substitutions made and `echo` for systemctl: the unit is the one the ids would name.
+    #[test]
+    fn a_remove_without_ids_names_the_unit_from_product() {
+        for (kernel, product, unit) in [
+            (
+                "3-1",
+                "764/501/200",
+                "power-snitch-check@remove:3-1:0764:0501.service",
+            ),
+            (
+                "1-1.3:1.0",
+                "51d/2/106",
+                "power-snitch-check@remove:1-1.3:1.0:051d:0002.service",
+            ),
+            (
+                "2-1",
+                "463/ffff/100",
+                "power-snitch-check@remove:2-1:0463:ffff.service",
+            ),
+        ] {
+            let line = REMOVE_BY_PRODUCT
+                .replace("$env{PRODUCT}", product)
+                .replace("$kernel", kernel)
+                .replace("$$", "$")
+                .replace("%%", "%")
+                .replace("/bin/systemctl --no-block start", "echo");
+            let script = line
+                .strip_prefix("/bin/sh -c '")
+                .and_then(|l| l.strip_suffix('\''))
+                .unwrap();
+            let o = std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), unit, "{script}");
+        }
     }
 }
