@@ -677,7 +677,7 @@ fn agent_checks_the_hardware_and_rechecks_when_udev_check_asks() {
     let mark = agent.mark();
     let out = bin(&[
         "udev-check",
-        "add:1-1:051d:0002",
+        "add:3-1:051d:0002",
         "--nut-version",
         "2.8.0",
         "--sysfs-root",

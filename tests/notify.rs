@@ -1436,7 +1436,7 @@ fn notify_a_ups_unplugged_a_new_ups_and_a_new_error_in_nuts_files_reach_the_rece
 
     // The configured APC is unplugged.
     plug("keyboard");
-    udev("remove:1-1:051d:0002");
+    udev("remove:3-1:051d:0002");
     let got = rx.wait(Duration::from_secs(10), |g| !webhook_texts(g).is_empty());
     let ev = webhook_texts(&got);
     assert_eq!(ev[0].0, "unplugged", "{ev:?}");
@@ -1448,7 +1448,7 @@ fn notify_a_ups_unplugged_a_new_ups_and_a_new_error_in_nuts_files_reach_the_rece
     // A new UPS (a CyberPower, which [apc] does not select) is plugged in.
     let n = ev.len();
     plug("cyberpower-hid");
-    udev("add:1-1:0764:0501");
+    udev("add:3-1:0764:0501");
     let got = rx.wait(Duration::from_secs(10), |g| {
         webhook_texts(g).iter().any(|(k, _)| k == "new_ups")
     });
@@ -1478,7 +1478,7 @@ fn notify_a_ups_unplugged_a_new_ups_and_a_new_error_in_nuts_files_reach_the_rece
     );
     assert!(f.1.contains("[broken]") || f.1.contains("driver"), "{ev:?}");
     // Each told once: nothing comes again on the next recheck.
-    udev("add:1-1:0764:0501");
+    udev("add:3-1:0764:0501");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         webhook_texts(&rx.got()).len(),

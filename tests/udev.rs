@@ -131,21 +131,21 @@ fn a_configured_ups_plugged_in_is_matched_to_its_section() {
         None,
         &[
             ("ACTION", "add"),
-            ("DEVPATH", "/devices/pci0000:00/0000:00:14.0/usb1/1-1"),
+            ("DEVPATH", "/devices/platform/dummy_hcd.0/usb3/3-1"),
             ("SUBSYSTEM", "usb"),
-            ("PRODUCT", "764/501/1"),
+            ("PRODUCT", "764/501/200"),
             ("ID_VENDOR_ID", "0764"),
             ("ID_MODEL_ID", "0501"),
         ],
     );
     let l = log(&o);
     assert!(
-        l.contains("info: UPS plugged in at 1-1: CPS CP1500PFCLCD")
+        l.contains("info: UPS plugged in at 3-1: CPS CP1500AVRLCDa")
             && l.contains("served by [cps]"),
         "{l}"
     );
     // Its interface's own event is left to the device's.
-    let o = udev_check(&sys, &nut, Some("add:1-1:1.0:0764:0501"), &[]);
+    let o = udev_check(&sys, &nut, Some("add:3-1:1.0:0764:0501"), &[]);
     assert!(
         log(&o).contains("its device's check covers it"),
         "{}",
