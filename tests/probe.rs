@@ -247,6 +247,7 @@ fn each_hardware_finding_comes_from_its_fixture() {
         ("cps-unstable", "matcher-unstable"),
         ("twins-ambiguous", "matcher-ambiguous"),
         ("twins-ambiguous-2.8.0", "matcher-ambiguous"),
+        ("twins-same-port", "matcher-ambiguous"),
         ("keyboard-absent", "ups-absent"),
         ("locked-node", "device-permission"),
         // NUT's udev rules do not know its VID:PID, so its node stays root's.
@@ -261,7 +262,13 @@ fn each_hardware_finding_comes_from_its_fixture() {
             codes(dir)
         );
     }
-    for clean in ["cps-ok", "twins-busport", "megatec-usb", "eaton-ok"] {
+    for clean in [
+        "cps-ok",
+        "twins-busport",
+        "twins-bus-and-port",
+        "megatec-usb",
+        "eaton-ok",
+    ] {
         assert_eq!(codes(clean), Vec::<String>::new(), "{clean}");
     }
 }
@@ -432,6 +439,45 @@ fn ups_conf_sections_are_ready_to_paste() {
         1,
         "{sections}: {v}"
     );
+    let _ = fs::remove_dir_all(&root);
+}
+
+/// Twins on port 1 of two controllers' root hubs (as the kernel made them in the QEMU guest):
+/// the port number alone is the same, so the sections name the bus too, and pass the check.
+#[test]
+fn twins_on_two_buses_are_told_apart_by_bus_and_port() {
+    let root = tree("twins-two-buses", "paste-buses");
+    let nut = nut_dir(&[], "paste-buses");
+    let o = bin()
+        .args([
+            "probe",
+            "--ups-conf",
+            "--nut-version",
+            "2.8.1",
+            "--sysfs-root",
+        ])
+        .arg(root.join("sys"))
+        .arg("--nut-dir")
+        .arg(&nut)
+        .output()
+        .unwrap();
+    let sections = text(&o);
+    assert!(
+        sections.contains("\tbus = 003\n\tbusport = 001\n")
+            && sections.contains("\tbus = 004\n\tbusport = 001\n"),
+        "{sections}"
+    );
+    let nut = nut_dir(
+        &[("ups.conf", &sections), ("nut.conf", "MODE=none\n")],
+        "paste-buses2",
+    );
+    let v = check_json(&root, &nut, "2.8.1");
+    assert_eq!(
+        v["findings"].as_array().unwrap().len(),
+        1,
+        "{sections}: {v}"
+    );
+    assert_eq!(v["findings"][0]["code"], "bad-mode", "{sections}");
     let _ = fs::remove_dir_all(&root);
 }
 

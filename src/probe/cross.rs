@@ -212,7 +212,7 @@ fn usb_section(input: &Input, section: &UpsSection, driver: &str, sink: &mut Sin
                 format!("[{}] matches on device = \"{pattern}\": the kernel gives a USB device a new number each time it is plugged in or the UPS resets", section.name),
             )
             .with_hint(stable_hint(input, section, driver, served.first().map(|&i| dev(i))));
-        } else if *f == Field::Bus {
+        } else if *f == Field::Bus && !bus_needed(&m, &usb_ups, &dev, &serves) {
             sink.info(
                 Code::MatcherUnstable,
                 pos,
@@ -354,6 +354,31 @@ fn ambiguity_hint(
                 ports.join(" / ")
             );
         }
+        // The same port number on different buses (each on a root port of its own
+        // controller): the bus and the port together.
+        let mut places: Vec<(String, String)> = devs
+            .iter()
+            .map(|d| (Field::Bus.value(d), Field::BusPort.value(d)))
+            .collect();
+        places.sort();
+        places.dedup();
+        if places.len() == devs.len() {
+            let both: Vec<String> = devs
+                .iter()
+                .map(|d| {
+                    format!(
+                        "bus = {}, busport = {} (USB {})",
+                        Field::Bus.value(d),
+                        Field::BusPort.value(d),
+                        d.name
+                    )
+                })
+                .collect();
+            return format!(
+                "these UPSes have no serial numbers and sit on the same port number of different buses: tell them apart by bus and port, one section each: {}",
+                both.join(" / ")
+            );
+        }
     }
     format!(
         "these UPSes have no serial numbers and {} cannot match on the hub port here (busport needs NUT 2.8.1 or later); until then, [{}] can only tell them apart by bus and device numbers, which change on replug",
@@ -366,6 +391,29 @@ fn busport_ok(input: &Input, driver: &str) -> bool {
         input.db.section_var(driver, "busport", input.version),
         Some(Lookup::Accepted(_))
     )
+}
+
+/// Whether a section's `bus` tells apart devices its other matchers cannot: identical twins
+/// on the same port number of two buses (one on each controller's root hub).
+fn bus_needed<'a>(
+    m: &Matchers,
+    usb_ups: &[usize],
+    dev: &impl Fn(usize) -> &'a UsbDevice,
+    serves: &impl Fn(usize) -> bool,
+) -> bool {
+    let others = Matchers {
+        set: m
+            .set
+            .iter()
+            .filter(|(f, _, _)| *f != Field::Bus)
+            .cloned()
+            .collect(),
+    };
+    usb_ups
+        .iter()
+        .filter(|&&i| serves(i) && others.matches(dev(i)))
+        .count()
+        > 1
 }
 
 fn stable_hint(
@@ -636,7 +684,20 @@ pub fn section_text(
             )),
             (None, true) if busport_ok(driver) => {
                 if let Some(d) = ups.usb.map(|u| &inv.usb[u]) {
-                    lines.push(format!("\tbusport = {}", Field::BusPort.value(d)));
+                    // Twins on the same port number of two buses (two root hubs): the bus too.
+                    let port = Field::BusPort.value(d);
+                    let same_port = inv
+                        .ups
+                        .iter()
+                        .filter(|o| o.vendor_id == ups.vendor_id && o.product_id == ups.product_id)
+                        .filter_map(|o| o.usb.map(|u| &inv.usb[u]))
+                        .filter(|o| Field::BusPort.value(o) == port)
+                        .count()
+                        > 1;
+                    if same_port {
+                        lines.push(format!("\tbus = {}", Field::Bus.value(d)));
+                    }
+                    lines.push(format!("\tbusport = {port}"));
                 }
             }
             _ => {}
