@@ -174,15 +174,6 @@ hid_new_device() {
   done
 }
 
-# With --capture, after the serial walk's plug: the tree of QEMU's usb-serial adapter (an FTDI
-# FT232, 0403:6001) with the kernel's ftdi_sio and its ttyUSB0, into captured-ftdi-serial.
-hid_capture_serial() {
-  [ -n "$hid_capture" ] || return 0
-  local dev
-  dev=$(hid_new_device 0403 1) || { echo "   capture: no FTDI adapter in the journal"; return 0; }
-  hid_capture_tree ftdi-serial "$dev" "$(hid_mark)"
-}
-
 # With --capture, at the walk's end: two units of personality $1 without serial numbers, one
 # on each UDC (identical twins, told apart by their port), into captured-twins.
 hid_capture_twins() {
