@@ -635,15 +635,7 @@ pub fn section_text(
     taken: &[&str],
     busport_ok: impl Fn(&str) -> bool,
 ) -> String {
-    let base: String = ups
-        .vendor
-        .as_deref()
-        .unwrap_or("ups")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(16)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let base = section_base(ups.vendor.as_deref().unwrap_or("ups"));
     let base = if base.is_empty() {
         "ups".to_string()
     } else {
@@ -711,6 +703,49 @@ pub fn section_text(
     };
     lines.push(format!("\tdesc = {}", crate::nut::conf::format_word(&desc)));
     lines.join("\n")
+}
+
+/// Words of a company's form that say nothing of which company it is.
+const COMPANY_WORDS: &[&str] = &[
+    "co",
+    "ltd",
+    "coltd",
+    "inc",
+    "corp",
+    "corporation",
+    "company",
+    "gmbh",
+    "llc",
+    "limited",
+    "sa",
+    "ag",
+    "bv",
+    "spa",
+    "srl",
+];
+
+/// A section name from a vendor's name: its initials when it has three words or more
+/// (`American Power Conversion`: `apc`), else its first word (`CPS`, `EATON`, `Tripp Lite`:
+/// `cps`, `eaton`, `tripp`); ASCII letters and digits only, lower case, at most 16.
+pub fn section_base(vendor: &str) -> String {
+    let words: Vec<String> = vendor
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty() && !COMPANY_WORDS.contains(&w.to_ascii_lowercase().as_str()))
+        .collect();
+    let base: String = if words.len() >= 3 {
+        words.iter().filter_map(|w| w.chars().next()).collect()
+    } else {
+        words.first().cloned().unwrap_or_default()
+    };
+    base.chars()
+        .take(16)
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 /// A matcher that matches exactly `text`: NUT reads `serial`, `vendor`, `product` ... as POSIX
@@ -837,6 +872,31 @@ fn live_section(
                     .with_hint("the driver serves another device than ups.conf selects: restart it, and make the matchers select one device");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::section_base;
+
+    #[test]
+    fn section_names_are_short_for_long_vendor_names() {
+        for (vendor, base) in [
+            ("American Power Conversion", "apc"),
+            ("CPS", "cps"),
+            ("EATON", "eaton"),
+            ("Tripp Lite", "tripp"),
+            ("POWERCOM Co.,LTD", "powercom"),
+            ("Powercom Co., Ltd", "powercom"),
+            ("PowerSim", "powersim"),
+            ("Liebert Corporation", "liebert"),
+            ("INNO TECH", "inno"),
+            ("", ""),
+            ("--- !", ""),
+            ("Averyveryveryverylongname Ltd", "averyveryveryver"),
+        ] {
+            assert_eq!(section_base(vendor), base, "{vendor}");
         }
     }
 }
