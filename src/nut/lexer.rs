@@ -54,6 +54,9 @@ pub struct Line {
     pub words: Vec<Word>,
     /// Where NUT started reading this line.
     pub pos: Pos,
+    /// The physical line NUT read its last byte from: past `pos.line` when a quote or a
+    /// backslash carried it over line breaks.
+    pub end_line: u32,
     /// NUT reported a parse error on this line and its readers skip it.
     pub skipped: bool,
     /// This line is what follows a parse error on the same physical line.
@@ -428,6 +431,7 @@ impl Lexer {
         self.out.lines.push(Line {
             words,
             pos: self.line_pos,
+            end_line: self.pos.line,
             skipped,
             after_error,
         });

@@ -111,13 +111,16 @@ impl Doc {
         if starts.first().is_none_or(|s| s.0 != 0) {
             starts.insert(0, (0, Vec::new()));
         }
-        // The last line without a newline that NUT never reads is a group of its own.
-        // (A quote never closed takes every line after it, that one too.)
+        // The last line without a newline that NUT never reads is a group of its own, unless
+        // a quote or a backslash carried an earlier line into it (a quote never closed takes
+        // every line after it, that one too).
         let unterminated = lexed
             .events
             .iter()
             .any(|e| matches!(e.what, Mangling::UnterminatedQuote));
+        let carried = lexed.lines.iter().any(|l| l.end_line as usize >= n);
         let last_lost = !unterminated
+            && !carried
             && self.lines[n - 1].end == Ending::None
             && starts.last().is_some_and(|s| s.0 != n - 1);
         if last_lost {

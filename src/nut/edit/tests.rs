@@ -738,4 +738,10 @@ fn a_quote_never_closed_keeps_the_last_line_with_its_directive() {
     let mut d = UpsdDoc::parse(b"LISTEN \"::1\"\nx.y", v);
     d.set_listen(&[("127.0.0.1".into(), None)]).unwrap();
     assert_eq!(d.to_bytes(), b"LISTEN \"127.0.0.1\"\nx.y");
+    // A quote that runs over line breaks and closes on that last line takes it too: removing
+    // the directive leaves no half of it behind.
+    let text = b"MAXAGE 15\nLISTEN 12MODE=\"s1.0 SYSLOG\nNOTIFYFLAG LOWBATT\nNOCO\"";
+    let mut d = UpsdDoc::parse(text, v);
+    d.set_listen(&[]).unwrap();
+    assert_eq!(d.to_bytes(), b"MAXAGE 15\n");
 }
