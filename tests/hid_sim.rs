@@ -454,37 +454,24 @@ enum Want {
     ChargerMode,
 }
 
+/// What cps-hid.c reads of both CyberPower personalities.
+const CPS_PATHS: &[(&str, Want)] = &[
+    ("UPS.PowerSummary.RemainingCapacity", Want::Charge),
+    ("UPS.PowerSummary.RunTimeToEmpty", Want::RuntimeSeconds),
+    ("UPS.Input.Voltage", Want::InputVolts),
+    ("UPS.PowerSummary.PresentStatus.ACPresent", Want::Line),
+    ("UPS.PowerSummary.PresentStatus.Discharging", Want::Battery),
+    (
+        "UPS.PowerSummary.PresentStatus.BelowRemainingCapacityLimit",
+        Want::Low,
+    ),
+];
+
 /// The paths each vendor's subdriver maps to ups.status, battery.charge, battery.runtime and
 /// input.voltage (cps-hid.c, apc-hid.c, mge-hid.c), with what they must read.
 const SUBDRIVER_PATHS: &[(&str, &[(&str, Want)])] = &[
-    (
-        "cyberpower",
-        &[
-            ("UPS.PowerSummary.RemainingCapacity", Want::Charge),
-            ("UPS.PowerSummary.RunTimeToEmpty", Want::RuntimeSeconds),
-            ("UPS.Input.Voltage", Want::InputVolts),
-            ("UPS.PowerSummary.PresentStatus.ACPresent", Want::Line),
-            ("UPS.PowerSummary.PresentStatus.Discharging", Want::Battery),
-            (
-                "UPS.PowerSummary.PresentStatus.BelowRemainingCapacityLimit",
-                Want::Low,
-            ),
-        ],
-    ),
-    (
-        "cyberpower-cst135",
-        &[
-            ("UPS.PowerSummary.RemainingCapacity", Want::Charge),
-            ("UPS.PowerSummary.RunTimeToEmpty", Want::RuntimeSeconds),
-            ("UPS.Input.Voltage", Want::InputVolts),
-            ("UPS.PowerSummary.PresentStatus.ACPresent", Want::Line),
-            ("UPS.PowerSummary.PresentStatus.Discharging", Want::Battery),
-            (
-                "UPS.PowerSummary.PresentStatus.BelowRemainingCapacityLimit",
-                Want::Low,
-            ),
-        ],
-    ),
+    ("cyberpower", CPS_PATHS),
+    ("cyberpower-cst135", CPS_PATHS),
     (
         "apc",
         &[
