@@ -84,11 +84,7 @@ hid_mark() { echo $(($(wc -l < "$journal") + 1)); }
 
 hid_prepare() {
   note "the simulated USB HID UPS: image/hid-sim-disk (cargo zigbuild --example hid-ups-sim)"
-  local p need=()
-  for p in mtools dosfstools; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
-  if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-  fi
+  "$repo/scripts/need" mtools dosfstools
   "$here/hid-sim-disk" "$run/hid-sim.img" --arch "$arch"
 }
 
