@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::nut::{Nut, LIBEXEC};
 use power_snitch::inspect::clients;
 use power_snitch::inspect::{Face, Given, Installed, Plan};
-use power_snitch::manage::run::Direct;
+use power_snitch::manage::run::{alive, Direct};
 use power_snitch::manage::{change, Apply, ManageError, Mode, Outcome, Proposal};
 use power_snitch::nut::edit::Preset;
 use power_snitch::nut::version::NutVersion;
@@ -78,13 +78,17 @@ impl Secondary {
     }
 
     /// Starts upsmon; while another upsmon on this machine holds NUT's PID file (upsmon 2.8
-    /// refuses to start then), waits for it, at most 90 s.
+    /// refuses to start then), waits for it, at most 90 s. (upsmon also names "previous upsmon
+    /// instance" when it finds no PID file at all: only its refusal counts.)
     fn start(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             self.spawn();
             std::thread::sleep(Duration::from_millis(700));
-            if !self.log().contains("previous upsmon instance") {
+            if !self
+                .log()
+                .contains("A previous upsmon instance is already running")
+            {
                 return;
             }
             self.stop();
@@ -127,14 +131,13 @@ impl Secondary {
             std::thread::sleep(Duration::from_millis(300));
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             let _ = c.wait();
-            // Its PID file in NUT's run directory, when it was ours.
+            // Its PID file in NUT's run directory, when it was ours or names no running
+            // process (upsmon's fork, orphaned, may stay a zombie under an init that reaps none).
             let run = Path::new("/run/nut/upsmon.pid");
             if fs::read_to_string(run)
                 .ok()
                 .and_then(|t| t.trim().parse::<i32>().ok())
-                .is_some_and(|p| {
-                    p == pid || nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err()
-                })
+                .is_some_and(|p| p == pid || !alive(nix::unistd::Pid::from_raw(p)))
             {
                 let _ = fs::remove_file(run);
             }

@@ -93,7 +93,7 @@ impl Drop for Running {
         }
         // upsmon leaves its PID file behind.
         let upsmon = Path::new("/run/nut/upsmon.pid");
-        let gone = |p: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err();
+        let gone = |p: i32| !power_snitch::manage::run::alive(nix::unistd::Pid::from_raw(p));
         if self.upsmon
             && fs::read_to_string(upsmon)
                 .ok()

@@ -199,10 +199,10 @@ impl Direct {
             use nix::sys::signal::{kill, Signal};
             let _ = kill(pid, Signal::SIGCONT);
             let deadline = Instant::now() + Duration::from_secs(10);
-            while kill(pid, None).is_ok() && Instant::now() < deadline {
+            while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if kill(pid, None).is_ok() {
+            if alive(pid) {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         }
@@ -211,18 +211,22 @@ impl Direct {
 
     /// Waits until the process whose PID file is `path` has gone.
     fn wait_gone(&self, path: &Path) {
-        let Some(pid) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-            .filter(|p| *p > 0)
-        else {
+        let Some(pid) = pid_of(path) else {
             return;
         };
-        let pid = nix::unistd::Pid::from_raw(pid);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
+        while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts upsmon. upsmon refuses to while its PID file names a process that answers a
+    /// signal 0, which a zombie upsmon does: a PID file that names no running process goes.
+    fn start_upsmon(&mut self, unit: &Unit) -> Result<(), String> {
+        if self.upsmon_pid.exists() && !runs(&self.upsmon_pid) {
+            let _ = std::fs::remove_file(&self.upsmon_pid);
+        }
+        self.program(unit, "upsmon", &[], true)
     }
 }
 
@@ -249,7 +253,7 @@ impl Runner for Direct {
             // A daemon that does not run has nothing to reload (whether it runs follows MODE).
             (Unit::Upsd, Op::Reload) if !runs(&self.state_dir.join("upsd.pid")) => Ok(()),
             (Unit::Upsd, Op::Reload) => self.program(&a.unit, "upsd", &["-c", "reload"], true),
-            (Unit::Upsmon, Op::Start) => self.program(&a.unit, "upsmon", &[], true),
+            (Unit::Upsmon, Op::Start) => self.start_upsmon(&a.unit),
             (Unit::Upsmon, Op::Stop) => {
                 self.program(&a.unit, "upsmon", &["-c", "stop"], false)?;
                 self.wait_gone(&self.upsmon_pid.clone());
@@ -258,7 +262,7 @@ impl Runner for Direct {
             (Unit::Upsmon, Op::Restart) => {
                 self.program(&a.unit, "upsmon", &["-c", "stop"], false)?;
                 self.wait_gone(&self.upsmon_pid.clone());
-                self.program(&a.unit, "upsmon", &[], true)
+                self.start_upsmon(&a.unit)
             }
             (Unit::Upsmon, Op::Reload) if !runs(&self.upsmon_pid) => Ok(()),
             (Unit::Upsmon, Op::Reload) => self.program(&a.unit, "upsmon", &["-c", "reload"], true),
@@ -281,16 +285,27 @@ fn pid_of(path: &Path) -> Option<nix::unistd::Pid> {
         .and_then(|t| t.trim().parse::<i32>().ok())
         .filter(|p| *p > 0)
         .map(nix::unistd::Pid::from_raw)
-        .filter(|p| nix::sys::signal::kill(*p, None).is_ok())
+        .filter(|p| alive(*p))
 }
 
 /// Whether the process whose PID file is `path` runs.
 fn runs(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|p| *p > 0)
-        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+    pid_of(path).is_some()
+}
+
+/// Whether `pid` runs. A zombie does not: it has exited and only waits to be reaped, which
+/// an init that is not a real one (a container's first process) may never do, while a
+/// signal 0 to it still succeeds.
+pub fn alive(pid: nix::unistd::Pid) -> bool {
+    nix::sys::signal::kill(pid, None).is_ok()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            // The state follows the command name, which is in parentheses and may hold any.
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            != Some(true)
 }
 
 /// Where NUT installs upsdrvctl (a program, not a wrapper, in every release).
@@ -447,6 +462,41 @@ impl Runner for Systemd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_does_not_run_and_its_pid_file_goes_before_upsmon_starts() {
+        // A child that has exited and is not reaped yet: a zombie, which answers signal 0.
+        let mut child = Command::new("sh").args(["-c", "exit 0"]).spawn().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "the child exits");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            nix::sys::signal::kill(pid, None).is_ok(),
+            "a zombie answers signal 0"
+        );
+        let dir = std::env::temp_dir().join(format!("ps-zombie-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("upsmon.pid");
+        std::fs::write(&pid_file, format!("{pid}\n")).unwrap();
+        assert!(!runs(&pid_file));
+        let mut direct = Direct::new(&dir, &dir, &dir, None);
+        direct.upsmon_pid = pid_file.clone();
+        // No upsmon in that directory: the start fails, but the stale PID file went first.
+        assert!(direct
+            .run(&Action {
+                op: Op::Start,
+                unit: Unit::Upsmon
+            })
+            .is_err());
+        assert!(!pid_file.exists());
+        child.wait().unwrap();
+        assert!(!alive(pid));
+        assert!(alive(nix::unistd::getpid()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn escapes_instance_names_as_systemd_does() {
