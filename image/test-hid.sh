@@ -186,6 +186,26 @@ hid_capture_twins() {
   hid_capture_tree twins "$a $b" "$(hid_mark)"
 }
 
+# With --capture, after the twins: QEMU's USB keyboard and its FTDI FT232 adapter (usb-serial,
+# with nothing behind it) behind QEMU's USB hub on the xHCI, into captured-keyboard and
+# captured-ftdi-serial: a HID device that is no UPS, and a USB-serial port with udev's links.
+hid_capture_qemu_devices() {
+  [ -n "$hid_capture" ] || return 0
+  local from kbd ftdi
+  note "capture: QEMU's USB keyboard and FTDI adapter behind a USB hub on the xHCI"
+  from=$(hid_mark)
+  monitor "device_add usb-hub,id=cap-hub,bus=xhci.0,port=2"
+  sleep 5
+  monitor "device_add usb-kbd,id=cap-kbd,bus=xhci.0,port=2.1"
+  kbd=$(hid_new_device 0627 "$from") || { echo "   capture: the keyboard did not appear"; return 0; }
+  monitor "chardev-add null,id=cap-null"
+  monitor "device_add usb-serial,chardev=cap-null,id=cap-ftdi,bus=xhci.0,port=2.2,serial=A50285BI,always-plugged=on"
+  ftdi=$(hid_new_device 0403 "$from") || { echo "   capture: the adapter did not appear"; return 0; }
+  sleep 10  # the drivers and udev (the nodes' owners, /dev/serial) have done their part
+  hid_capture_tree keyboard "$kbd" "$(hid_mark)"
+  hid_capture_tree ftdi-serial "$ftdi" "$(hid_mark)"
+}
+
 # One personality: plug, the check, the descriptor, adopt, OL -> OB -> OB LB -> OL, (the
 # drop-out), unplug.
 hid_one() {
@@ -287,6 +307,7 @@ hid_walk() {
     first=no
   done
   hid_capture_twins "${hid_names[0]}"
+  hid_capture_qemu_devices
 }
 
 hid_report() {

@@ -357,7 +357,7 @@ fn a_newer_nuts_udev_rules_identify_what_the_table_does_not() {
     fs::create_dir_all(&rules).unwrap();
     fs::write(
         rules.join("62-nut-usbups.rules"),
-        "LABEL=\"nut-usbups_rules_real\"\n# Logitech\n#  K120 power strip  - usbhid-ups\nATTR{idVendor}==\"046d\", ATTR{idProduct}==\"c31c\", MODE=\"664\", GROUP=\"nut\"\n",
+        "LABEL=\"nut-usbups_rules_real\"\n# QEMU\n#  USB Keyboard  - usbhid-ups\nATTR{idVendor}==\"0627\", ATTR{idProduct}==\"0001\", MODE=\"664\", GROUP=\"nut\"\n",
     )
     .unwrap();
     let v = probe_json(&root, &[]);

@@ -209,28 +209,28 @@ fn a_configured_ups_pulled_out_is_a_critical_line() {
 
 #[test]
 fn a_serial_ups_behind_an_adapter_pulled_out_is_a_critical_line() {
-    let by_id = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0";
+    let by_id = "/dev/serial/by-id/usb-QEMU_QEMU_USB_SERIAL_A50285BI-if00-port0";
     let conf = format!("[ups]\n\tdriver = nutdrv_qx\n\tport = {by_id}\n\tprotocol = megatec\n");
     let (sys, nut) = setup("ftdi-serial", &conf, "tty");
     // Plugged in: its section's driver takes the port; nothing is sent to it.
-    let l = log(&udev_check(&sys, &nut, Some("add:ttyUSB0:0403:6001"), &[]));
+    let l = log(&udev_check(&sys, &nut, Some("add:ttyUSB1:0403:6001"), &[]));
     assert!(
-        l.contains("serial port /dev/ttyUSB0 appeared: configured for [ups] (nutdrv_qx), whose NUT driver takes it"),
+        l.contains("serial port /dev/ttyUSB1 appeared: configured for [ups] (nutdrv_qx), whose NUT driver takes it"),
         "{l}"
     );
     // Gone as the kernel and udev leave it: no tty, no by-id link.
     let root = sys.parent().unwrap();
     fs::remove_file(root.join(by_id.trim_start_matches('/'))).unwrap();
-    fs::remove_file(sys.join("class/tty/ttyUSB0")).unwrap();
+    fs::remove_file(sys.join("class/tty/ttyUSB1")).unwrap();
     let l = log(&udev_check(
         &sys,
         &nut,
-        Some("remove:ttyUSB0:0403:6001"),
+        Some("remove:ttyUSB1:0403:6001"),
         &[],
     ));
     assert!(
         l.contains(
-            "critical: configured UPS disappeared: [ups] (nutdrv_qx) lost its device ttyUSB0"
+            "critical: configured UPS disappeared: [ups] (nutdrv_qx) lost its device ttyUSB1"
         ),
         "{l}"
     );
